@@ -1,0 +1,209 @@
+import Foundation
+import HTTPCaching
+import NIOCore
+
+/// The cache's storage: stored responses and their bodies in an LMDB environment.
+///
+/// Reads (``lookup(_:requestHeaders:)``, ``readChunk(objectID:index:)``) run on the caller's
+/// thread in short read transactions and never wait for the writer. Writes go through one
+/// writer thread that batches them (see `StoreWriter`). A body becomes visible only when the
+/// object's record commits, after its last chunk: a crash leaves the old object or the new
+/// one, never a torn one.
+public final class CacheStore: Sendable {
+    public let configuration: StoreConfiguration
+    let environment: LMDBEnvironment
+    let schema: Schema
+    private let writer: StoreWriter?
+    private let allocator = ByteBufferAllocator()
+
+    /// Opens the store, creating it in an empty directory. A writable open also removes the
+    /// chunks of objects that were being written when the previous process stopped.
+    public init(configuration: StoreConfiguration) throws {
+        self.configuration = configuration
+        let path = configuration.path
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard !configuration.readOnly else { throw StoreError.notAStore(path: path, reason: "no such directory") }
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } else if !isDirectory.boolValue {
+            throw StoreError.notAStore(path: path, reason: "not a directory")
+        }
+        if configuration.readOnly, !FileManager.default.fileExists(atPath: path + "/data.mdb") {
+            throw StoreError.notAStore(path: path, reason: "no data.mdb")
+        }
+        do {
+            environment = try LMDBEnvironment(
+                path: path, mapSize: configuration.mapSize, maxDatabases: Schema.databaseCount + 1,
+                readOnly: configuration.readOnly, syncCommits: configuration.syncCommits)
+        } catch let error as LMDBError where error.isInvalidFile {
+            throw StoreError.notAStore(path: path, reason: error.description)
+        } catch let error as LMDBError {
+            throw StoreError.lmdb(error)
+        }
+        let formatKey = Array("format".utf8)
+        if configuration.readOnly {
+            do {
+                schema = try Schema(environment: environment, create: false)
+            } catch {
+                throw StoreError.notAStore(path: path, reason: "missing the Outpost databases")
+            }
+            let meta = schema.meta
+            let found = try environment.read { try $0.get(meta, formatKey) }.map { String(decoding: $0, as: UTF8.self) }
+            guard found == StoreFormat.identifier else {
+                throw StoreError.incompatibleFormat(path: path, found: found ?? "none", expected: StoreFormat.identifier)
+            }
+            writer = nil
+            return
+        }
+        let schema = try Schema(environment: environment, create: true)
+        self.schema = schema
+        let usage: StoreUsage = try environment.write { txn in
+            if let found = try txn.get(schema.meta, formatKey) {
+                let format = String(decoding: found, as: UTF8.self)
+                guard format == StoreFormat.identifier else {
+                    throw StoreError.incompatibleFormat(path: path, found: format, expected: StoreFormat.identifier)
+                }
+            } else {
+                guard try txn.count(schema.objects) == 0, try txn.count(schema.entries) == 0 else {
+                    throw StoreError.incompatibleFormat(path: path, found: "none", expected: StoreFormat.identifier)
+                }
+                try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
+            }
+            // Objects whose chunks were written but whose record never committed.
+            var interrupted: [UInt64] = []
+            try txn.scan(schema.pending) { key, _ in
+                var reader = RecordReader(key, context: "pending key")
+                interrupted.append(try reader.u64())
+                return true
+            }
+            for id in interrupted { try schema.removeChunks(txn, id: id) }
+            return try schema.usage(txn)
+        }
+        writer = StoreWriter(environment: environment, schema: schema, configuration: configuration, usage: usage)
+    }
+
+    /// Stops the writer after the queued work and closes the environment.
+    public func close() {
+        writer?.stop()
+        if !configuration.readOnly { try? environment.sync() }
+        environment.close()
+    }
+
+    // MARK: reads
+
+    public enum Lookup: Sendable {
+        /// Nothing is stored for the URL.
+        case noEntry
+        /// Responses are stored for the URL, but none was selected by this request's headers.
+        case noMatchingVariant
+        /// The selected stored response; `body` holds the whole body when it fits in one
+        /// chunk (read in the same transaction), nil when it must be streamed chunk by chunk.
+        case found(ObjectRecord, body: ByteBuffer?)
+    }
+
+    /// Finds the stored response that a request with these headers selects (RFC 9111 §4.1),
+    /// newest variant first.
+    public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
+        try environment.read { txn in
+            guard let entry = try schema.entry(txn, primaryKey: primaryKey) else { return .noEntry }
+            for variant in entry.variants {
+                let vary = Vary(fieldNames: variant.varyNames)
+                guard vary.secondaryKey(for: requestHeaders) == variant.secondaryKey else { continue }
+                guard let record = try schema.object(txn, id: variant.objectID) else { continue }
+                var body: ByteBuffer?
+                if record.chunkCount == 0 {
+                    body = allocator.buffer(capacity: 0)
+                } else if record.chunkCount == 1 {
+                    body = try txn.getBuffer(schema.chunks, Schema.chunkKey(record.id, 0), allocator: allocator)
+                    guard body?.readableBytes == record.bodyLength else { continue }
+                }
+                return .found(record, body: body)
+            }
+            return .noMatchingVariant
+        }
+    }
+
+    /// Every variant stored for a URL (for inspection and for selecting a 304's target).
+    public func variants(_ primaryKey: String) throws -> [ObjectRecord] {
+        try environment.read { txn in
+            guard let entry = try schema.entry(txn, primaryKey: primaryKey) else { return [] }
+            return try entry.variants.compactMap { try schema.object(txn, id: $0.objectID) }
+        }
+    }
+
+    /// One body chunk, copied out of the map; nil when the object is gone.
+    public func readChunk(objectID: UInt64, index: Int) throws -> ByteBuffer? {
+        try environment.read { txn in
+            try txn.getBuffer(schema.chunks, Schema.chunkKey(objectID, index), allocator: allocator)
+        }
+    }
+
+    public func object(id: UInt64) throws -> ObjectRecord? {
+        try environment.read { try schema.object($0, id: id) }
+    }
+
+    /// Hits and last access of an object.
+    public func accessInfo(id: UInt64) throws -> (hits: UInt64, lastAccess: Double)? {
+        try environment.read { try schema.accessRecord($0, id: id) }.map { ($0.hits, $0.lastAccess) }
+    }
+
+    /// Store-wide counters (bytes, objects, evictions), as last committed.
+    public func usage() throws -> StoreUsage {
+        if let writer { return writer.currentUsage }
+        return try environment.read { try schema.usage($0) }
+    }
+
+    /// Every stored primary key, in digest order, as far as `limit`.
+    public func primaryKeys(limit: Int = .max) throws -> [String] {
+        try environment.read { txn in
+            var keys: [String] = []
+            try txn.scan(schema.entries) { _, value in
+                if let entry = try? EntryRecord(decoding: value) { keys.append(entry.primaryKey) }
+                return keys.count < limit
+            }
+            return keys
+        }
+    }
+
+    // MARK: writes
+
+    /// Starts writing a new object. Nothing is visible until ``ObjectWriter/commit(response:requestHeaders:storedAt:)``.
+    public func makeObjectWriter(primaryKey: String, secondaryKey: String, varyNames: [String]) throws -> ObjectWriter {
+        guard let writer else { throw StoreError.closed }
+        return ObjectWriter(
+            writer: writer, id: writer.allocateObjectID(), primaryKey: primaryKey, secondaryKey: secondaryKey,
+            varyNames: varyNames, configuration: configuration, allocator: allocator)
+    }
+
+    /// Removes every stored response for these URLs (RFC 9111 §4.4). Returns how many objects went.
+    @discardableResult
+    public func invalidate(_ primaryKeys: [String]) async throws -> Int {
+        guard let writer else { throw StoreError.closed }
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.enqueue(.invalidate(primaryKeys, completion: { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Replaces an object's stored response (after a 304, RFC 9111 §4.3.4). False when the
+    /// object is gone.
+    @discardableResult
+    public func update(objectID: UInt64, response: StoredResponse) async throws -> Bool {
+        guard let writer else { throw StoreError.closed }
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.enqueue(.update(id: objectID, response: response, completion: { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Notes a hit for the LRU order and the hit counter; never blocks.
+    public func recordHit(objectID: UInt64, at time: Double) {
+        writer?.recordHit(objectID, at: time)
+    }
+
+    /// Returns once everything enqueued before it is committed.
+    public func flush() async {
+        guard let writer else { return }
+        await withCheckedContinuation { continuation in
+            writer.enqueue(.barrier({ continuation.resume() }))
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import CLMDB
+import NIOCore
+
+// The only file that touches liblmdb. Everything else in Outpost sees `LMDBEnvironment`,
+// `LMDBTransaction` and byte arrays / ByteBuffers, never MDB_val or raw pointers.
+//
+// Rules kept here (see docs/architecture.md): environments open with MDB_NOTLS so a read
+// transaction is not tied to a thread's slot; a transaction lives inside one synchronous
+// closure (never across an await); values are copied out before the transaction ends because
+// MDB_val points into the map.
+
+/// An LMDB failure with the operation that produced it.
+public struct LMDBError: Error, CustomStringConvertible, Equatable {
+    public let code: Int32
+    public let operation: String
+
+    public var description: String {
+        let message = String(cString: mdb_strerror(code))
+        return "LMDB \(operation) failed: \(message) (\(code))"
+    }
+
+    public var isMapFull: Bool { code == MDB_MAP_FULL }
+    public var isNotFound: Bool { code == MDB_NOTFOUND }
+    /// The file is not an LMDB environment, or one of another LMDB version.
+    public var isInvalidFile: Bool { code == MDB_INVALID || code == MDB_VERSION_MISMATCH }
+
+    static func check(_ code: Int32, _ operation: String) throws {
+        if code != MDB_SUCCESS { throw LMDBError(code: code, operation: operation) }
+    }
+}
+
+/// A named database inside an environment.
+public struct LMDBDatabase: Sendable {
+    fileprivate let dbi: MDB_dbi
+}
+
+/// An open LMDB environment. Thread-safe as LMDB is: any thread may run read transactions;
+/// the caller guarantees a single writer.
+public final class LMDBEnvironment: @unchecked Sendable {
+    private let env: OpaquePointer
+    public let readOnly: Bool
+    private var closed = false
+
+    /// Opens (creating when writable) the environment in directory `path`.
+    public init(path: String, mapSize: Int, maxDatabases: Int, readOnly: Bool, syncCommits: Bool = true) throws {
+        var handle: OpaquePointer?
+        try LMDBError.check(mdb_env_create(&handle), "mdb_env_create")
+        guard let handle else { throw LMDBError(code: MDB_PANIC, operation: "mdb_env_create") }
+        do {
+            try LMDBError.check(mdb_env_set_maxdbs(handle, MDB_dbi(maxDatabases)), "mdb_env_set_maxdbs")
+            try LMDBError.check(mdb_env_set_mapsize(handle, mapSize), "mdb_env_set_mapsize")
+            try LMDBError.check(mdb_env_set_maxreaders(handle, 1022), "mdb_env_set_maxreaders")
+            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
+            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            if !syncCommits { flags |= UInt32(MDB_NOSYNC) }
+            try LMDBError.check(mdb_env_open(handle, path, flags, 0o640), "mdb_env_open(\(path))")
+        } catch {
+            mdb_env_close(handle)
+            throw error
+        }
+        self.env = handle
+        self.readOnly = readOnly
+        // Readers left behind by a killed process would pin old pages forever.
+        var dead: Int32 = 0
+        _ = mdb_reader_check(handle, &dead)
+    }
+
+    deinit { close() }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        mdb_env_close(env)
+    }
+
+    /// Flushes the data to disk (used at shutdown when commits are not synced).
+    public func sync() throws { try LMDBError.check(mdb_env_sync(env, 1), "mdb_env_sync") }
+
+    /// Opens a named database; `create` only in a writable environment.
+    public func openDatabase(_ name: String, create: Bool) throws -> LMDBDatabase {
+        let body: (LMDBTransaction) throws -> LMDBDatabase = { txn in
+            var dbi: MDB_dbi = 0
+            let flags = create ? UInt32(MDB_CREATE) : 0
+            try LMDBError.check(mdb_dbi_open(txn.txn, name, flags, &dbi), "mdb_dbi_open(\(name))")
+            return LMDBDatabase(dbi: dbi)
+        }
+        return readOnly ? try read(body) : try write(body)
+    }
+
+    /// Runs `body` in a read-only transaction that ends when it returns.
+    public func read<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+        let txn = try LMDBTransaction(env: env, readOnly: true)
+        defer { txn.abort() }
+        return try body(txn)
+    }
+
+    /// Runs `body` in a write transaction, committed when it returns, aborted when it throws.
+    public func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+        let txn = try LMDBTransaction(env: env, readOnly: false)
+        do {
+            let result = try body(txn)
+            try txn.commit()
+            return result
+        } catch {
+            txn.abort()
+            throw error
+        }
+    }
+
+    public struct Info: Sendable {
+        public var mapSize: Int
+        public var usedBytes: Int
+        public var pageSize: Int
+    }
+
+    public func info() -> Info {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        mdb_env_info(env, &info)
+        mdb_env_stat(env, &stat)
+        let pageSize = Int(stat.ms_psize)
+        return Info(mapSize: info.me_mapsize, usedBytes: (info.me_last_pgno + 1) * pageSize, pageSize: pageSize)
+    }
+}
+
+/// One LMDB transaction. Only valid inside the closure it was handed to.
+public final class LMDBTransaction {
+    fileprivate let txn: OpaquePointer
+    private var finished = false
+
+    fileprivate init(env: OpaquePointer, readOnly: Bool) throws {
+        var handle: OpaquePointer?
+        try LMDBError.check(
+            mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &handle), "mdb_txn_begin")
+        self.txn = handle!
+    }
+
+    fileprivate func commit() throws {
+        finished = true
+        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+    }
+
+    fileprivate func abort() {
+        guard !finished else { return }
+        finished = true
+        mdb_txn_abort(txn)
+    }
+
+    /// The value under `key`, copied out of the map.
+    public func get(_ db: LMDBDatabase, _ key: [UInt8]) throws -> [UInt8]? {
+        try withValue(db, key) { Array($0) }
+    }
+
+    /// The value under `key`, copied into a ByteBuffer (the one copy out of the map).
+    public func getBuffer(_ db: LMDBDatabase, _ key: [UInt8], allocator: ByteBufferAllocator) throws -> ByteBuffer? {
+        try withValue(db, key) { bytes in
+            var buffer = allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            return buffer
+        }
+    }
+
+    /// Hands the value's bytes, still inside the map, to `body`.
+    public func withValue<T>(_ db: LMDBDatabase, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
+        try key.withUnsafeBytes { keyBytes in
+            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var value = MDB_val()
+            let code = mdb_get(txn, db.dbi, &keyVal, &value)
+            if code == MDB_NOTFOUND { return nil }
+            try LMDBError.check(code, "mdb_get")
+            return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
+        }
+    }
+
+    public func put(_ db: LMDBDatabase, _ key: [UInt8], _ value: [UInt8]) throws {
+        try value.withUnsafeBytes { try put(db, key, bytes: $0) }
+    }
+
+    public func put(_ db: LMDBDatabase, _ key: [UInt8], _ buffer: ByteBuffer) throws {
+        try buffer.withUnsafeReadableBytes { try put(db, key, bytes: $0) }
+    }
+
+    private func put(_ db: LMDBDatabase, _ key: [UInt8], bytes: UnsafeRawBufferPointer) throws {
+        try key.withUnsafeBytes { keyBytes in
+            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var value = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+            try LMDBError.check(mdb_put(txn, db.dbi, &keyVal, &value, 0), "mdb_put")
+        }
+    }
+
+    /// Deletes `key`; false when it was not there.
+    @discardableResult
+    public func delete(_ db: LMDBDatabase, _ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { keyBytes in
+            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            let code = mdb_del(txn, db.dbi, &keyVal, nil)
+            if code == MDB_NOTFOUND { return false }
+            try LMDBError.check(code, "mdb_del")
+            return true
+        }
+    }
+
+    /// Visits entries in key order starting at the first key >= `start` (the first key when
+    /// nil), until `body` returns false. Key and value are copied out.
+    public func scan(_ db: LMDBDatabase, from start: [UInt8]? = nil, _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+        var cursor: OpaquePointer?
+        try LMDBError.check(mdb_cursor_open(txn, db.dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val()
+        var value = MDB_val()
+        var startCopy = start ?? []
+        var code: Int32 = startCopy.withUnsafeMutableBytes { startBytes in
+            if start != nil {
+                key = MDB_val(mv_size: startBytes.count, mv_data: startBytes.baseAddress)
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
+            return mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+        }
+        while code == MDB_SUCCESS {
+            let keyBytes = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
+            let valueBytes = Array(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
+            guard try body(keyBytes, valueBytes) else { return }
+            code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        if code != MDB_NOTFOUND { try LMDBError.check(code, "mdb_cursor_get") }
+    }
+
+    /// Number of entries in the database.
+    public func count(_ db: LMDBDatabase) throws -> Int {
+        var stat = MDB_stat()
+        try LMDBError.check(mdb_stat(txn, db.dbi, &stat), "mdb_stat")
+        return Int(stat.ms_entries)
+    }
+}

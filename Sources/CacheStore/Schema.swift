@@ -1,0 +1,128 @@
+import HTTPCaching
+import NIOCore
+
+/// The named databases of the cache schema (layouts in Records.swift) and the operations on
+/// them that run inside one transaction. Write operations are only called by the writer
+/// thread; read operations run anywhere.
+struct Schema: Sendable {
+    let meta: LMDBDatabase
+    let entries: LMDBDatabase
+    let objects: LMDBDatabase
+    let chunks: LMDBDatabase
+    let access: LMDBDatabase
+    let lru: LMDBDatabase
+    let pending: LMDBDatabase
+
+    static let databaseCount = 7
+
+    init(environment: LMDBEnvironment, create: Bool) throws {
+        meta = try environment.openDatabase("meta", create: create)
+        entries = try environment.openDatabase("entries", create: create)
+        objects = try environment.openDatabase("objects", create: create)
+        chunks = try environment.openDatabase("chunks", create: create)
+        access = try environment.openDatabase("access", create: create)
+        lru = try environment.openDatabase("lru", create: create)
+        pending = try environment.openDatabase("pending", create: create)
+    }
+
+    static func chunkKey(_ id: UInt64, _ index: Int) -> [UInt8] { id.bigEndianBytes + UInt32(index).bigEndianBytes }
+    static func lruKey(_ tick: UInt64, _ id: UInt64) -> [UInt8] { tick.bigEndianBytes + id.bigEndianBytes }
+
+    // MARK: reads
+
+    func entry(_ txn: LMDBTransaction, primaryKey: String) throws -> EntryRecord? {
+        guard let bytes = try txn.get(entries, KeyDigest.digest(primaryKey)) else { return nil }
+        let entry = try EntryRecord(decoding: bytes)
+        // A digest collision is a miss, never another URL's object.
+        return entry.primaryKey == primaryKey ? entry : nil
+    }
+
+    func object(_ txn: LMDBTransaction, id: UInt64) throws -> ObjectRecord? {
+        try txn.get(objects, id.bigEndianBytes).map { try ObjectRecord(id: id, decoding: $0) }
+    }
+
+    func accessRecord(_ txn: LMDBTransaction, id: UInt64) throws -> AccessRecord? {
+        try txn.get(access, id.bigEndianBytes).map { try AccessRecord(decoding: $0) }
+    }
+
+    func usage(_ txn: LMDBTransaction) throws -> StoreUsage {
+        try txn.get(meta, Array("usage".utf8)).map { try StoreUsage(decoding: $0) } ?? StoreUsage()
+    }
+
+    // MARK: writes
+
+    func putUsage(_ txn: LMDBTransaction, _ usage: StoreUsage) throws {
+        try txn.put(meta, Array("usage".utf8), usage.encoded())
+    }
+
+    /// Removes an object: its record, chunks, access record and LRU position. Returns it.
+    @discardableResult
+    func removeObject(_ txn: LMDBTransaction, id: UInt64, usage: inout StoreUsage) throws -> ObjectRecord? {
+        let record: ObjectRecord?
+        do {
+            record = try object(txn, id: id)
+        } catch StoreError.corruptRecord {
+            record = nil
+        }
+        if let record {
+            for index in 0..<record.chunkCount { try txn.delete(chunks, Schema.chunkKey(id, index)) }
+            usage.bytes -= min(usage.bytes, UInt64(record.cost))
+            usage.objects -= min(usage.objects, 1)
+        }
+        try txn.delete(objects, id.bigEndianBytes)
+        if let accessRecord = try? accessRecord(txn, id: id) {
+            try txn.delete(lru, Schema.lruKey(accessRecord.tick, id))
+        }
+        try txn.delete(access, id.bigEndianBytes)
+        return record
+    }
+
+    /// Deletes the chunks of an object that never committed.
+    func removeChunks(_ txn: LMDBTransaction, id: UInt64) throws {
+        var keys: [[UInt8]] = []
+        let prefix = id.bigEndianBytes
+        try txn.scan(chunks, from: prefix) { key, _ in
+            guard key.starts(with: prefix) else { return false }
+            keys.append(key)
+            return true
+        }
+        for key in keys { try txn.delete(chunks, key) }
+        try txn.delete(pending, id.bigEndianBytes)
+    }
+
+    /// Removes a whole entry (every variant). Returns the number of objects removed.
+    func removeEntry(_ txn: LMDBTransaction, primaryKey: String, usage: inout StoreUsage) throws -> Int {
+        let digest = KeyDigest.digest(primaryKey)
+        guard let bytes = try txn.get(entries, digest) else { return 0 }
+        let entry = try? EntryRecord(decoding: bytes)
+        guard let entry, entry.primaryKey == primaryKey else { return 0 }
+        for variant in entry.variants { try removeObject(txn, id: variant.objectID, usage: &usage) }
+        try txn.delete(entries, digest)
+        return entry.variants.count
+    }
+
+    /// Drops one variant from its entry after its object was removed (eviction).
+    func unlinkVariant(_ txn: LMDBTransaction, primaryKey: String, id: UInt64) throws {
+        let digest = KeyDigest.digest(primaryKey)
+        guard let bytes = try txn.get(entries, digest), var entry = try? EntryRecord(decoding: bytes),
+            entry.primaryKey == primaryKey
+        else { return }
+        entry.variants.removeAll { $0.objectID == id }
+        if entry.variants.isEmpty {
+            try txn.delete(entries, digest)
+        } else {
+            try txn.put(entries, digest, entry.encoded())
+        }
+    }
+
+    func touch(_ txn: LMDBTransaction, id: UInt64, hits: UInt64, at time: Double, usage: inout StoreUsage) throws {
+        guard var record = try? accessRecord(txn, id: id) else { return }
+        try txn.delete(lru, Schema.lruKey(record.tick, id))
+        record.tick = usage.nextTick
+        usage.nextTick += 1
+        record.hits += hits
+        record.lastAccess = max(record.lastAccess, time)
+        try txn.put(lru, Schema.lruKey(record.tick, id), [])
+        try txn.put(access, id.bigEndianBytes, record.encoded())
+    }
+}

@@ -1,0 +1,44 @@
+/// How a store is opened and bounded. Every limit here is a configuration key (docs/configuration.md).
+public struct StoreConfiguration: Sendable, Equatable {
+    /// Directory of the LMDB environment; created when missing (writable stores only).
+    public var path: String
+    /// Upper bound on the bytes the stored objects count for (`max_store_size`). The writer
+    /// evicts least recently used objects to stay under it.
+    public var maxStoreSize: Int
+    /// Objects larger than this are served but not stored (`max_object_size`).
+    public var maxObjectSize: Int
+    /// Body chunk size in LMDB (`chunk_size`); bodies up to this size are read in one lookup.
+    public var chunkSize: Int
+    /// Variants kept per URL; past it the oldest variant goes (`max_variants`).
+    public var maxVariants: Int
+    /// fsync on each commit (`sync_commits`). Off trades durability on power loss (not on a
+    /// process crash) for write throughput.
+    public var syncCommits: Bool
+    /// Bytes of chunk writes that may wait for the writer before streaming writers pause.
+    public var writeQueueLimit: Int
+    /// Open for inspection only.
+    public var readOnly: Bool
+
+    public init(
+        path: String, maxStoreSize: Int = 1 << 30, maxObjectSize: Int = 64 << 20, chunkSize: Int = 256 << 10,
+        maxVariants: Int = 32, syncCommits: Bool = true, writeQueueLimit: Int = 64 << 20, readOnly: Bool = false
+    ) {
+        self.path = path
+        self.maxStoreSize = maxStoreSize
+        self.maxObjectSize = maxObjectSize
+        self.chunkSize = chunkSize
+        self.maxVariants = maxVariants
+        self.syncCommits = syncCommits
+        self.writeQueueLimit = writeQueueLimit
+        self.readOnly = readOnly
+    }
+
+    /// LMDB's map is a hard cap on the file: leave room above max_store_size for B-tree
+    /// pages, overflow-page rounding and pages held by readers. MAP_FULL still triggers
+    /// eviction and a retry, never a crash.
+    var mapSize: Int { max(maxStoreSize + maxStoreSize / 2, 64 << 20) }
+
+    /// The writer evicts down to this when max_store_size is exceeded, so that eviction runs
+    /// in batches rather than on every commit.
+    var evictionTarget: Int { maxStoreSize - maxStoreSize / 10 }
+}

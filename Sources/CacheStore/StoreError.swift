@@ -1,0 +1,31 @@
+/// Failures of the cache store, each with the context an operator needs.
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    /// The directory holds a store written by another, incompatible record format.
+    case incompatibleFormat(path: String, found: String, expected: String)
+    /// The directory holds something that is not an LMDB environment.
+    case notAStore(path: String, reason: String)
+    /// A record failed to decode; the string says which.
+    case corruptRecord(String)
+    /// The object is larger than the configured maximum object size.
+    case objectTooLarge(limit: Int)
+    /// The store was closed.
+    case closed
+    /// The store could not free enough space for a write.
+    case full
+    case lmdb(LMDBError)
+
+    public var description: String {
+        switch self {
+        case .incompatibleFormat(let path, let found, let expected):
+            return "the store at \(path) has record format \"\(found)\", this Outpost reads \"\(expected)\"; "
+                + "point --store at an empty directory or remove the old store"
+        case .notAStore(let path, let reason):
+            return "\(path) is not an Outpost store: \(reason)"
+        case .corruptRecord(let what): return "corrupt record: \(what)"
+        case .objectTooLarge(let limit): return "object larger than max_object_size (\(limit) bytes)"
+        case .closed: return "the store is closed"
+        case .full: return "the store is full and nothing could be evicted"
+        case .lmdb(let error): return error.description
+        }
+    }
+}

@@ -1,0 +1,349 @@
+import Foundation
+import HTTPCaching
+import NIOCore
+
+/// The one writer of a store (LMDB allows one write transaction at a time).
+///
+/// Callers on any thread enqueue operations; a dedicated thread drains the queue and applies
+/// everything waiting in one write transaction, so a burst of chunk writes and commits costs
+/// one commit (and one fsync). Completions run after the commit, off the writer thread's
+/// transaction. Event loops never wait on it. When the map is full, the writer evicts the
+/// least recently used objects and retries the batch once.
+final class StoreWriter: @unchecked Sendable {
+    enum Operation {
+        case putChunk(id: UInt64, index: Int, bytes: ByteBuffer)
+        case commit(ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], completion: @Sendable (Result<Void, Error>) -> Void)
+        case discard(id: UInt64)
+        case invalidate([String], completion: @Sendable (Result<Int, Error>) -> Void)
+        case update(id: UInt64, response: StoredResponse, completion: @Sendable (Result<Bool, Error>) -> Void)
+        case barrier(@Sendable () -> Void)
+
+        var byteCount: Int {
+            if case .putChunk(_, _, let bytes) = self { return bytes.readableBytes }
+            return 0
+        }
+    }
+
+    private let environment: LMDBEnvironment
+    private let schema: Schema
+    private let configuration: StoreConfiguration
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var queue: [Operation] = []
+    private var queuedBytes = 0
+    private var spaceWaiters: [(Operation, CheckedContinuation<Void, Never>)] = []
+    private var hits: [UInt64: (count: UInt64, last: Double)] = [:]
+    private var stopping = false
+    private var stopped = false
+    private var usageSnapshot: StoreUsage
+    private var failedObjects: Set<UInt64> = []
+    private var nextObjectID: UInt64
+
+    // Touched only by the writer thread.
+    private var usage: StoreUsage
+
+    init(environment: LMDBEnvironment, schema: Schema, configuration: StoreConfiguration, usage: StoreUsage) {
+        self.environment = environment
+        self.schema = schema
+        self.configuration = configuration
+        self.usage = usage
+        self.usageSnapshot = usage
+        self.nextObjectID = usage.nextObjectID
+        let thread = Thread { [self] in run() }
+        thread.name = "outpost-store-writer"
+        thread.start()
+    }
+
+    /// A fresh object identifier (never reused, also across restarts).
+    func allocateObjectID() -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        let id = nextObjectID
+        nextObjectID += 1
+        return id
+    }
+
+    var currentUsage: StoreUsage {
+        condition.lock()
+        defer { condition.unlock() }
+        return usageSnapshot
+    }
+
+    func enqueue(_ operation: Operation) {
+        condition.lock()
+        queue.append(operation)
+        queuedBytes += operation.byteCount
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Enqueues a chunk write, first waiting while too many bytes are already queued so a fast
+    /// origin and a slow disk do not pile bodies up in memory.
+    func enqueueWithBackpressure(_ operation: Operation) async {
+        if tryEnqueue(operation) { return }
+        await withCheckedContinuation { continuation in enqueueOrPark(operation, continuation) }
+    }
+
+    private func tryEnqueue(_ operation: Operation) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard queuedBytes < configuration.writeQueueLimit || stopped else { return false }
+        queue.append(operation)
+        queuedBytes += operation.byteCount
+        condition.signal()
+        return true
+    }
+
+    /// Queues the operation now if there is room, or parks it with its continuation until the
+    /// writer has drained enough.
+    private func enqueueOrPark(_ operation: Operation, _ continuation: CheckedContinuation<Void, Never>) {
+        condition.lock()
+        if queuedBytes < configuration.writeQueueLimit || stopped {
+            queue.append(operation)
+            queuedBytes += operation.byteCount
+            condition.signal()
+            condition.unlock()
+            continuation.resume()
+        } else {
+            spaceWaiters.append((operation, continuation))
+            condition.unlock()
+        }
+    }
+
+    /// Records a hit; applied to the LRU index with the next batch, so a hit never waits.
+    func recordHit(_ id: UInt64, at time: Double) {
+        condition.lock()
+        let previous = hits[id]
+        hits[id] = ((previous?.count ?? 0) + 1, max(previous?.last ?? 0, time))
+        condition.unlock()
+    }
+
+    /// Finishes queued work and stops the thread; returns when it has.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    // MARK: the writer thread
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && hits.isEmpty && !stopping {
+                condition.wait(until: Date(timeIntervalSinceNow: 1))
+            }
+            if queue.isEmpty && hits.isEmpty && stopping && spaceWaiters.isEmpty {
+                stopped = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = queue
+            let batchHits = hits
+            queue = []
+            hits = [:]
+            condition.unlock()
+
+            let completions = apply(batch, hits: batchHits)
+
+            condition.lock()
+            queuedBytes -= batch.reduce(0) { $0 + $1.byteCount }
+            usageSnapshot = usage
+            // Parked chunk writes join the queue, in order, once there is room again.
+            var released: [CheckedContinuation<Void, Never>] = []
+            while let (operation, continuation) = spaceWaiters.first,
+                queuedBytes < configuration.writeQueueLimit || stopping
+            {
+                spaceWaiters.removeFirst()
+                queue.append(operation)
+                queuedBytes += operation.byteCount
+                released.append(continuation)
+            }
+            condition.unlock()
+            released.forEach { $0.resume() }
+            completions.forEach { $0() }
+        }
+    }
+
+    /// Applies a batch in one transaction (retrying once after eviction when the map is
+    /// full) and returns the completions to run after it committed or failed.
+    private func apply(_ batch: [Operation], hits: [UInt64: (count: UInt64, last: Double)]) -> [() -> Void] {
+        var lastError: Error?
+        for attempt in 0..<2 {
+            let before = usage
+            do {
+                var completions: [() -> Void] = []
+                try environment.write { txn in
+                    for (id, hit) in hits { try schema.touch(txn, id: id, hits: hit.count, at: hit.last, usage: &usage) }
+                    for operation in batch { completions.append(try apply(operation, txn)) }
+                    usage.nextObjectID = max(usage.nextObjectID, currentNextObjectID())
+                    try schema.putUsage(txn, usage)
+                }
+                if usage.bytes > UInt64(configuration.maxStoreSize) {
+                    try? evict(toBytes: configuration.evictionTarget)
+                }
+                return completions
+            } catch let error as LMDBError where error.isMapFull && attempt == 0 {
+                usage = before
+                lastError = error
+                // Free a tenth of the store (or the batch's size, if larger) and try again.
+                let batchBytes = UInt64(batch.reduce(0) { $0 + $1.byteCount })
+                let target = min(UInt64(configuration.evictionTarget), usage.bytes - min(usage.bytes, batchBytes * 2))
+                try? evict(toBytes: Int(target))
+            } catch {
+                usage = before
+                lastError = error
+                break
+            }
+        }
+        // The batch failed: every operation in it fails; objects whose chunks were lost must
+        // not commit later.
+        let error = lastError ?? StoreError.full
+        condition.lock()
+        for operation in batch {
+            if case .putChunk(let id, _, _) = operation { failedObjects.insert(id) }
+        }
+        condition.unlock()
+        return batch.map { operation in fail(operation, error) }
+    }
+
+    private func currentNextObjectID() -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return nextObjectID
+    }
+
+    private func isFailed(_ id: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return failedObjects.contains(id)
+    }
+
+    private func fail(_ operation: Operation, _ error: Error) -> () -> Void {
+        switch operation {
+        case .putChunk, .discard: return {}
+        case .commit(_, _, _, let completion): return { completion(.failure(error)) }
+        case .invalidate(_, let completion): return { completion(.failure(error)) }
+        case .update(_, _, let completion): return { completion(.failure(error)) }
+        case .barrier(let completion): return completion
+        }
+    }
+
+    private func apply(_ operation: Operation, _ txn: LMDBTransaction) throws -> () -> Void {
+        switch operation {
+        case .putChunk(let id, let index, let bytes):
+            if index == 0 { try txn.put(schema.pending, id.bigEndianBytes, []) }
+            try txn.put(schema.chunks, Schema.chunkKey(id, index), bytes)
+            return {}
+
+        case .discard(let id):
+            try schema.removeChunks(txn, id: id)
+            condition.lock()
+            failedObjects.remove(id)
+            condition.unlock()
+            return {}
+
+        case .commit(let record, let requestHeaders, let varyNames, let completion):
+            if isFailed(record.id) {
+                try schema.removeChunks(txn, id: record.id)
+                condition.lock()
+                failedObjects.remove(record.id)
+                condition.unlock()
+                return { completion(.failure(StoreError.full)) }
+            }
+            try commit(record, requestHeaders: requestHeaders, varyNames: varyNames, txn)
+            return { completion(.success(())) }
+
+        case .invalidate(let keys, let completion):
+            var removed = 0
+            for key in keys { removed += try schema.removeEntry(txn, primaryKey: key, usage: &usage) }
+            return { completion(.success(removed)) }
+
+        case .update(let id, let response, let completion):
+            guard var record = try schema.object(txn, id: id) else { return { completion(.success(false)) } }
+            usage.bytes -= min(usage.bytes, UInt64(record.cost))
+            record.response = response
+            usage.bytes += UInt64(record.cost)
+            try txn.put(schema.objects, id.bigEndianBytes, record.encoded())
+            return { completion(.success(true)) }
+
+        case .barrier(let completion):
+            return completion
+        }
+    }
+
+    /// Makes an object visible: its record, LRU position, and its place in the entry, replacing
+    /// the variants the producing request selects (RFC 9111 §4.1: a new response replaces only
+    /// the variant it matches) and trimming the entry to max_variants.
+    private func commit(_ record: ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], _ txn: LMDBTransaction) throws {
+        let digest = KeyDigest.digest(record.primaryKey)
+        var variants: [VariantRef] = []
+        if let bytes = try txn.get(schema.entries, digest) {
+            if let existing = try? EntryRecord(decoding: bytes), existing.primaryKey == record.primaryKey {
+                variants = existing.variants
+            } else if let existing = try? EntryRecord(decoding: bytes) {
+                // A digest collision or a damaged entry: the newcomer takes the slot.
+                for variant in existing.variants { try schema.removeObject(txn, id: variant.objectID, usage: &usage) }
+            }
+        }
+        var kept: [VariantRef] = []
+        for variant in variants {
+            let selects = Vary(fieldNames: variant.varyNames).secondaryKey(for: requestHeaders) == variant.secondaryKey
+            if selects {
+                try schema.removeObject(txn, id: variant.objectID, usage: &usage)
+            } else {
+                kept.append(variant)
+            }
+        }
+        kept.insert(VariantRef(objectID: record.id, secondaryKey: record.secondaryKey, varyNames: varyNames), at: 0)
+        while kept.count > max(1, configuration.maxVariants) {
+            let dropped = kept.removeLast()
+            try schema.removeObject(txn, id: dropped.objectID, usage: &usage)
+        }
+        try txn.put(schema.entries, digest, EntryRecord(primaryKey: record.primaryKey, variants: kept).encoded())
+        try txn.put(schema.objects, record.id.bigEndianBytes, record.encoded())
+        let tick = usage.nextTick
+        usage.nextTick += 1
+        try txn.put(schema.access, record.id.bigEndianBytes, AccessRecord(tick: tick, hits: 0, lastAccess: record.storedAt).encoded())
+        try txn.put(schema.lru, Schema.lruKey(tick, record.id), [])
+        try txn.delete(schema.pending, record.id.bigEndianBytes)
+        usage.bytes += UInt64(record.cost)
+        usage.objects += 1
+    }
+
+    /// Removes least recently used objects until the store counts at most `target` bytes,
+    /// in transactions of bounded size so readers and the queue are never held up for long.
+    private func evict(toBytes target: Int) throws {
+        while usage.bytes > UInt64(max(0, target)) {
+            let before = usage
+            var removedAny = false
+            do {
+                try environment.write { txn in
+                    var victims: [(UInt64, UInt64)] = []
+                    try txn.scan(schema.lru) { key, _ in
+                        var reader = RecordReader(key, context: "lru key")
+                        victims.append((try reader.u64(), try reader.u64()))
+                        return victims.count < 256
+                    }
+                    for (tick, id) in victims {
+                        guard usage.bytes > UInt64(max(0, target)) else { break }
+                        if let record = try schema.removeObject(txn, id: id, usage: &usage) {
+                            try schema.unlinkVariant(txn, primaryKey: record.primaryKey, id: id)
+                            usage.evictions += 1
+                        }
+                        try txn.delete(schema.lru, Schema.lruKey(tick, id))
+                        removedAny = true
+                    }
+                    try schema.putUsage(txn, usage)
+                }
+            } catch {
+                usage = before
+                throw error
+            }
+            if !removedAny { return }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+/// Freshness lifetime (RFC 9111 §4.2.1, §4.2.2).
+public struct FreshnessConfiguration: Sendable, Equatable {
+    /// The share of (Date - Last-Modified) used as a heuristic lifetime (§4.2.2 suggests 10%).
+    public var heuristicFraction: Double
+    /// The cap on a heuristic lifetime. Kept below 24 hours because a cache that cannot send
+    /// Warning 113 must not serve a heuristically fresh response older than that (§4.2.2).
+    public var heuristicCap: Int64
+
+    public init(heuristicFraction: Double = 0.1, heuristicCap: Int64 = 86_399) {
+        self.heuristicFraction = heuristicFraction
+        self.heuristicCap = min(heuristicCap, 86_399)
+    }
+}
+
+public struct FreshnessLifetime: Sendable, Equatable {
+    public enum Source: String, Sendable, Equatable {
+        case sMaxAge = "s-maxage"
+        case maxAge = "max-age"
+        case expires
+        case heuristic
+        /// No explicit freshness and no heuristic applies.
+        case none
+        /// Explicit freshness that is invalid or conflicting: the response is stale (§4.2.1).
+        case invalid
+    }
+
+    public var seconds: Int64
+    public var source: Source
+
+    public var isExplicit: Bool { source == .sMaxAge || source == .maxAge || source == .expires }
+
+    /// Computes the lifetime of a response for a shared cache, first rule that applies:
+    /// s-maxage, max-age, Expires - Date, heuristic (§4.2.1).
+    ///
+    /// - Parameter cacheControl: the directives that govern this cache (Cache-Control, or a
+    ///   targeted field that takes precedence over it, RFC 9213).
+    public static func of(
+        _ response: StoredResponse,
+        cacheControl: CacheControl,
+        configuration: FreshnessConfiguration = .init()
+    ) -> FreshnessLifetime {
+        switch cacheControl.seconds("s-maxage") {
+        case .value(let seconds): return .init(seconds: seconds, source: .sMaxAge)
+        case .invalid: return .init(seconds: 0, source: .invalid)
+        case .absent: break
+        }
+        switch cacheControl.seconds("max-age") {
+        case .value(let seconds): return .init(seconds: seconds, source: .maxAge)
+        case .invalid: return .init(seconds: 0, source: .invalid)
+        case .absent: break
+        }
+        let expiresLines = response.headers.values("Expires")
+        if !expiresLines.isEmpty {
+            // Several differing Expires lines conflict; an unparseable one (e.g. "0") means
+            // "already expired" (RFC 9111 §5.3).
+            guard Set(expiresLines).count == 1, let expires = HTTPDate.parse(expiresLines[0]) else {
+                return .init(seconds: 0, source: .invalid)
+            }
+            let date = response.dateValue ?? Int64(response.responseTime)
+            return .init(seconds: max(0, expires - date), source: .expires)
+        }
+        guard StatusCodes.isHeuristicallyCacheable(response.status),
+            let lastModified = response.lastModified
+        else {
+            return .init(seconds: 0, source: .none)
+        }
+        let date = response.dateValue ?? Int64(response.responseTime)
+        let interval = max(0, date - lastModified)
+        let heuristic = Int64(Double(interval) * configuration.heuristicFraction)
+        return .init(seconds: min(heuristic, configuration.heuristicCap), source: .heuristic)
+    }
+}

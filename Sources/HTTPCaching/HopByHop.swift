@@ -1,0 +1,32 @@
+/// Fields that belong to one connection (RFC 9110 §7.6.1) or must never be replayed from storage.
+public enum HopByHop {
+    static let fixed: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authenticate", "proxy-authorization",
+    ]
+
+    /// The lower-cased names that are hop-by-hop in this message: the fixed list plus every
+    /// field named in Connection.
+    public static func names(in headers: HeaderFields) -> Set<String> {
+        var names = fixed
+        for member in headers.listMembers("Connection") { names.insert(member.asciiLowercased()) }
+        return names
+    }
+
+    /// The message's fields without the hop-by-hop ones (for forwarding either way).
+    public static func stripped(_ headers: HeaderFields) -> HeaderFields {
+        let names = names(in: headers)
+        var copy = headers
+        copy.remove { names.contains($0.name.asciiLowercased()) }
+        return copy
+    }
+
+    /// The fields of a response that may be written to storage: no hop-by-hop fields (RFC 9111
+    /// §3.1) and no Set-Cookie (a cookie is never replayed to another client). Age is kept: it
+    /// is the age_value of the age calculation, and replaced by the current age on each use.
+    public static func storableHeaders(_ headers: HeaderFields) -> HeaderFields {
+        var copy = stripped(headers)
+        copy.remove("Set-Cookie")
+        return copy
+    }
+}

@@ -1,0 +1,74 @@
+/// May a stored response answer this request, and how (RFC 9111 §4, §4.2.4, §5.2; RFC 8246)?
+public enum ReuseDecision: Sendable, Equatable {
+    /// Fresh: serve it.
+    case fresh
+    /// Stale, but something explicitly allows serving it now (§4.2.4); the reason names it.
+    case staleAllowed(reason: String)
+    /// It must be validated with the origin first; the reason says why.
+    case mustValidate(reason: String)
+}
+
+public enum Reuse {
+    /// Decides how a stored response may be used for a request.
+    ///
+    /// Order: request `no-cache` / response `no-cache` (validate) → request `max-age` and
+    /// `min-fresh` → fresh → stale allowances (request `max-stale`, unless the response forbids
+    /// serving stale). An `immutable` response that is fresh is served even when the request
+    /// says `no-cache` or `max-age=0` (RFC 8246 §2: a reload need not revalidate it).
+    public static func decide(
+        stored: StoredResponse,
+        responseCacheControl: CacheControl,
+        lifetime: FreshnessLifetime,
+        request: RequestDirectives,
+        now: Double
+    ) -> ReuseDecision {
+        let age = Age.current(of: stored, now: now)
+        let lifetimeSeconds = Double(lifetime.seconds)
+        let isFresh = lifetimeSeconds > age
+        let requestCC = request.cacheControl
+
+        if responseCacheControl.has("no-cache") {
+            return .mustValidate(reason: "response no-cache")
+        }
+        if isFresh && responseCacheControl.has("immutable") && lifetime.isExplicit {
+            return .fresh
+        }
+        if request.noCache {
+            return .mustValidate(reason: "request no-cache")
+        }
+        switch requestCC.seconds("max-age") {
+        case .value(let maxAge) where age > Double(maxAge):
+            return .mustValidate(reason: "request max-age")
+        case .invalid:
+            // An unusable max-age from the client is read as max-age=0: the conservative choice.
+            return .mustValidate(reason: "request max-age")
+        default: break
+        }
+        switch requestCC.seconds("min-fresh") {
+        case .value(let minFresh) where lifetimeSeconds - age < Double(minFresh):
+            return .mustValidate(reason: "request min-fresh")
+        default: break
+        }
+        if isFresh { return .fresh }
+
+        if forbidsStale(responseCacheControl) {
+            return .mustValidate(reason: "stale")
+        }
+        let staleness = age - lifetimeSeconds
+        switch requestCC.maxStale {
+        case .unlimited:
+            return .staleAllowed(reason: "max-stale")
+        case .seconds(let limit) where staleness <= Double(limit):
+            return .staleAllowed(reason: "max-stale")
+        default:
+            return .mustValidate(reason: "stale")
+        }
+    }
+
+    /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and `no-cache` forbid
+    /// serving a stale response for any reason (§4.2.4).
+    public static func forbidsStale(_ cacheControl: CacheControl) -> Bool {
+        cacheControl.has("must-revalidate") || cacheControl.has("proxy-revalidate")
+            || cacheControl.seconds("s-maxage").isPresent || cacheControl.has("no-cache")
+    }
+}

@@ -1,0 +1,81 @@
+/// Whether a shared cache may store a response (RFC 9111 §3, §3.5).
+public struct StoragePolicy: Sendable, Equatable {
+    /// Store responses carrying Set-Cookie only when they are explicitly `public` or have
+    /// `s-maxage`. The cookie itself is never stored (see ``HopByHop.storableHeaders``).
+    public var storeSetCookieWhenPublic: Bool
+
+    public init(storeSetCookieWhenPublic: Bool = true) {
+        self.storeSetCookieWhenPublic = storeSetCookieWhenPublic
+    }
+}
+
+public enum StoreDecision: Sendable, Equatable {
+    case store
+    case doNotStore(reason: String)
+
+    public var mayStore: Bool { self == .store }
+}
+
+public enum Storability {
+    /// Decides storage for a response to `requestMethod`.
+    ///
+    /// - Parameters:
+    ///   - requestCacheControl: the request's Cache-Control (only `no-store` matters here).
+    ///   - responseCacheControl: the directives governing this cache for the response.
+    ///   - lifetime: the response's freshness lifetime, so that a response that could never
+    ///     be reused (no lifetime and no validator) is not written at all.
+    public static func decide(
+        requestMethod: String,
+        requestHeaders: HeaderFields,
+        requestCacheControl: CacheControl,
+        response: StoredResponse,
+        responseCacheControl: CacheControl,
+        lifetime: FreshnessLifetime,
+        policy: StoragePolicy = .init()
+    ) -> StoreDecision {
+        let status = response.status
+        // §3: the request method must be understood and cacheable; this cache stores GET.
+        guard requestMethod == "GET" else { return .doNotStore(reason: "method") }
+        // §3: final status only; 304 and 1xx are never stored as such (§4.3.4 handles 304).
+        guard StatusCodes.isFinal(status), status != 304 else { return .doNotStore(reason: "status") }
+        guard StatusCodes.isUnderstood(status) else {
+            return .doNotStore(reason: "status not understood")
+        }
+        // Partial content needs range bookkeeping the store does not have yet (§3.3).
+        guard status != 206 else { return .doNotStore(reason: "partial content") }
+        // §5.2.1.5: no-store on the request.
+        guard !requestCacheControl.has("no-store") else { return .doNotStore(reason: "request no-store") }
+        // §5.2.2.3: must-understand with an understood status overrides no-store.
+        let mustUnderstand = responseCacheControl.has("must-understand")
+        if responseCacheControl.has("no-store") && !mustUnderstand {
+            return .doNotStore(reason: "no-store")
+        }
+        // §5.2.2.7: a shared cache must not store a private response.
+        guard !responseCacheControl.has("private") else { return .doNotStore(reason: "private") }
+        let isPublic = responseCacheControl.has("public")
+        let hasSMaxAge = responseCacheControl.seconds("s-maxage").isPresent
+        // §3.5: a request with Authorization is stored only when the response says so.
+        if requestHeaders.contains("Authorization"),
+            !(isPublic || hasSMaxAge || responseCacheControl.has("must-revalidate"))
+        {
+            return .doNotStore(reason: "authorization")
+        }
+        if response.headers.contains("Set-Cookie"),
+            !(policy.storeSetCookieWhenPublic && (isPublic || hasSMaxAge))
+        {
+            return .doNotStore(reason: "set-cookie")
+        }
+        // §4.1: Vary: * never matches, so storing it is pointless.
+        if response.vary.isWildcard { return .doNotStore(reason: "vary *") }
+        // §3: explicit freshness, `public`, or a heuristically cacheable status.
+        let explicit = lifetime.isExplicit || lifetime.source == .invalid || isPublic
+        guard explicit || StatusCodes.isHeuristicallyCacheable(status) else {
+            return .doNotStore(reason: "no explicit freshness")
+        }
+        // A response that is never fresh and cannot be validated could never be reused.
+        if lifetime.seconds == 0, response.headers["ETag"] == nil, response.headers["Last-Modified"] == nil {
+            return .doNotStore(reason: "not reusable")
+        }
+        return .store
+    }
+}

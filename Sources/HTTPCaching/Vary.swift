@@ -1,0 +1,56 @@
+/// Vary (RFC 9111 §4.1): which request fields select among stored responses for one URL.
+public struct Vary: Sendable, Equatable {
+    /// Lower-cased field names in order of first appearance, without duplicates.
+    public var fieldNames: [String]
+    /// `*` anywhere: the response never matches a later request.
+    public var isWildcard: Bool
+
+    public init(fieldNames: [String], isWildcard: Bool = false) {
+        self.fieldNames = fieldNames
+        self.isWildcard = isWildcard
+    }
+
+    public init(_ headers: HeaderFields) {
+        var names: [String] = []
+        var wildcard = false
+        for member in headers.listMembers("Vary") {
+            if member == "*" {
+                wildcard = true
+                continue
+            }
+            let name = member.asciiLowercased()
+            if !names.contains(name) { names.append(name) }
+        }
+        self.init(fieldNames: names, isWildcard: wildcard)
+    }
+
+    /// The secondary cache key of a request for a response with this Vary: for each named
+    /// field, the request's value after combining lines and normalising whitespace around
+    /// list commas; Accept-Encoding reduced to the one coding the cache would serve, so that
+    /// any number of Accept-Encoding strings make at most three variants (br, gzip, identity).
+    /// An absent field is written differently from an empty one.
+    public func secondaryKey(for requestHeaders: HeaderFields) -> String {
+        var key = ""
+        for name in fieldNames {
+            key += name
+            if name == "accept-encoding" {
+                key += "=" + AcceptEncoding(requestHeaders).preferredStorageCoding.rawValue
+            } else if requestHeaders.contains(name) {
+                key += "=" + Vary.normalise(requestHeaders.values(name))
+            } else {
+                key += "\u{1}"
+            }
+            key += "\n"
+        }
+        return key
+    }
+
+    static func normalise(_ lines: [String]) -> String {
+        lines.flatMap { line -> [String] in
+            // Whitespace inside a member matters only as a single separator.
+            HeaderFields.splitList(line).map { member in
+                member.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            }
+        }.joined(separator: ",")
+    }
+}

@@ -1,0 +1,95 @@
+import HTTPCaching
+import Testing
+
+/// RFC 9111 §2, §4.1, §4.4 and RFC 9211: keys, Vary, invalidation, Cache-Status.
+@Suite("RFC 9111 §2 / §4.1 / §4.4: keys, Vary, invalidation")
+struct KeyAndVaryTests {
+    @Test(
+        "§2 the authority is normalised",
+        arguments: [
+            ("HTTP", "Example.COM:80", "/a", "http://example.com/a"),
+            ("https", "example.com:443", "/a?b=1", "https://example.com/a?b=1"),
+            ("http", "example.com:8080", "", "http://example.com:8080/"),
+            ("http", "user@example.com", "/x", "http://example.com/x"),
+        ])
+    func authority(scheme: String, authority: String, path: String, expected: String) {
+        #expect(CacheKey(scheme: scheme, authority: authority, pathAndQuery: path).description == expected)
+    }
+
+    @Test("§2 the query is kept as sent")
+    func query() {
+        let a = CacheKey(scheme: "http", authority: "h", pathAndQuery: "/p?b=2&a=1")
+        let b = CacheKey(scheme: "http", authority: "h", pathAndQuery: "/p?a=1&b=2")
+        #expect(a != b)
+    }
+
+    @Test("§4.1 secondary keys: combined lines and whitespace normalised, absent differs from empty")
+    func secondaryKey() {
+        let vary = Vary(HeaderFields([("Vary", "Accept-Language, X-Foo")]))
+        let one = vary.secondaryKey(for: HeaderFields([("accept-language", "en,  fr"), ("X-Foo", "1")]))
+        let two = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en"), ("Accept-Language", "fr"), ("X-Foo", "1")]))
+        #expect(one == two)
+        let absent = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en, fr")]))
+        let empty = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en, fr"), ("X-Foo", "")]))
+        #expect(absent != empty)
+        #expect(one != absent)
+    }
+
+    @Test("§4.1 Vary names are case-insensitive; * never matches")
+    func varyParsing() {
+        let vary = Vary(HeaderFields([("Vary", "ACCEPT, accept"), ("Vary", "*")]))
+        #expect(vary.fieldNames == ["accept"])
+        #expect(vary.isWildcard)
+    }
+
+    @Test(
+        "§4.1 Accept-Encoding normalised to the coding the cache would serve",
+        arguments: [
+            ("gzip, deflate, br", ContentCodingName.br),
+            ("gzip;q=1.0, br;q=0.5", .gzip),
+            ("gzip", .gzip),
+            ("x-gzip", .gzip),
+            ("deflate", .identity),
+            ("*", .br),
+            ("br;q=0, *;q=0.5", .gzip),
+            ("identity", .identity),
+            ("", .identity),
+            ("gzip;q=0", .identity),
+        ])
+    func acceptEncoding(value: String, expected: ContentCodingName) {
+        #expect(AcceptEncoding(lines: [value]).preferredStorageCoding == expected)
+    }
+
+    @Test("RFC 9110 §12.5.3 identity is acceptable unless excluded")
+    func identity() {
+        #expect(AcceptEncoding(lines: ["gzip"]).quality(.identity) == 1000)
+        #expect(AcceptEncoding(lines: ["gzip, identity;q=0"]).quality(.identity) == 0)
+        #expect(AcceptEncoding(lines: ["*;q=0"]).quality(.identity) == 0)
+        #expect(AcceptEncoding(lines: []).quality(.gzip) == 1000)
+    }
+
+    @Test(
+        "§4.4 unsafe methods invalidate the target and same-host Location / Content-Location",
+        arguments: [
+            ("POST", 200, [("Location", "/other")], ["http://h/p", "http://h/other"]),
+            ("PUT", 201, [("Content-Location", "http://h/c")], ["http://h/p", "http://h/c"]),
+            ("DELETE", 204, [("Location", "http://elsewhere/x")], ["http://h/p"]),
+            ("POST", 500, [], []),
+            ("GET", 200, [], []),
+            ("FOO", 200, [], ["http://h/p"]),
+            ("POST", 303, [("Location", "rel")], ["http://h/p", "http://h/rel"]),
+        ])
+    func invalidation(method: String, status: Int, fields: [(String, String)], expected: [String]) {
+        let target = CacheKey(scheme: "http", authority: "h", pathAndQuery: "/p")
+        let keys = Invalidation.keys(method: method, target: target, status: status, responseHeaders: HeaderFields(fields))
+        #expect(keys.map(\.description) == expected)
+    }
+
+    @Test("RFC 9211 §2 Cache-Status serialisation")
+    func cacheStatus() {
+        #expect(CacheStatus.hit(ttl: 42).headerValue == "outpost; hit; ttl=42")
+        let miss = CacheStatus(forward: .uriMiss, forwardStatus: 200, stored: true, ttl: 60)
+        #expect(miss.headerValue == "outpost; fwd=uri-miss; fwd-status=200; stored; ttl=60")
+        #expect(CacheStatus(forward: .bypass, detail: "a \"b\"").headerValue == "outpost; fwd=bypass; detail=\"a \\\"b\\\"\"")
+    }
+}

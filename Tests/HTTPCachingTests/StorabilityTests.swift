@@ -1,0 +1,85 @@
+import HTTPCaching
+import Testing
+
+/// RFC 9111 §3: what a shared cache may store.
+@Suite("RFC 9111 §3: storing responses")
+struct StorabilityTests {
+    static func decide(
+        method: String = "GET", status: Int = 200, _ fields: [(String, String)], request: [(String, String)] = []
+    ) -> StoreDecision {
+        let stored = response(status, [("Date", epochDate)] + fields)
+        let requestHeaders = HeaderFields(request)
+        return Storability.decide(
+            requestMethod: method, requestHeaders: requestHeaders, requestCacheControl: CacheControl(requestHeaders),
+            response: stored, responseCacheControl: stored.cacheControl,
+            lifetime: FreshnessLifetime.of(stored, cacheControl: stored.cacheControl))
+    }
+
+    @Test(
+        "§3 storable and not",
+        arguments: [
+            ("GET", 200, "max-age=60", true),
+            ("POST", 200, "max-age=60", false),
+            ("GET", 200, "no-store", false),
+            ("GET", 200, "max-age=60, no-store", false),
+            ("GET", 200, "private, max-age=60", false),
+            ("GET", 200, "private=\"x\", max-age=60", false),
+            ("GET", 200, "no-cache, max-age=60", true),
+            ("GET", 200, "max-age=60, no-store, must-understand", true),
+            ("GET", 302, "max-age=60", true),
+            ("GET", 302, "", false),
+            ("GET", 500, "max-age=60", true),
+            ("GET", 599, "max-age=60", false),
+            ("GET", 304, "max-age=60", false),
+            ("GET", 206, "max-age=60", false),
+            ("GET", 404, "max-age=60", true),
+            ("GET", 200, "public", false),
+        ])
+    func storable(method: String, status: Int, cacheControl: String, expected: Bool) {
+        let fields = cacheControl.isEmpty ? [] : [("Cache-Control", cacheControl)]
+        #expect(Self.decide(method: method, status: status, fields).mayStore == expected)
+    }
+
+    @Test("§3 heuristically cacheable statuses with a validator are stored without explicit freshness")
+    func heuristicStatus() {
+        #expect(Self.decide([("Last-Modified", HTTPDate.format(900_000))]).mayStore)
+        #expect(Self.decide(status: 404, [("ETag", "\"a\"")]).mayStore)
+        #expect(!Self.decide(status: 302, [("Last-Modified", HTTPDate.format(900_000))]).mayStore)
+    }
+
+    @Test("§5.2.1.5 request no-store")
+    func requestNoStore() {
+        #expect(Self.decide([("Cache-Control", "max-age=60")], request: [("Cache-Control", "no-store")]) == .doNotStore(reason: "request no-store"))
+    }
+
+    @Test(
+        "§3.5 Authorization: only public, s-maxage or must-revalidate",
+        arguments: [("max-age=60", false), ("public, max-age=60", true), ("s-maxage=60", true), ("max-age=60, must-revalidate", true)])
+    func authorization(cacheControl: String, expected: Bool) {
+        let decision = Self.decide([("Cache-Control", cacheControl)], request: [("Authorization", "Bearer x")])
+        #expect(decision.mayStore == expected)
+    }
+
+    @Test("Set-Cookie is stored only when public, and never replayed")
+    func setCookie() {
+        #expect(!Self.decide([("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b")]).mayStore)
+        #expect(Self.decide([("Cache-Control", "public, max-age=60"), ("Set-Cookie", "a=b")]).mayStore)
+        let stored = HopByHop.storableHeaders(HeaderFields([("Set-Cookie", "a=b"), ("X", "1")]))
+        #expect(!stored.contains("Set-Cookie"))
+    }
+
+    @Test("§4.1 Vary: * is not stored")
+    func varyStar() {
+        #expect(Self.decide([("Cache-Control", "max-age=60"), ("Vary", "Accept, *")]) == .doNotStore(reason: "vary *"))
+    }
+
+    @Test("RFC 9110 §7.6.1 hop-by-hop fields are never stored or forwarded")
+    func hopByHop() {
+        let headers = HeaderFields([
+            ("Connection", "close, X-Private"), ("X-Private", "1"), ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"), ("TE", "trailers"), ("Upgrade", "h2c"), ("Proxy-Connection", "x"),
+            ("Content-Type", "text/plain"),
+        ])
+        #expect(HopByHop.stripped(headers).fields.map(\.name) == ["Content-Type"])
+    }
+}
