@@ -84,7 +84,17 @@ public final class LMDBEnvironment: @unchecked Sendable {
             try LMDBError.check(mdb_dbi_open(txn.txn, name, flags, &dbi), "mdb_dbi_open(\(name))")
             return LMDBDatabase(dbi: dbi)
         }
-        return readOnly ? try read(body) : try write(body)
+        // A DBI handle opened in a transaction survives only if that transaction commits, so a
+        // read-only environment commits its (read-only) transaction too.
+        let txn = try LMDBTransaction(env: env, readOnly: readOnly)
+        do {
+            let database = try body(txn)
+            try txn.commit()
+            return database
+        } catch {
+            txn.abort()
+            throw error
+        }
     }
 
     /// Runs `body` in a read-only transaction that ends when it returns.
