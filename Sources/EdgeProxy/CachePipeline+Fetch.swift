@@ -1,0 +1,264 @@
+import AsyncHTTPClient
+import CacheStore
+import HTTPCaching
+import NIOCore
+
+extension CachePipeline {
+    /// Fetches from the origin for the cache: a miss, or a validation of `plan.revalidating`.
+    /// The response streams to the client while it is written to the store; the object becomes
+    /// visible when its last chunk has committed. Calls the coalescer's `finish` exactly once
+    /// when `coalescingKey` is set.
+    func fetch(
+        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, coalescingKey: String?
+    ) async throws -> RequestOutcome {
+        var finished = false
+        func finish(_ outcome: Coalescer.Outcome, uncacheable: Bool) {
+            guard let key = coalescingKey, !finished else { return }
+            finished = true
+            coalescer.finish(key, outcome: outcome, uncacheable: uncacheable, now: clock.now())
+        }
+        do {
+            let outcome = try await fetchBody(request, sink: sink, plan: plan, finish: finish)
+            finish(.notStored, uncacheable: false)
+            return outcome
+        } catch {
+            finish(.notStored, uncacheable: false)
+            throw error
+        }
+    }
+
+    private func fetchBody(
+        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan,
+        finish: (Coalescer.Outcome, Bool) -> Void
+    ) async throws -> RequestOutcome {
+        let primaryKey = request.key.description
+        var headers = upstreamHeaders(for: request)
+        // The cache wants the full response to store; it answers the client's own
+        // conditions itself (RFC 9111 §4.3.2). A Range is forwarded (and a 206 not stored).
+        for name in ResponseHeaders.clientConditionals { headers.remove(name) }
+        if let stale = plan.revalidating {
+            for (name, value) in Validation.conditionalHeaders(for: stale.response) { headers.add(name, value) }
+        }
+        // The key holds Accept-Encoding normalised to one coding (RFC 9111 §4.1); ask the origin
+        // for exactly that so the stored variant is one every client with that key accepts.
+        headers.replace("Accept-Encoding", with: AcceptEncoding(request.headers).preferredStorageCoding.rawValue)
+
+        let requestTime = clock.now()
+        let response: HTTPClientResponse
+        do {
+            response = try await upstream.execute(
+                UpstreamRequest(origin: request.origin, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers, body: nil),
+                logger: logger)
+        } catch let error as ProxyError {
+            logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+            let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+            return try await sendError(status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
+        }
+        let responseTime = clock.now()
+        let status = Int(response.status.code)
+        let upstreamFields = ResponseHeaders.fields(response.headers)
+
+        if status == 304, let stale = plan.revalidating {
+            for try await _ in response.body {}
+            return try await applyNotModified(
+                stale, headers: upstreamFields, request: request, sink: sink, plan: plan,
+                requestTime: requestTime, responseTime: responseTime, finish: finish)
+        }
+
+        var storedHeaders = HopByHop.storableHeaders(upstreamFields)
+        if !storedHeaders.contains("Date") { storedHeaders.add("Date", HTTPDate.format(Int64(responseTime))) }
+        let stored = StoredResponse(status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
+        let responseCacheControl = stored.cacheControl
+        let lifetime = FreshnessLifetime.of(stored, cacheControl: responseCacheControl, configuration: configuration.freshness)
+        var decision = Storability.decide(
+            requestMethod: "GET", requestHeaders: request.headers, requestCacheControl: CacheControl(request.headers),
+            response: stored, responseCacheControl: responseCacheControl, lifetime: lifetime,
+            policy: configuration.storagePolicy)
+        let declaredLength = upstreamFields["Content-Length"].flatMap { Int($0.trimmingOWS()) }
+        if decision.mayStore, let declaredLength, declaredLength > store.configuration.maxObjectSize {
+            decision = .doNotStore(reason: "larger than max_object_size")
+        }
+        var writer: ObjectWriter?
+        if decision.mayStore {
+            let vary = stored.vary
+            do {
+                writer = try store.makeObjectWriter(
+                    primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers), varyNames: vary.fieldNames)
+            } catch {
+                logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+            }
+        }
+        var reason: String?
+        if case .doNotStore(let why) = decision { reason = why }
+
+        var cacheStatus = CacheStatus(
+            forward: plan.forward, forwardStatus: status, stored: writer != nil, collapsed: plan.collapsed,
+            ttl: writer != nil ? lifetime.seconds - Int64(Age.current(of: stored, now: responseTime)) : nil,
+            detail: plan.detail ?? reason)
+        if configuration.cache.debugKey { cacheStatus.key = primaryKey }
+        var clientHeaders = ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via)
+        clientHeaders.add("Cache-Status", cacheStatus.headerValue)
+
+        // The client's own conditions, answered from the full response just fetched.
+        let condition: ConditionalOutcome =
+            status == 200 && request.headers["Range"] == nil
+            ? Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: stored) : .proceed
+        var clientAlive = true
+        var sentStatus = status
+        switch condition {
+        case .proceed:
+            try await sink.sendHead(status: status, headers: clientHeaders)
+        case .notModified:
+            var notModified = Conditional.notModifiedHeaders(from: clientHeaders)
+            notModified.add("Via", "1.1 \(via)")
+            notModified.add("Cache-Status", cacheStatus.headerValue)
+            try await sink.sendHead(status: 304, headers: notModified)
+            try await sink.sendEnd()
+            clientAlive = false
+            sentStatus = 304
+        case .preconditionFailed:
+            _ = try await sendError(status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
+            clientAlive = false
+            sentStatus = 412
+        }
+
+        var received = 0
+        var sent = 0
+        do {
+            for try await chunk in response.body {
+                received += chunk.readableBytes
+                if clientAlive {
+                    do {
+                        try await sink.sendBody(chunk)
+                        sent += chunk.readableBytes
+                    } catch {
+                        // The client left; keep filling the store for the others if we can.
+                        clientAlive = false
+                        if writer == nil { break }
+                    }
+                }
+                if let current = writer {
+                    do {
+                        try await current.append(chunk)
+                    } catch {
+                        current.abandon()
+                        writer = nil
+                        cacheStatus.stored = false
+                        if !clientAlive { break }
+                    }
+                }
+            }
+        } catch {
+            writer?.abandon()
+            logger.warning("upstream body failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+            throw ConnectionAbort(reason: "upstream body for \(primaryKey) failed: \(error)")
+        }
+        let complete = declaredLength.map { $0 == received } ?? true
+        if let current = writer {
+            // A body that arrived whole is committed whether or not the client stayed.
+            if complete {
+                do {
+                    try await current.commit(response: stored, requestHeaders: request.headers, storedAt: responseTime)
+                    finish(.stored, false)
+                    coalescer.markCacheable(primaryKey)
+                } catch {
+                    logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+                }
+            } else {
+                current.abandon()
+            }
+        } else if !decision.mayStore {
+            finish(.notStored, true)
+        }
+        if !complete {
+            throw ConnectionAbort(reason: "upstream body for \(primaryKey) ended after \(received) of \(declaredLength ?? 0) bytes")
+        }
+        if clientAlive {
+            try await sink.sendEnd()
+        } else if condition == .proceed {
+            throw ConnectionAbort(reason: "client went away")
+        }
+        return RequestOutcome(status: sentStatus, bytes: sent, cacheStatus: cacheStatus)
+    }
+
+    /// RFC 9111 §4.3.3 / §4.3.4: a 304 freshens the stored response it refers to (and every
+    /// other stored variant it selects); the client gets the updated stored response.
+    private func applyNotModified(
+        _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: some ResponseSink,
+        plan: FetchPlan, requestTime: Double, responseTime: Double, finish: (Coalescer.Outcome, Bool) -> Void
+    ) async throws -> RequestOutcome {
+        var refreshed = stale
+        let variants = (try? store.variants(request.key.description)) ?? []
+        for variant in variants where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified) {
+            let updated = Validation.updated(variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+            _ = try? await store.update(objectID: variant.id, response: updated)
+        }
+        refreshed.response = Validation.updated(stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+        do {
+            try await store.update(objectID: stale.id, response: refreshed.response)
+        } catch {
+            logger.error("store update failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+        }
+        finish(.stored, false)
+        let lifetime = FreshnessLifetime.of(refreshed.response, cacheControl: refreshed.response.cacheControl, configuration: configuration.freshness)
+        let now = clock.now()
+        let status = CacheStatus(
+            forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
+            ttl: lifetime.seconds - Int64(Age.current(of: refreshed.response, now: now)), detail: plan.detail)
+        return try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+    }
+
+    /// Forwards a request the cache does not answer (other methods, no-store requests, HEAD
+    /// misses) and relays the response; unsafe methods invalidate afterwards (RFC 9111 §4.4).
+    func passThrough(
+        _ request: ClientRequest, sink: some ResponseSink, status cacheStatus: CacheStatus, invalidate: Bool
+    ) async throws -> RequestOutcome {
+        let response: HTTPClientResponse
+        do {
+            response = try await upstream.execute(
+                UpstreamRequest(
+                    origin: request.origin, method: request.method, pathAndQuery: request.pathAndQuery,
+                    headers: upstreamHeaders(for: request), body: request.body),
+                logger: logger)
+        } catch let error as ProxyError {
+            logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+            var failed = cacheStatus
+            failed.detail = error.type
+            return try await sendError(status: error.status, message: error.details, sink: sink, cacheStatus: failed, proxyError: error)
+        }
+        let responseTime = clock.now()
+        let status = Int(response.status.code)
+        let upstreamFields = ResponseHeaders.fields(response.headers)
+        if invalidate {
+            let keys = Invalidation.keys(method: request.method, target: request.key, status: status, responseHeaders: upstreamFields)
+            if !keys.isEmpty {
+                do {
+                    try await store.invalidate(keys.map(\.description))
+                } catch {
+                    logger.error("invalidation failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+                }
+            }
+        }
+        var cacheStatus = cacheStatus
+        cacheStatus.forwardStatus = status
+        var headers = ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via)
+        headers.add("Cache-Status", cacheStatus.headerValue)
+        try await sink.sendHead(status: status, headers: headers)
+        var sent = 0
+        do {
+            for try await chunk in response.body {
+                try await sink.sendBody(chunk)
+                sent += chunk.readableBytes
+            }
+        } catch {
+            throw ConnectionAbort(reason: "relaying \(request.method) \(request.key) failed: \(error)")
+        }
+        try await sink.sendEnd()
+        return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
+    }
+
+    private func upstreamHeaders(for request: ClientRequest) -> HeaderFields {
+        let host = configuration.server.preserveHost ? request.key.authority : request.origin.authority
+        return ResponseHeaders.upstreamRequest(request.headers, clientAddress: request.clientAddress, host: host, via: via)
+    }
+}

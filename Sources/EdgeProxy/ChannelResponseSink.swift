@@ -1,0 +1,36 @@
+import HTTPCaching
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// A ``ResponseSink`` writing to the client's channel.
+struct ChannelResponseSink: ResponseSink {
+    let writer: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    let version: HTTPVersion
+    let keepAlive: Bool
+    /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
+    let mustClose = NIOLockedValueBox(false)
+
+    func sendHead(status: Int, headers: HeaderFields) async throws {
+        var nioHeaders = HTTPHeaders()
+        nioHeaders.reserveCapacity(headers.count + 1)
+        for field in headers { nioHeaders.add(name: field.name, value: field.value) }
+        let delimited = nioHeaders.contains(name: "Content-Length") || status == 204 || status == 304 || status < 200
+        if !keepAlive || (version.minor == 0 && !delimited) {
+            mustClose.withLockedValue { $0 = true }
+            nioHeaders.replaceOrAdd(name: "Connection", value: "close")
+        } else if version.minor == 0 {
+            nioHeaders.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
+        try await writer.write(.head(head))
+    }
+
+    func sendBody(_ buffer: ByteBuffer) async throws {
+        try await writer.write(.body(.byteBuffer(buffer)))
+    }
+
+    func sendEnd() async throws {
+        try await writer.write(.end(nil))
+    }
+}

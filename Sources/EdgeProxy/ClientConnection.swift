@@ -1,0 +1,172 @@
+import AsyncHTTPClient
+import HTTPCaching
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// One client connection: an async loop over its requests, answered in order (pipelined
+/// requests wait in NIO's pipeline handler). A failure ends this connection only.
+struct ClientConnection {
+    let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    let pipeline: CachePipeline
+    let registry: ConnectionRegistry
+    let accessLog: AccessLog
+    let logger: Logger
+
+    private var configuration: OutpostConfiguration { pipeline.configuration }
+
+    func run() async {
+        let id = registry.register(channel.channel)
+        defer { registry.unregister(id) }
+        let peer = channel.channel.remoteAddress?.ipAddress
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var parts = inbound.makeAsyncIterator()
+                while let part = try await parts.next() {
+                    guard case .head(let head) = part else { continue }
+                    registry.setBusy(id, true)
+                    let keepGoing = try await serve(head, parts: &parts, outbound: outbound, peer: peer)
+                    registry.setBusy(id, false)
+                    if !keepGoing || registry.isDraining { break }
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["peer": "\(peer ?? "-")", "error": "\(error)"])
+        }
+    }
+
+    /// Answers one request; false when the connection must close afterwards.
+    private func serve(
+        _ head: HTTPRequestHead, parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, peer: String?
+    ) async throws -> Bool {
+        let started = ContinuousClock.now
+        let headers = HeaderFields(fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
+        let keepAlive = head.isKeepAlive && !registry.isDraining
+        let sink = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: keepAlive)
+        let method = head.method.rawValue
+        let limits = RequestValidation.Limits(
+            maxURILength: configuration.server.maxURILength, maxHeaderBytes: configuration.server.maxHeaderBytes,
+            maxHeaders: configuration.server.maxHeaders, maxRequestBodySize: configuration.server.maxRequestBodySize)
+
+        func log(_ outcome: RequestOutcome, url: String) {
+            let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+                + Double((ContinuousClock.now - started).components.seconds)
+            accessLog.record(
+                method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
+                cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
+        }
+
+        if let rejection = RequestValidation.check(
+            method: method, uri: head.uri, versionMajor: head.version.major, versionMinor: head.version.minor,
+            headers: headers, limits: limits)
+        {
+            logger.notice("rejected request", metadata: ["status": "\(rejection.status)", "reason": "\(rejection.reason)", "peer": "\(peer ?? "-")"])
+            let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
+            let outcome = try await pipeline.sendError(
+                status: rejection.status, message: rejection.reason, sink: closing,
+                cacheStatus: CacheStatus(forward: .bypass, detail: "rejected"), proxyError: nil)
+            log(outcome, url: head.uri)
+            return false
+        }
+        guard let target = RequestTarget(uri: head.uri, host: headers["Host"]) else {
+            let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
+            let outcome = try await pipeline.sendError(
+                status: 400, message: "invalid request target", sink: closing,
+                cacheStatus: CacheStatus(forward: .bypass, detail: "rejected"), proxyError: nil)
+            log(outcome, url: head.uri)
+            return false
+        }
+        let key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
+        guard let origin = route(key) else {
+            let error = ProxyError.destinationNotFound("no origin configured for \(key.authority)")
+            let outcome = try await pipeline.sendError(
+                status: 502, message: error.details, sink: sink, cacheStatus: CacheStatus(forward: .bypass, detail: error.type),
+                proxyError: error)
+            log(outcome, url: key.description)
+            try await drainBody(&parts)
+            return keepAlive
+        }
+        var request = ClientRequest(
+            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key, origin: origin,
+            clientAddress: peer, body: nil)
+
+        let declaredLength = headers["Content-Length"].flatMap { Int($0.trimmingOWS()) }
+        let chunked = headers.contains("Transfer-Encoding")
+        let outcome: RequestOutcome
+        if chunked || (declaredLength ?? 0) > 0 {
+            if headers.listMembers("Expect").contains(where: { $0.equalsIgnoringASCIICase("100-continue") }) {
+                try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
+            }
+            let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+            request.body = .stream(stream, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
+            let finalRequest = request
+            let limit = configuration.server.maxRequestBodySize
+            outcome = try await withThrowingTaskGroup(of: RequestOutcome.self) { group in
+                group.addTask { try await pipeline.handle(finalRequest, sink: sink) }
+                var total = 0
+                do {
+                    pump: while let part = try await parts.next() {
+                        switch part {
+                        case .body(let buffer):
+                            total += buffer.readableBytes
+                            if total > limit {
+                                continuation.finish(throwing: ConnectionAbort(reason: "request body over max_request_body_size"))
+                                break pump
+                            }
+                            continuation.yield(buffer)
+                        case .end:
+                            continuation.finish()
+                            break pump
+                        case .head:
+                            continuation.finish(throwing: ConnectionAbort(reason: "request head inside a body"))
+                            break pump
+                        }
+                    }
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+                let result = try await group.next()!
+                return total > limit ? RequestOutcome(status: result.status, bytes: result.bytes, cacheStatus: result.cacheStatus, mustClose: true) : result
+            }
+        } else {
+            try await drainBody(&parts)
+            outcome = try await pipeline.handle(request, sink: sink)
+        }
+        log(outcome, url: key.description)
+        return keepAlive && !outcome.mustClose && !sink.mustClose.withLockedValue { $0 }
+    }
+
+    /// Reads the rest of a request without a body (its `.end`).
+    private func drainBody(_ parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) async throws {
+        while let part = try await parts.next() {
+            if case .end = part { return }
+        }
+    }
+
+    /// The origin for a request: by Host (with or without port), else the default origin.
+    private func route(_ key: CacheKey) -> OriginURL? {
+        let hosts = configuration.upstream.hosts
+        return hosts[key.authority] ?? hosts[key.host] ?? configuration.upstream.defaultOrigin
+    }
+}
+
+/// The authority and path of a request target (RFC 9112 §3.2): origin-form with Host, or
+/// absolute-form, whose authority wins over Host.
+struct RequestTarget: Equatable {
+    var authority: String
+    var pathAndQuery: String
+
+    init?(uri: String, host: String?) {
+        if uri.hasPrefix("/") {
+            guard let host, !host.isEmpty else { return nil }
+            authority = host
+            pathAndQuery = uri
+        } else if let key = CacheKey(absoluteURI: uri) {
+            authority = key.authority
+            pathAndQuery = key.pathAndQuery
+        } else {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import AsyncHTTPClient
+import HTTPCaching
+import NIOCore
+
+/// A request as the cache pipeline sees it, after the connection layer parsed, bounded and
+/// routed it.
+struct ClientRequest: Sendable {
+    var method: String
+    /// The request target as sent (origin-form or absolute-form).
+    var target: String
+    /// Path and query to send upstream.
+    var pathAndQuery: String
+    var headers: HeaderFields
+    /// The primary cache key (RFC 9111 §2).
+    var key: CacheKey
+    var origin: OriginURL
+    var clientAddress: String?
+    /// The request body, streamed from the client while the upstream request is sent.
+    var body: HTTPClientRequest.Body?
+
+    var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
+}
+
+/// Where one response goes. The connection layer implements it on top of the channel; every
+/// call may throw when the client went away.
+protocol ResponseSink: Sendable {
+    func sendHead(status: Int, headers: HeaderFields) async throws
+    func sendBody(_ buffer: ByteBuffer) async throws
+    func sendEnd() async throws
+}
+
+/// What the access log records about a finished request.
+struct RequestOutcome: Sendable {
+    var status: Int
+    var bytes: Int
+    var cacheStatus: CacheStatus
+    /// The connection must close after this response (the body was cut short).
+    var mustClose = false
+}
+
+/// The client went away or the response had to be cut short: the connection must close.
+struct ConnectionAbort: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { reason }
+}

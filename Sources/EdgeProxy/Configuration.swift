@@ -1,0 +1,145 @@
+import CacheStore
+import HTTPCaching
+
+/// Everything `outpost serve` can be told, with the defaults an operator gets when a key is
+/// absent. Each property is one key of conf/outpost.toml (documented in docs/configuration.md).
+public struct OutpostConfiguration: Sendable, Equatable {
+    public struct Server: Sendable, Equatable {
+        /// `server.listen`: address of the traffic listener.
+        public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
+        /// `server.idle_timeout`: seconds a keep-alive connection may sit idle between requests.
+        public var idleTimeout: Double = 60
+        /// `server.request_header_timeout`: seconds allowed from the first byte of a request
+        /// to the end of its header section (defeats slow-header clients).
+        public var requestHeaderTimeout: Double = 10
+        /// `server.max_header_bytes`: bytes of header fields per request; beyond → 431.
+        public var maxHeaderBytes = 32 * 1024
+        /// `server.max_headers`: header fields per request; beyond → 431.
+        public var maxHeaders = 100
+        /// `server.max_uri_length`: bytes of request target; beyond → 414.
+        public var maxURILength = 8 * 1024
+        /// `server.max_request_body_size`: bytes of request body forwarded; beyond → 413.
+        public var maxRequestBodySize = 100 * 1024 * 1024
+        /// `server.shutdown_grace`: seconds in-flight requests get to finish on SIGTERM.
+        public var shutdownGrace: Double = 30
+        /// `server.preserve_host`: send the client's Host upstream (else the origin's authority).
+        public var preserveHost = true
+        /// `server.via_pseudonym`: the name this hop uses in Via (RFC 9110 §7.6.3).
+        public var viaPseudonym = "outpost"
+    }
+
+    public struct Upstream: Sendable, Equatable {
+        /// `upstream.default`: the origin for requests whose Host has no entry of its own.
+        public var defaultOrigin: OriginURL?
+        /// `[upstream.hosts]`: Host → origin.
+        public var hosts: [String: OriginURL] = [:]
+        /// `upstream.connect_timeout`: seconds to establish a connection.
+        public var connectTimeout: Double = 5
+        /// `upstream.response_timeout`: seconds to wait for the response head → 504.
+        public var responseTimeout: Double = 30
+        /// `upstream.read_timeout`: seconds of silence tolerated while reading a body.
+        public var readTimeout: Double = 30
+        /// `upstream.max_connections_per_origin`: pooled HTTP/1.1 connections per origin.
+        public var maxConnectionsPerOrigin = 128
+    }
+
+    public struct Cache: Sendable, Equatable {
+        /// `cache.uncacheable_ttl`: seconds a URL whose response could not be stored skips
+        /// request coalescing (hit-for-miss), so requests are not serialised behind it.
+        public var uncacheableTTL: Double = 30
+        /// `cache.heuristic_fraction`: share of (Date − Last-Modified) used as a heuristic lifetime.
+        public var heuristicFraction = 0.1
+        /// `cache.heuristic_max`: cap on a heuristic lifetime in seconds (always below 24 h).
+        public var heuristicMax: Int64 = 86_399
+        /// `cache.honour_request_directives`: obey clients' Cache-Control / Pragma.
+        public var honourRequestDirectives = true
+        /// `cache.store_set_cookie_when_public`: store responses with Set-Cookie when they are
+        /// `public` or carry `s-maxage` (the cookie itself is never stored).
+        public var storeSetCookieWhenPublic = true
+        /// `cache.debug_key`: add `key=` to Cache-Status.
+        public var debugKey = false
+    }
+
+    public struct Admin: Sendable, Equatable {
+        /// `admin.listen`: address of the admin listener (loopback by default).
+        public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8090)
+    }
+
+    public struct Log: Sendable, Equatable {
+        /// `log.level`: trace, debug, info, notice, warning, error, critical.
+        public var level = "info"
+        /// `log.access`: one line per request.
+        public var access = true
+    }
+
+    public var server = Server()
+    public var upstream = Upstream()
+    public var cache = Cache()
+    public var store = StoreConfiguration(path: "./outpost-store")
+    public var admin = Admin()
+    public var log = Log()
+
+    public init() {}
+
+    var freshness: FreshnessConfiguration {
+        FreshnessConfiguration(heuristicFraction: cache.heuristicFraction, heuristicCap: cache.heuristicMax)
+    }
+
+    var storagePolicy: StoragePolicy { StoragePolicy(storeSetCookieWhenPublic: cache.storeSetCookieWhenPublic) }
+}
+
+/// `HOST:PORT` as written in the configuration and on the command line.
+public struct SocketAddressSpec: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces).
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65_535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Loopback addresses only; the admin listener binds elsewhere only with a token.
+    public var isLoopback: Bool { host == "localhost" || host.hasPrefix("127.") || host == "::1" }
+}
+
+/// An origin: `http://host[:port]` (path ignored).
+public struct OriginURL: Sendable, Equatable, CustomStringConvertible {
+    public var scheme: String
+    public var host: String
+    public var port: Int
+
+    public init?(parsing text: String) {
+        guard let key = CacheKey(absoluteURI: text.hasSuffix("/") || text.contains("?") ? text : text + "/") else { return nil }
+        scheme = key.scheme
+        let authority = key.authority
+        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"), let port = Int(authority[authority.index(after: colon)...]) {
+            host = String(authority[..<colon])
+            self.port = port
+        } else {
+            host = authority
+            port = key.scheme == "https" ? 443 : 80
+        }
+        guard !host.isEmpty else { return nil }
+    }
+
+    /// The authority as it goes in a Host field.
+    public var authority: String {
+        let defaultPort = scheme == "https" ? 443 : 80
+        return port == defaultPort ? host : "\(host):\(port)"
+    }
+
+    public var description: String { "\(scheme)://\(authority)" }
+}

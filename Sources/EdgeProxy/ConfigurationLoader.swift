@@ -1,0 +1,209 @@
+import Foundation
+import TOMLKit
+
+/// A configuration problem, naming the key and what was wrong with it.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reads conf/outpost.toml. TOMLKit parses the file; this walks the result itself so that an
+/// unknown key or a value of the wrong type is reported by name instead of silently ignored.
+public enum ConfigurationLoader {
+    public static func load(path: String) throws -> OutpostConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read configuration file \(path): \(error.localizedDescription)")
+        }
+        return try parse(text, source: path)
+    }
+
+    public static func parse(_ text: String, source: String = "configuration") throws -> OutpostConfiguration {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError("\(source):\(error.source.begin.line): invalid TOML: \(error.description)")
+        }
+        var configuration = OutpostConfiguration()
+        var reader = TableReader(table, path: "")
+        try reader.table("server") { server in
+            try server.address("listen") { configuration.server.listen = $0 }
+            try server.seconds("idle_timeout") { configuration.server.idleTimeout = $0 }
+            try server.seconds("request_header_timeout") { configuration.server.requestHeaderTimeout = $0 }
+            try server.size("max_header_bytes", minimum: 1024) { configuration.server.maxHeaderBytes = $0 }
+            try server.integer("max_headers", minimum: 1) { configuration.server.maxHeaders = $0 }
+            try server.size("max_uri_length", minimum: 256) { configuration.server.maxURILength = $0 }
+            try server.size("max_request_body_size", minimum: 0) { configuration.server.maxRequestBodySize = $0 }
+            try server.seconds("shutdown_grace") { configuration.server.shutdownGrace = $0 }
+            try server.bool("preserve_host") { configuration.server.preserveHost = $0 }
+            try server.string("via_pseudonym") { configuration.server.viaPseudonym = $0 }
+        }
+        try reader.table("upstream") { upstream in
+            try upstream.origin("default") { configuration.upstream.defaultOrigin = $0 }
+            try upstream.seconds("connect_timeout") { configuration.upstream.connectTimeout = $0 }
+            try upstream.seconds("response_timeout") { configuration.upstream.responseTimeout = $0 }
+            try upstream.seconds("read_timeout") { configuration.upstream.readTimeout = $0 }
+            try upstream.integer("max_connections_per_origin", minimum: 1) { configuration.upstream.maxConnectionsPerOrigin = $0 }
+            try upstream.table("hosts") { hosts in
+                for key in hosts.remainingKeys {
+                    try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }
+                }
+            }
+        }
+        try reader.table("cache") { cache in
+            try cache.seconds("uncacheable_ttl") { configuration.cache.uncacheableTTL = $0 }
+            try cache.number("heuristic_fraction", range: 0...1) { configuration.cache.heuristicFraction = $0 }
+            try cache.integer("heuristic_max", minimum: 0) { configuration.cache.heuristicMax = Int64(min($0, 86_399)) }
+            try cache.bool("honour_request_directives") { configuration.cache.honourRequestDirectives = $0 }
+            try cache.bool("store_set_cookie_when_public") { configuration.cache.storeSetCookieWhenPublic = $0 }
+            try cache.bool("debug_key") { configuration.cache.debugKey = $0 }
+        }
+        try reader.table("store") { store in
+            try store.string("path") { configuration.store.path = $0 }
+            try store.size("max_store_size", minimum: 1 << 20) { configuration.store.maxStoreSize = $0 }
+            try store.size("max_object_size", minimum: 1) { configuration.store.maxObjectSize = $0 }
+            try store.size("chunk_size", minimum: 4096) { configuration.store.chunkSize = $0 }
+            try store.integer("max_variants", minimum: 1) { configuration.store.maxVariants = $0 }
+            try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
+            try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
+        }
+        try reader.table("admin") { admin in
+            try admin.address("listen") { configuration.admin.listen = $0 }
+        }
+        try reader.table("log") { log in
+            try log.string("level") { level in
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                guard levels.contains(level) else { throw ConfigurationError("log.level: \"\(level)\" is not one of \(levels.joined(separator: ", "))") }
+                configuration.log.level = level
+            }
+            try log.bool("access") { configuration.log.access = $0 }
+        }
+        try reader.finish()
+        return configuration
+    }
+}
+
+/// Walks one TOML table, remembering which keys were read so that unknown ones are reported.
+struct TableReader {
+    private let values: TOMLTable
+    private let path: String
+    private var seen: Set<String> = []
+
+    init(_ values: TOMLTable, path: String) {
+        self.values = values
+        self.path = path
+    }
+
+    var remainingKeys: [String] { values.keys.filter { !seen.contains($0) }.sorted() }
+
+    private func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    private mutating func value(_ key: String) -> TOMLValueConvertible? {
+        seen.insert(key)
+        return values[key]
+    }
+
+    mutating func table(_ key: String, _ body: (inout TableReader) throws -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let nested = raw.table else { throw ConfigurationError("\(name(key)) must be a table") }
+        var reader = TableReader(nested, path: name(key))
+        try body(&reader)
+        try reader.finish()
+    }
+
+    mutating func string(_ key: String, _ apply: (String) throws -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let text = raw.string else { throw ConfigurationError("\(name(key)) must be a string") }
+        try apply(text)
+    }
+
+    mutating func bool(_ key: String, _ apply: (Bool) -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let flag = raw.bool else { throw ConfigurationError("\(name(key)) must be true or false") }
+        apply(flag)
+    }
+
+    mutating func integer(_ key: String, minimum: Int, _ apply: (Int) -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let number = raw.int, number >= minimum else {
+            throw ConfigurationError("\(name(key)) must be a whole number of at least \(minimum)")
+        }
+        apply(number)
+    }
+
+    mutating func number(_ key: String, range: ClosedRange<Double>, _ apply: (Double) -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let number = raw.double ?? raw.int.map(Double.init), range.contains(number) else {
+            throw ConfigurationError("\(name(key)) must be a number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        apply(number)
+    }
+
+    mutating func seconds(_ key: String, _ apply: (Double) -> Void) throws {
+        try number(key, range: 0...86_400 * 365, apply)
+    }
+
+    /// A byte count: a whole number, or a string with a unit (`"512MiB"`, `"1GB"`, `"64k"`).
+    mutating func size(_ key: String, minimum: Int, _ apply: (Int) -> Void) throws {
+        guard let raw = value(key) else { return }
+        let parsed = raw.int ?? raw.string.flatMap(ByteSize.parse)
+        guard let bytes = parsed, bytes >= minimum else {
+            throw ConfigurationError("\(name(key)) must be a size of at least \(minimum) bytes (a number, or e.g. \"512MiB\")")
+        }
+        apply(bytes)
+    }
+
+    mutating func address(_ key: String, _ apply: (SocketAddressSpec) -> Void) throws {
+        let label = name(key)
+        try string(key) { text in
+            guard let address = SocketAddressSpec(parsing: text) else {
+                throw ConfigurationError("\(label): \"\(text)\" is not HOST:PORT")
+            }
+            apply(address)
+        }
+    }
+
+    mutating func origin(_ key: String, _ apply: (OriginURL) -> Void) throws {
+        let label = name(key)
+        try string(key) { text in
+            guard let origin = OriginURL(parsing: text) else {
+                throw ConfigurationError("\(label): \"\(text)\" is not an http:// or https:// origin URL")
+            }
+            apply(origin)
+        }
+    }
+
+    func finish() throws {
+        let unknown = remainingKeys
+        guard unknown.isEmpty else {
+            throw ConfigurationError(
+                "unknown configuration key\(unknown.count > 1 ? "s" : ""): \(unknown.map(name).joined(separator: ", "))")
+        }
+    }
+}
+
+/// Parses sizes such as `1048576`, `"64k"`, `"512MiB"`, `"1 GB"` (powers of 1024 throughout,
+/// as operators size disks and memory).
+public enum ByteSize {
+    public static func parse(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let digits = trimmed.prefix(while: { $0.isASCII && $0.isNumber })
+        guard let value = Int(digits) else { return nil }
+        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let multiplier: Int
+        switch unit {
+        case "", "b": multiplier = 1
+        case "k", "kb", "kib": multiplier = 1 << 10
+        case "m", "mb", "mib": multiplier = 1 << 20
+        case "g", "gb", "gib": multiplier = 1 << 30
+        case "t", "tb", "tib": multiplier = 1 << 40
+        default: return nil
+        }
+        let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : result
+    }
+}

@@ -1,0 +1,138 @@
+import NIOCore
+import NIOHTTP1
+
+/// When a connection has waited too long (pure state machine, tested event by event).
+///
+/// Idle: between requests, a keep-alive connection may wait `idle_timeout` for the first byte
+/// of the next request. Reading a head: from that first byte, the whole header section must
+/// arrive within `request_header_timeout` (a slow-header client cannot hold a connection
+/// forever). Busy: while a request is being answered no timer runs here; the upstream
+/// timeouts bound that.
+struct ConnectionTimeoutState: Equatable {
+    enum Phase: Equatable { case idle, readingHead, busy }
+    enum Action: Equatable {
+        case arm(seconds: Double)
+        case disarm
+        case close
+        case none
+    }
+
+    private(set) var phase: Phase = .idle
+    let idleTimeout: Double
+    let headerTimeout: Double
+
+    init(idleTimeout: Double, headerTimeout: Double) {
+        self.idleTimeout = idleTimeout
+        self.headerTimeout = headerTimeout
+    }
+
+    /// The connection opened: wait for a request like any idle connection.
+    func start() -> Action { .arm(seconds: idleTimeout) }
+
+    mutating func bytesArrived() -> Action {
+        guard phase == .idle else { return .none }
+        phase = .readingHead
+        return .arm(seconds: headerTimeout)
+    }
+
+    mutating func headReceived() -> Action {
+        phase = .busy
+        return .disarm
+    }
+
+    mutating func responseEnded() -> Action {
+        guard phase == .busy else { return .none }
+        phase = .idle
+        return .arm(seconds: idleTimeout)
+    }
+
+    func timerFired() -> Action { phase == .busy ? .none : .close }
+}
+
+/// Runs ``ConnectionTimeoutState`` on a channel. Sits after the HTTP decoder (it sees request
+/// heads and response ends); its ``FirstByteObserver`` sits before the decoder and reports raw
+/// bytes. Both live on the channel's event loop.
+final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var state: ConnectionTimeoutState
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(idleTimeout: Double, headerTimeout: Double) {
+        state = ConnectionTimeoutState(idleTimeout: idleTimeout, headerTimeout: headerTimeout)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { run(state.start()) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        run(state.start())
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// Called by the observer before the decoder.
+    func bytesArrived() { run(state.bytesArrived()) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) { run(state.headReceived()) }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { run(state.responseEnded()) }
+        context.write(data, promise: promise)
+    }
+
+    private func run(_ action: ConnectionTimeoutState.Action) {
+        switch action {
+        case .arm(let seconds):
+            timer?.cancel()
+            guard let context, seconds > 0 else { return }
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+                loopBound.value.fired()
+            }
+        case .disarm:
+            timer?.cancel()
+            timer = nil
+        case .close:
+            timer?.cancel()
+            context?.close(promise: nil)
+        case .none:
+            break
+        }
+    }
+
+    private func fired() { run(state.timerFired()) }
+}
+
+/// Reports raw inbound bytes to the timeout handler, before the HTTP decoder consumes them.
+final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let timeouts: ConnectionTimeoutHandler
+
+    init(timeouts: ConnectionTimeoutHandler) { self.timeouts = timeouts }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        timeouts.bytesArrived()
+        context.fireChannelRead(data)
+    }
+}

@@ -1,0 +1,61 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Answers requests the HTTP parser rejects, then lets the connection close.
+///
+/// Like NIO's `HTTPServerProtocolErrorHandler`, but an oversized header section gets 431
+/// (RFC 6585 §5) rather than 400, every rejection is logged, and the response says
+/// `Connection: close`. Smuggling vectors the parser catches (obs-fold, bare CR, invalid
+/// chunk framing, conflicting lengths) land here as 400.
+final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var hasUnterminatedResponse = false
+    private let logger: Logger
+    private let via: String
+
+    init(logger: Logger, via: String) {
+        self.logger = logger
+        self.via = via
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        logger.notice(
+            "rejected malformed request",
+            metadata: ["status": "\(status.code)", "error": "\(parserError)", "peer": "\(context.remoteAddress?.description ?? "?")"])
+        if !hasUnterminatedResponse {
+            let body = "\(status.reasonPhrase)\n"
+            let headers = HTTPHeaders([
+                ("Connection", "close"), ("Content-Length", String(body.utf8.count)), ("Content-Type", "text/plain"),
+                ("Cache-Status", "\(via); fwd=bypass; detail=\"malformed request\""),
+            ])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code < 200 || head.status.code == 101:
+            break
+        case .head:
+            hasUnterminatedResponse = true
+        case .body:
+            break
+        case .end:
+            hasUnterminatedResponse = false
+        }
+        context.write(data, promise: promise)
+    }
+}

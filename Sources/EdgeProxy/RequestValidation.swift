@@ -1,0 +1,80 @@
+import HTTPCaching
+
+/// Checks on a decoded request head that the HTTP parser does not make for us (RFC 9112 §3,
+/// §6.3; RFC 9110 §7.2), kept as pure functions so they are tested without sockets.
+public enum RequestValidation {
+    public struct Rejection: Sendable, Equatable {
+        public let status: Int
+        public let reason: String
+    }
+
+    public struct Limits: Sendable {
+        public var maxURILength: Int
+        public var maxHeaderBytes: Int
+        public var maxHeaders: Int
+        public var maxRequestBodySize: Int
+    }
+
+    /// Validates one request head; nil when it may proceed.
+    public static func check(
+        method: String, uri: String, versionMajor: Int, versionMinor: Int, headers: HeaderFields, limits: Limits
+    ) -> Rejection? {
+        if uri.utf8.count > limits.maxURILength { return Rejection(status: 414, reason: "request target longer than \(limits.maxURILength) bytes") }
+        if headers.count > limits.maxHeaders { return Rejection(status: 431, reason: "more than \(limits.maxHeaders) header fields") }
+        let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        if headerBytes > limits.maxHeaderBytes { return Rejection(status: 431, reason: "header section larger than \(limits.maxHeaderBytes) bytes") }
+        for field in headers {
+            // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
+            if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
+                return Rejection(status: 400, reason: "control character in field \(field.name)")
+            }
+            if field.name.isEmpty || field.name.utf8.contains(where: { !isTokenByte($0) }) {
+                return Rejection(status: 400, reason: "invalid field name")
+            }
+        }
+        // RFC 9112 §6.3: Transfer-Encoding with Content-Length is a smuggling vector.
+        let transferEncodings = headers.listMembers("Transfer-Encoding")
+        let contentLengths = headers.values("Content-Length")
+        if !transferEncodings.isEmpty {
+            if !contentLengths.isEmpty { return Rejection(status: 400, reason: "both Transfer-Encoding and Content-Length") }
+            // Only chunked, once and last, is understood (RFC 9112 §6.1).
+            guard transferEncodings.count == 1, transferEncodings[0].equalsIgnoringASCIICase("chunked") else {
+                return Rejection(status: 400, reason: "unsupported transfer coding")
+            }
+            if versionMajor == 1 && versionMinor == 0 { return Rejection(status: 400, reason: "Transfer-Encoding in HTTP/1.0") }
+        }
+        if !contentLengths.isEmpty {
+            // Several lines (or a list) must all carry the same valid value (RFC 9112 §6.3).
+            let members = contentLengths.flatMap { HeaderFields.splitList($0) }
+            guard let first = members.first, members.allSatisfy({ $0 == first }),
+                let length = Int(first), length >= 0, first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
+            else { return Rejection(status: 400, reason: "invalid or conflicting Content-Length") }
+            if length > limits.maxRequestBodySize { return Rejection(status: 413, reason: "request body larger than \(limits.maxRequestBodySize) bytes") }
+        }
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
+        let hosts = headers.values("Host")
+        if versionMajor == 1 && versionMinor >= 1 && hosts.count != 1 {
+            return Rejection(status: 400, reason: hosts.isEmpty ? "missing Host" : "several Host fields")
+        }
+        if hosts.count > 1 { return Rejection(status: 400, reason: "several Host fields") }
+        if let host = hosts.first, host.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 }) {
+            return Rejection(status: 400, reason: "invalid Host")
+        }
+        if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://") || (uri == "*" && method == "OPTIONS")) {
+            return Rejection(status: 400, reason: "invalid request target")
+        }
+        return nil
+    }
+
+    /// tchar (RFC 9110 §5.6.2).
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+            UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import AsyncHTTPClient
+import HTTPCaching
+import NIOHTTP1
+
+/// Building the header sections Outpost sends, both ways (RFC 9110 §7.6).
+enum ResponseHeaders {
+    /// NIO's header list as ours.
+    static func fields(_ headers: HTTPHeaders) -> HeaderFields {
+        HeaderFields(fields: headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
+    }
+
+    /// An upstream response head as forwarded to the client: no hop-by-hop fields, a Date when
+    /// the origin sent none (RFC 9110 §6.6.1), and this hop in Via (§7.6.3).
+    static func forwarded(_ upstream: HeaderFields, date: Double, via: String) -> HeaderFields {
+        var headers = HopByHop.stripped(upstream)
+        if !headers.contains("Date") { headers.add("Date", HTTPDate.format(Int64(date))) }
+        headers.add("Via", "1.1 \(via)")
+        return headers
+    }
+
+    /// The request head sent upstream: no hop-by-hop fields, this hop in Via, the client's
+    /// address appended to X-Forwarded-For and its scheme in X-Forwarded-Proto.
+    static func upstreamRequest(
+        _ client: HeaderFields, clientAddress: String?, host: String, via: String
+    ) -> HeaderFields {
+        var headers = HopByHop.stripped(client)
+        headers.remove("Host")
+        headers.remove("Expect")
+        headers.add("Host", host)
+        headers.add("Via", "1.1 \(via)")
+        if let clientAddress {
+            if let existing = headers.combined("X-Forwarded-For") {
+                headers.replace("X-Forwarded-For", with: existing + ", " + clientAddress)
+            } else {
+                headers.add("X-Forwarded-For", clientAddress)
+            }
+        }
+        headers.replace("X-Forwarded-Proto", with: "http")
+        return headers
+    }
+
+    /// Client conditionals and Range, removed when the cache wants the full response to store
+    /// (RFC 9111 §4.3.2: the cache answers the client's condition itself).
+    static let clientConditionals = ["If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"]
+}
