@@ -87,10 +87,31 @@ struct ClientConnection {
             try await drainBody(&parts)
             return keepAlive
         }
-        var request = ClientRequest(
+        let request = ClientRequest(
             method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key, origin: origin,
             clientAddress: peer, body: nil)
+        let outcome: RequestOutcome
+        do {
+            outcome = try await answer(request, head: head, parts: &parts, outbound: outbound, sink: sink)
+        } catch {
+            // The response was cut short (client gone, origin failed mid-body): still one line.
+            accessLog.record(
+                method: method, url: key.description, status: 0, bytes: 0, seconds: 0,
+                cacheStatus: "aborted: \(error)", peer: peer)
+            throw error
+        }
+        log(outcome, url: key.description)
+        return keepAlive && !outcome.mustClose && !sink.mustClose.withLockedValue { $0 }
+    }
 
+    /// Runs the pipeline, streaming the request body to it when there is one.
+    private func answer(
+        _ request: ClientRequest, head: HTTPRequestHead,
+        parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, sink: ChannelResponseSink
+    ) async throws -> RequestOutcome {
+        var request = request
+        let headers = request.headers
         let declaredLength = headers["Content-Length"].flatMap { Int($0.trimmingOWS()) }
         let chunked = headers.contains("Transfer-Encoding")
         let outcome: RequestOutcome
@@ -133,8 +154,7 @@ struct ClientConnection {
             try await drainBody(&parts)
             outcome = try await pipeline.handle(request, sink: sink)
         }
-        log(outcome, url: key.description)
-        return keepAlive && !outcome.mustClose && !sink.mustClose.withLockedValue { $0 }
+        return outcome
     }
 
     /// Reads the rest of a request without a body (its `.end`).

@@ -89,7 +89,8 @@ public final class OutpostServer: Sendable {
         logger.info(
             "outpost serving",
             metadata: [
-                "listen": "\(trafficAddress)", "admin": "\(adminAddress)", "store": "\(configuration.store.path)",
+                "listen": "\(trafficAddress.ipAddress ?? "?"):\(trafficAddress.port ?? 0)",
+                "admin": "\(adminAddress.ipAddress ?? "?"):\(adminAddress.port ?? 0)", "store": "\(configuration.store.path)",
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
         await withDiscardingTaskGroup { group in
