@@ -15,6 +15,10 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundOut = HTTPServerResponsePart
 
     private var hasUnterminatedResponse = false
+    /// A request head arrived and its end has not.
+    private var inRequest = false
+    /// A response was started for the request in progress.
+    private var answeredCurrentRequest = false
     private let logger: Logger
     private let via: String
 
@@ -32,7 +36,8 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
         logger.notice(
             "rejected malformed request",
             metadata: ["status": "\(status.code)", "error": "\(parserError)", "peer": "\(context.remoteAddress?.description ?? "?")"])
-        if !hasUnterminatedResponse {
+        // A request that was already answered (and is being closed) gets no second response.
+        if !hasUnterminatedResponse && !(inRequest && answeredCurrentRequest) {
             let body = "\(status.reasonPhrase)\n"
             let headers = HTTPHeaders([
                 ("Connection", "close"), ("Content-Length", String(body.utf8.count)), ("Content-Type", "text/plain"),
@@ -43,6 +48,20 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
         context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            inRequest = true
+            answeredCurrentRequest = false
+        case .body:
+            break
+        case .end:
+            inRequest = false
+        }
+        context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -51,6 +70,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             break
         case .head:
             hasUnterminatedResponse = true
+            answeredCurrentRequest = true
         case .body:
             break
         case .end:

@@ -35,6 +35,8 @@ struct OriginResponse: Sendable {
     var delay: Duration?
     /// Wait for this gate after the first body chunk.
     var gate: Gate?
+    /// Add a Date field when the script has none (origins normally do).
+    var addDate = true
 
     init(
         status: Int = 200, headers: [(String, String)] = [], body: String = "", contentLength: Bool = true,
@@ -92,6 +94,7 @@ final class TestOrigin: Sendable {
     private let listener: NIOAsyncChannel<Connection, Never>
     private let recorded = NIOLockedValueBox<[OriginRequest]>([])
     private let task: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     var requests: [OriginRequest] { recorded.withLockedValue { $0 } }
     func requests(to path: String) -> [OriginRequest] { requests.filter { $0.path == path } }
@@ -128,12 +131,17 @@ final class TestOrigin: Sendable {
         return origin
     }
 
+    /// Closes the listener and every open connection: the origin is really down afterwards.
     func stop() async {
         try? await listener.channel.close()
+        for channel in connections.withLockedValue({ Array($0.values) }) { try? await channel.close() }
         await task.withLockedValue { $0 }?.value
     }
 
     private func serve(_ connection: Connection, _ handler: Handler) async {
+        let id = ObjectIdentifier(connection.channel)
+        connections.withLockedValue { $0[id] = connection.channel }
+        defer { connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body = ByteBuffer()
@@ -154,7 +162,7 @@ final class TestOrigin: Sendable {
                     if let delay = response.delay { try await Task.sleep(for: delay) }
                     if case .hangUp = response.action { return }
                     var headers = HTTPHeaders(response.headers)
-                    if !headers.contains(name: "Date") { headers.add(name: "Date", value: HTTPDate.format(Int64(SystemClock().now()))) }
+                    if response.addDate && !headers.contains(name: "Date") { headers.add(name: "Date", value: HTTPDate.format(Int64(SystemClock().now()))) }
                     if response.contentLength || response.action == .truncate {
                         headers.replaceOrAdd(name: "Content-Length", value: String(response.bodyLength))
                     }
