@@ -86,4 +86,7 @@ final class Coalescer: Sendable {
     }
 
     var inFlightCount: Int { state.withLockedValue { $0.inFlight.count } }
+
+    /// Requests currently waiting on another request's fetch.
+    var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
 }

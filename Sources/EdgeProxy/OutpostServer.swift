@@ -83,6 +83,9 @@ public final class OutpostServer: Sendable {
             }
     }
 
+    /// Requests waiting right now for another request's fetch of the same URL.
+    public var coalescedWaiters: Int { pipeline.coalescer.waitingCount }
+
     /// Serves until ``shutdown()``; returns after the store is closed.
     public func run() async {
         let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
