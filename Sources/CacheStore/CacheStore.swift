@@ -50,7 +50,8 @@ public final class CacheStore: Sendable {
             let meta = schema.meta
             let found = try environment.read { try $0.get(meta, formatKey) }.map { String(decoding: $0, as: UTF8.self) }
             guard found == StoreFormat.identifier else {
-                throw StoreError.incompatibleFormat(path: path, found: found ?? "none", expected: StoreFormat.identifier)
+                throw StoreError.incompatibleFormat(
+                    path: path, found: found ?? "none", expected: StoreFormat.identifier)
             }
             writer = nil
             return

@@ -171,9 +171,12 @@ public final class LMDBTransaction {
     }
 
     /// Hands the value's bytes, still inside the map, to `body`.
-    public func withValue<T>(_ db: LMDBDatabase, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
+    public func withValue<T>(
+        _ db: LMDBDatabase, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T
+    ) throws -> T? {
         try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var keyVal = MDB_val(
+                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             var value = MDB_val()
             let code = mdb_get(txn, db.dbi, &keyVal, &value)
             if code == MDB_NOTFOUND { return nil }
@@ -192,7 +195,8 @@ public final class LMDBTransaction {
 
     private func put(_ db: LMDBDatabase, _ key: [UInt8], bytes: UnsafeRawBufferPointer) throws {
         try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var keyVal = MDB_val(
+                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             var value = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
             try LMDBError.check(mdb_put(txn, db.dbi, &keyVal, &value, 0), "mdb_put")
         }
@@ -202,7 +206,8 @@ public final class LMDBTransaction {
     @discardableResult
     public func delete(_ db: LMDBDatabase, _ key: [UInt8]) throws -> Bool {
         try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var keyVal = MDB_val(
+                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             let code = mdb_del(txn, db.dbi, &keyVal, nil)
             if code == MDB_NOTFOUND { return false }
             try LMDBError.check(code, "mdb_del")

@@ -37,7 +37,9 @@ public final class ObjectWriter {
     public func append(_ bytes: ByteBuffer) async throws {
         precondition(!finished, "append after commit or abandon")
         bodyLength += bytes.readableBytes
-        guard bodyLength <= configuration.maxObjectSize else { throw StoreError.objectTooLarge(limit: configuration.maxObjectSize) }
+        guard bodyLength <= configuration.maxObjectSize else {
+            throw StoreError.objectTooLarge(limit: configuration.maxObjectSize)
+        }
         var bytes = bytes
         while bytes.readableBytes > 0 {
             let room = configuration.chunkSize - pending.readableBytes
@@ -64,7 +66,9 @@ public final class ObjectWriter {
 
     /// Writes the last chunk and the object's record; returns when it is committed.
     @discardableResult
-    public func commit(response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double) async throws -> ObjectRecord {
+    public func commit(
+        response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double
+    ) async throws -> ObjectRecord {
         precondition(!finished, "commit twice")
         if pending.readableBytes > 0 {
             await flushChunk(pending)
@@ -76,7 +80,10 @@ public final class ObjectWriter {
             bodyLength: bodyLength, chunkSize: configuration.chunkSize, chunkCount: chunkCount)
         let varyNames = self.varyNames
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            writer.enqueue(.commit(record, requestHeaders: requestHeaders, varyNames: varyNames, completion: { continuation.resume(with: $0) }))
+            writer.enqueue(
+                .commit(
+                    record, requestHeaders: requestHeaders, varyNames: varyNames,
+                    completion: { continuation.resume(with: $0) }))
         }
         return record
     }

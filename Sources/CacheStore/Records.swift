@@ -73,7 +73,10 @@ struct EntryRecord: Sendable, Equatable {
             let id = try reader.u64()
             let secondary = try reader.string32()
             let vary = try reader.string32()
-            variants.append(VariantRef(objectID: id, secondaryKey: secondary, varyNames: vary.isEmpty ? [] : vary.split(separator: "\n").map(String.init)))
+            variants.append(
+                VariantRef(
+                    objectID: id, secondaryKey: secondary,
+                    varyNames: vary.isEmpty ? [] : vary.split(separator: "\n").map(String.init)))
         }
     }
 }
@@ -151,7 +154,8 @@ public struct ObjectRecord: Sendable, Equatable {
             let name = try reader.string32()
             headers.add(name, try reader.string32())
         }
-        response = StoredResponse(status: status, headers: headers, requestTime: requestTime, responseTime: responseTime)
+        response = StoredResponse(
+            status: status, headers: headers, requestTime: requestTime, responseTime: responseTime)
     }
 }
 

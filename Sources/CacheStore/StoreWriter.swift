@@ -12,7 +12,9 @@ import NIOCore
 final class StoreWriter: @unchecked Sendable {
     enum Operation {
         case putChunk(id: UInt64, index: Int, bytes: ByteBuffer)
-        case commit(ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], completion: @Sendable (Result<Void, Error>) -> Void)
+        case commit(
+            ObjectRecord, requestHeaders: HeaderFields, varyNames: [String],
+            completion: @Sendable (Result<Void, Error>) -> Void)
         case discard(id: UInt64)
         case invalidate([String], completion: @Sendable (Result<Int, Error>) -> Void)
         case update(id: UInt64, response: StoredResponse, completion: @Sendable (Result<Bool, Error>) -> Void)
@@ -177,7 +179,9 @@ final class StoreWriter: @unchecked Sendable {
             do {
                 var completions: [() -> Void] = []
                 try environment.write { txn in
-                    for (id, hit) in hits { try schema.touch(txn, id: id, hits: hit.count, at: hit.last, usage: &usage) }
+                    for (id, hit) in hits {
+                        try schema.touch(txn, id: id, hits: hit.count, at: hit.last, usage: &usage)
+                    }
                     for operation in batch { completions.append(try apply(operation, txn)) }
                     usage.nextObjectID = max(usage.nextObjectID, currentNextObjectID())
                     try schema.putUsage(txn, usage)
@@ -278,7 +282,9 @@ final class StoreWriter: @unchecked Sendable {
     /// Makes an object visible: its record, LRU position, and its place in the entry, replacing
     /// the variants the producing request selects (RFC 9111 §4.1: a new response replaces only
     /// the variant it matches) and trimming the entry to max_variants.
-    private func commit(_ record: ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], _ txn: LMDBTransaction) throws {
+    private func commit(
+        _ record: ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], _ txn: LMDBTransaction
+    ) throws {
         let digest = KeyDigest.digest(record.primaryKey)
         var variants: [VariantRef] = []
         if let bytes = try txn.get(schema.entries, digest) {
@@ -307,7 +313,9 @@ final class StoreWriter: @unchecked Sendable {
         try txn.put(schema.objects, record.id.bigEndianBytes, record.encoded())
         let tick = usage.nextTick
         usage.nextTick += 1
-        try txn.put(schema.access, record.id.bigEndianBytes, AccessRecord(tick: tick, hits: 0, lastAccess: record.storedAt).encoded())
+        try txn.put(
+            schema.access, record.id.bigEndianBytes,
+            AccessRecord(tick: tick, hits: 0, lastAccess: record.storedAt).encoded())
         try txn.put(schema.lru, Schema.lruKey(tick, record.id), [])
         try txn.delete(schema.pending, record.id.bigEndianBytes)
         usage.bytes += UInt64(record.cost)

@@ -18,7 +18,8 @@ struct AdminConnection {
                     headers.add(name: "Content-Length", value: String(body.utf8.count))
                     headers.add(name: "Cache-Control", value: "no-store")
                     if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-                    try await outbound.write(.head(HTTPResponseHead(version: head.version, status: status, headers: headers)))
+                    try await outbound.write(
+                        .head(HTTPResponseHead(version: head.version, status: status, headers: headers)))
                     try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
                     try await outbound.write(.end(nil))
                     if !head.isKeepAlive { break }

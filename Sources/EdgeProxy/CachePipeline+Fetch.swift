@@ -47,12 +47,15 @@ extension CachePipeline {
         let response: HTTPClientResponse
         do {
             response = try await upstream.execute(
-                UpstreamRequest(origin: request.origin, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers, body: nil),
+                UpstreamRequest(
+                    origin: request.origin, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers,
+                    body: nil),
                 logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
             let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
-            return try await sendError(status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
+            return try await sendError(
+                status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
         }
         let responseTime = clock.now()
         let status = Int(response.status.code)
@@ -67,9 +70,11 @@ extension CachePipeline {
 
         var storedHeaders = HopByHop.storableHeaders(upstreamFields)
         if !storedHeaders.contains("Date") { storedHeaders.add("Date", HTTPDate.format(Int64(responseTime))) }
-        let stored = StoredResponse(status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
+        let stored = StoredResponse(
+            status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
         let responseCacheControl = stored.cacheControl
-        let lifetime = FreshnessLifetime.of(stored, cacheControl: responseCacheControl, configuration: configuration.freshness)
+        let lifetime = FreshnessLifetime.of(
+            stored, cacheControl: responseCacheControl, configuration: configuration.freshness)
         var decision = Storability.decide(
             requestMethod: "GET", requestHeaders: request.headers, requestCacheControl: CacheControl(request.headers),
             response: stored, responseCacheControl: responseCacheControl, lifetime: lifetime,
@@ -83,7 +88,8 @@ extension CachePipeline {
             let vary = stored.vary
             do {
                 writer = try store.makeObjectWriter(
-                    primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers), varyNames: vary.fieldNames)
+                    primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers),
+                    varyNames: vary.fieldNames)
             } catch {
                 logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
             }
@@ -117,7 +123,8 @@ extension CachePipeline {
             clientAlive = false
             sentStatus = 304
         case .preconditionFailed:
-            _ = try await sendError(status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
+            _ = try await sendError(
+                status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
             clientAlive = false
             sentStatus = 412
         }
@@ -171,7 +178,8 @@ extension CachePipeline {
             finish(.notStored, true)
         }
         if !complete {
-            throw ConnectionAbort(reason: "upstream body for \(primaryKey) ended after \(received) of \(declaredLength ?? 0) bytes")
+            throw ConnectionAbort(
+                reason: "upstream body for \(primaryKey) ended after \(received) of \(declaredLength ?? 0) bytes")
         }
         if clientAlive {
             try await sink.sendEnd()
@@ -189,18 +197,23 @@ extension CachePipeline {
     ) async throws -> RequestOutcome {
         var refreshed = stale
         let variants = (try? store.variants(request.key.description)) ?? []
-        for variant in variants where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified) {
-            let updated = Validation.updated(variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+        for variant in variants
+        where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified)
+        {
+            let updated = Validation.updated(
+                variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
             _ = try? await store.update(objectID: variant.id, response: updated)
         }
-        refreshed.response = Validation.updated(stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+        refreshed.response = Validation.updated(
+            stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
         do {
             try await store.update(objectID: stale.id, response: refreshed.response)
         } catch {
             logger.error("store update failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
         }
         finish(.stored, false)
-        let lifetime = FreshnessLifetime.of(refreshed.response, cacheControl: refreshed.response.cacheControl, configuration: configuration.freshness)
+        let lifetime = FreshnessLifetime.of(
+            refreshed.response, cacheControl: refreshed.response.cacheControl, configuration: configuration.freshness)
         let now = clock.now()
         let status = CacheStatus(
             forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
@@ -224,13 +237,15 @@ extension CachePipeline {
             logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
             var failed = cacheStatus
             failed.detail = error.type
-            return try await sendError(status: error.status, message: error.details, sink: sink, cacheStatus: failed, proxyError: error)
+            return try await sendError(
+                status: error.status, message: error.details, sink: sink, cacheStatus: failed, proxyError: error)
         }
         let responseTime = clock.now()
         let status = Int(response.status.code)
         let upstreamFields = ResponseHeaders.fields(response.headers)
         if invalidate {
-            let keys = Invalidation.keys(method: request.method, target: request.key, status: status, responseHeaders: upstreamFields)
+            let keys = Invalidation.keys(
+                method: request.method, target: request.key, status: status, responseHeaders: upstreamFields)
             if !keys.isEmpty {
                 do {
                     try await store.invalidate(keys.map(\.description))
@@ -259,6 +274,7 @@ extension CachePipeline {
 
     private func upstreamHeaders(for request: ClientRequest) -> HeaderFields {
         let host = configuration.server.preserveHost ? request.key.authority : request.origin.authority
-        return ResponseHeaders.upstreamRequest(request.headers, clientAddress: request.clientAddress, host: host, via: via)
+        return ResponseHeaders.upstreamRequest(
+            request.headers, clientAddress: request.clientAddress, host: host, via: via)
     }
 }

@@ -97,7 +97,8 @@ extension CachePipeline {
         _ record: ObjectRecord, inline: ByteBuffer?, lower: Int64, upper: Int64, sink: some ResponseSink
     ) async throws {
         if let inline {
-            try await sink.sendBody(inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(upper - lower + 1))!)
+            try await sink.sendBody(
+                inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(upper - lower + 1))!)
             return
         }
         let chunkSize = Int64(record.chunkSize)
@@ -110,7 +111,9 @@ extension CachePipeline {
             }
             let start = max(lower, position) - position
             let end = min(upper, position + Int64(chunk.readableBytes) - 1) - position
-            guard end >= start, let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1)) else {
+            guard end >= start,
+                let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
+            else {
                 throw ConnectionAbort(reason: "stored object \(record.id) is shorter than its record says")
             }
             try await sink.sendBody(slice)

@@ -15,7 +15,10 @@ final class CachePipeline: Sendable {
     let clock: any CacheClock
     let logger: Logger
 
-    init(configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock, logger: Logger) {
+    init(
+        configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock,
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.store = store
         self.upstream = upstream
@@ -35,7 +38,8 @@ final class CachePipeline: Sendable {
         let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)
         if directives.noStore {
             // §5.2.1.5: neither store the response nor answer from storage.
-            return try await passThrough(request, sink: sink, status: CacheStatus(forward: .request, detail: "no-store"), invalidate: false)
+            return try await passThrough(
+                request, sink: sink, status: CacheStatus(forward: .request, detail: "no-store"), invalidate: false)
         }
         return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: false)
     }
@@ -50,23 +54,27 @@ final class CachePipeline: Sendable {
         } catch {
             // A store that cannot be read is bypassed, never fatal for the request.
             logger.error("store lookup failed", metadata: ["key": "\(primaryKey)", "error": "\(error)"])
-            return try await passThrough(request, sink: sink, status: CacheStatus(forward: .bypass, detail: "store error"), invalidate: false)
+            return try await passThrough(
+                request, sink: sink, status: CacheStatus(forward: .bypass, detail: "store error"), invalidate: false)
         }
         let forward: CacheStatus.Forward
         switch lookup {
         case .found(let record, let body):
             let cacheControl = record.response.cacheControl
-            let lifetime = FreshnessLifetime.of(record.response, cacheControl: cacheControl, configuration: configuration.freshness)
+            let lifetime = FreshnessLifetime.of(
+                record.response, cacheControl: cacheControl, configuration: configuration.freshness)
             let now = clock.now()
             let decision = Reuse.decide(
-                stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives, now: now)
+                stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
+                now: now)
             switch decision {
             case .fresh, .staleAllowed:
                 let age = Age.current(of: record.response, now: now)
                 var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
                 if case .staleAllowed(let reason) = decision { status.detail = reason }
                 if collapsed { status.collapsed = true }
-                return try await serveStored(record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
+                return try await serveStored(
+                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .mustValidate(let reason):
                 if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
                 let isFresh = Double(lifetime.seconds) > Age.current(of: record.response, now: now)
@@ -75,7 +83,8 @@ final class CachePipeline: Sendable {
                     return try await fetchCoalesced(
                         request, sink: sink, forward: kind, revalidating: record, detail: reason, collapsed: collapsed)
                 }
-                return try await fetchCoalesced(request, sink: sink, forward: kind, revalidating: nil, detail: reason, collapsed: collapsed)
+                return try await fetchCoalesced(
+                    request, sink: sink, forward: kind, revalidating: nil, detail: reason, collapsed: collapsed)
             }
         case .noEntry:
             forward = .uriMiss
@@ -83,7 +92,8 @@ final class CachePipeline: Sendable {
             forward = .varyMiss
         }
         if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-        return try await fetchCoalesced(request, sink: sink, forward: forward, revalidating: nil, detail: nil, collapsed: collapsed)
+        return try await fetchCoalesced(
+            request, sink: sink, forward: forward, revalidating: nil, detail: nil, collapsed: collapsed)
     }
 
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
@@ -95,7 +105,8 @@ final class CachePipeline: Sendable {
     ) async throws -> RequestOutcome {
         let plan = FetchPlan(forward: forward, revalidating: revalidating, detail: detail, collapsed: collapsed)
         if request.method == "HEAD" {
-            return try await passThrough(request, sink: sink, status: CacheStatus(forward: forward, detail: detail), invalidate: false)
+            return try await passThrough(
+                request, sink: sink, status: CacheStatus(forward: forward, detail: detail), invalidate: false)
         }
         if request.headers.contains("Range") || collapsed {
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
@@ -120,7 +131,8 @@ final class CachePipeline: Sendable {
     }
 
     /// RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored.
-    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome {
+    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome
+    {
         try await sendError(
             status: 504, message: "only-if-cached: no stored response", sink: sink,
             cacheStatus: CacheStatus(forward: .miss, detail: "only-if-cached"), proxyError: nil)

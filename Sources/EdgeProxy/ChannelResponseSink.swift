@@ -22,7 +22,8 @@ struct ChannelResponseSink: ResponseSink {
         } else if version.minor == 0 {
             nioHeaders.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
+        let head = HTTPResponseHead(
+            version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
         try await writer.write(.head(head))
     }
 

@@ -50,7 +50,8 @@ struct ClientConnection {
             maxHeaders: configuration.server.maxHeaders, maxRequestBodySize: configuration.server.maxRequestBodySize)
 
         func log(_ outcome: RequestOutcome, url: String) {
-            let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+            let seconds =
+                Double((ContinuousClock.now - started).components.attoseconds) / 1e18
                 + Double((ContinuousClock.now - started).components.seconds)
             accessLog.record(
                 method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
@@ -61,7 +62,9 @@ struct ClientConnection {
             method: method, uri: head.uri, versionMajor: head.version.major, versionMinor: head.version.minor,
             headers: headers, limits: limits)
         {
-            logger.notice("rejected request", metadata: ["status": "\(rejection.status)", "reason": "\(rejection.reason)", "peer": "\(peer ?? "-")"])
+            logger.notice(
+                "rejected request",
+                metadata: ["status": "\(rejection.status)", "reason": "\(rejection.reason)", "peer": "\(peer ?? "-")"])
             let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
             let outcome = try await pipeline.sendError(
                 status: rejection.status, message: rejection.reason, sink: closing,
@@ -81,14 +84,16 @@ struct ClientConnection {
         guard let origin = route(key) else {
             let error = ProxyError.destinationNotFound("no origin configured for \(key.authority)")
             let outcome = try await pipeline.sendError(
-                status: 502, message: error.details, sink: sink, cacheStatus: CacheStatus(forward: .bypass, detail: error.type),
+                status: 502, message: error.details, sink: sink,
+                cacheStatus: CacheStatus(forward: .bypass, detail: error.type),
                 proxyError: error)
             log(outcome, url: key.description)
             try await drainBody(&parts)
             return keepAlive
         }
         let request = ClientRequest(
-            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key, origin: origin,
+            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
+            origin: origin,
             clientAddress: peer, body: nil)
         let outcome: RequestOutcome
         do {
@@ -132,7 +137,8 @@ struct ClientConnection {
                         case .body(let buffer):
                             total += buffer.readableBytes
                             if total > limit {
-                                continuation.finish(throwing: ConnectionAbort(reason: "request body over max_request_body_size"))
+                                continuation.finish(
+                                    throwing: ConnectionAbort(reason: "request body over max_request_body_size"))
                                 break pump
                             }
                             continuation.yield(buffer)
@@ -148,7 +154,10 @@ struct ClientConnection {
                     continuation.finish(throwing: error)
                 }
                 let result = try await group.next()!
-                return total > limit ? RequestOutcome(status: result.status, bytes: result.bytes, cacheStatus: result.cacheStatus, mustClose: true) : result
+                return total > limit
+                    ? RequestOutcome(
+                        status: result.status, bytes: result.bytes, cacheStatus: result.cacheStatus, mustClose: true)
+                    : result
             }
         } else {
             try await drainBody(&parts)
@@ -158,7 +167,9 @@ struct ClientConnection {
     }
 
     /// Reads the rest of a request without a body (its `.end`).
-    private func drainBody(_ parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) async throws {
+    private func drainBody(
+        _ parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    ) async throws {
         while let part = try await parts.next() {
             if case .end = part { return }
         }

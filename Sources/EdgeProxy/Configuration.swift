@@ -122,10 +122,14 @@ public struct OriginURL: Sendable, Equatable, CustomStringConvertible {
     public var port: Int
 
     public init?(parsing text: String) {
-        guard let key = CacheKey(absoluteURI: text.hasSuffix("/") || text.contains("?") ? text : text + "/") else { return nil }
+        guard let key = CacheKey(absoluteURI: text.hasSuffix("/") || text.contains("?") ? text : text + "/") else {
+            return nil
+        }
         scheme = key.scheme
         let authority = key.authority
-        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"), let port = Int(authority[authority.index(after: colon)...]) {
+        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]"),
+            let port = Int(authority[authority.index(after: colon)...])
+        {
             host = String(authority[..<colon])
             self.port = port
         } else {

@@ -47,7 +47,9 @@ public enum ConfigurationLoader {
             try upstream.seconds("connect_timeout") { configuration.upstream.connectTimeout = $0 }
             try upstream.seconds("response_timeout") { configuration.upstream.responseTimeout = $0 }
             try upstream.seconds("read_timeout") { configuration.upstream.readTimeout = $0 }
-            try upstream.integer("max_connections_per_origin", minimum: 1) { configuration.upstream.maxConnectionsPerOrigin = $0 }
+            try upstream.integer("max_connections_per_origin", minimum: 1) {
+                configuration.upstream.maxConnectionsPerOrigin = $0
+            }
             try upstream.table("hosts") { hosts in
                 for key in hosts.remainingKeys {
                     try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }
@@ -77,7 +79,9 @@ public enum ConfigurationLoader {
         try reader.table("log") { log in
             try log.string("level") { level in
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-                guard levels.contains(level) else { throw ConfigurationError("log.level: \"\(level)\" is not one of \(levels.joined(separator: ", "))") }
+                guard levels.contains(level) else {
+                    throw ConfigurationError("log.level: \"\(level)\" is not one of \(levels.joined(separator: ", "))")
+                }
                 configuration.log.level = level
             }
             try log.bool("access") { configuration.log.access = $0 }
@@ -152,7 +156,8 @@ struct TableReader {
         guard let raw = value(key) else { return }
         let parsed = raw.int ?? raw.string.flatMap(ByteSize.parse)
         guard let bytes = parsed, bytes >= minimum else {
-            throw ConfigurationError("\(name(key)) must be a size of at least \(minimum) bytes (a number, or e.g. \"512MiB\")")
+            throw ConfigurationError(
+                "\(name(key)) must be a size of at least \(minimum) bytes (a number, or e.g. \"512MiB\")")
         }
         apply(bytes)
     }
@@ -181,7 +186,8 @@ struct TableReader {
         let unknown = remainingKeys
         guard unknown.isEmpty else {
             throw ConfigurationError(
-                "unknown configuration key\(unknown.count > 1 ? "s" : ""): \(unknown.map(name).joined(separator: ", "))")
+                "unknown configuration key\(unknown.count > 1 ? "s" : ""): \(unknown.map(name).joined(separator: ", "))"
+            )
         }
     }
 }

@@ -25,7 +25,8 @@ public final class OutpostServer: Sendable {
     private let shuttingDown = NIOLockedValueBox(false)
 
     /// Opens the store and binds both listeners; call ``run()`` to serve.
-    public init(configuration: OutpostConfiguration, clock: any CacheClock = SystemClock(), logger: Logger) async throws {
+    public init(configuration: OutpostConfiguration, clock: any CacheClock = SystemClock(), logger: Logger) async throws
+    {
         guard configuration.upstream.defaultOrigin != nil || !configuration.upstream.hosts.isEmpty else {
             throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
         }
@@ -36,10 +37,13 @@ public final class OutpostServer: Sendable {
         let group = MultiThreadedEventLoopGroup.singleton
         let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group)
         self.upstream = upstream
-        self.pipeline = CachePipeline(configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger)
+        self.pipeline = CachePipeline(
+            configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger)
         do {
-            traffic = try await OutpostServer.bind(configuration.server.listen, configuration: configuration, logger: logger, timeouts: true)
-            admin = try await OutpostServer.bind(configuration.admin.listen, configuration: configuration, logger: logger, timeouts: false)
+            traffic = try await OutpostServer.bind(
+                configuration.server.listen, configuration: configuration, logger: logger, timeouts: true)
+            admin = try await OutpostServer.bind(
+                configuration.admin.listen, configuration: configuration, logger: logger, timeouts: false)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -93,7 +97,8 @@ public final class OutpostServer: Sendable {
             "outpost serving",
             metadata: [
                 "listen": "\(trafficAddress.ipAddress ?? "?"):\(trafficAddress.port ?? 0)",
-                "admin": "\(adminAddress.ipAddress ?? "?"):\(adminAddress.port ?? 0)", "store": "\(configuration.store.path)",
+                "admin": "\(adminAddress.ipAddress ?? "?"):\(adminAddress.port ?? 0)",
+                "store": "\(configuration.store.path)",
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
         await withDiscardingTaskGroup { group in

@@ -35,7 +35,10 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         logger.notice(
             "rejected malformed request",
-            metadata: ["status": "\(status.code)", "error": "\(parserError)", "peer": "\(context.remoteAddress?.description ?? "?")"])
+            metadata: [
+                "status": "\(status.code)", "error": "\(parserError)",
+                "peer": "\(context.remoteAddress?.description ?? "?")",
+            ])
         // A request that was already answered (and is being closed) gets no second response.
         if !hasUnterminatedResponse && !(inRequest && answeredCurrentRequest) {
             let body = "\(status.reasonPhrase)\n"
@@ -43,7 +46,9 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 ("Connection", "close"), ("Content-Length", String(body.utf8.count)), ("Content-Type", "text/plain"),
                 ("Cache-Status", "\(via); fwd=bypass; detail=\"malformed request\""),
             ])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+                promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }

@@ -7,15 +7,33 @@ public struct ProxyError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Free-text detail for the log and the `details` parameter.
     public let details: String
 
-    public static func connectionRefused(_ details: String) -> ProxyError { .init(type: "connection_refused", status: 502, details: details) }
-    public static func connectionTimeout(_ details: String) -> ProxyError { .init(type: "connection_timeout", status: 504, details: details) }
-    public static func connectionTerminated(_ details: String) -> ProxyError { .init(type: "connection_terminated", status: 502, details: details) }
-    public static func responseTimeout(_ details: String) -> ProxyError { .init(type: "http_response_timeout", status: 504, details: details) }
-    public static func protocolError(_ details: String) -> ProxyError { .init(type: "http_protocol_error", status: 502, details: details) }
-    public static func dnsError(_ details: String) -> ProxyError { .init(type: "dns_error", status: 502, details: details) }
-    public static func destinationNotFound(_ details: String) -> ProxyError { .init(type: "destination_not_found", status: 502, details: details) }
-    public static func internalError(_ details: String) -> ProxyError { .init(type: "proxy_internal_error", status: 500, details: details) }
-    public static func incomplete(_ details: String) -> ProxyError { .init(type: "http_response_incomplete", status: 502, details: details) }
+    public static func connectionRefused(_ details: String) -> ProxyError {
+        .init(type: "connection_refused", status: 502, details: details)
+    }
+    public static func connectionTimeout(_ details: String) -> ProxyError {
+        .init(type: "connection_timeout", status: 504, details: details)
+    }
+    public static func connectionTerminated(_ details: String) -> ProxyError {
+        .init(type: "connection_terminated", status: 502, details: details)
+    }
+    public static func responseTimeout(_ details: String) -> ProxyError {
+        .init(type: "http_response_timeout", status: 504, details: details)
+    }
+    public static func protocolError(_ details: String) -> ProxyError {
+        .init(type: "http_protocol_error", status: 502, details: details)
+    }
+    public static func dnsError(_ details: String) -> ProxyError {
+        .init(type: "dns_error", status: 502, details: details)
+    }
+    public static func destinationNotFound(_ details: String) -> ProxyError {
+        .init(type: "destination_not_found", status: 502, details: details)
+    }
+    public static func internalError(_ details: String) -> ProxyError {
+        .init(type: "proxy_internal_error", status: 500, details: details)
+    }
+    public static func incomplete(_ details: String) -> ProxyError {
+        .init(type: "http_response_incomplete", status: 502, details: details)
+    }
 
     /// The field value, e.g. `outpost; error=connection_refused; details="…"`.
     public func headerValue(proxyName: String) -> String {

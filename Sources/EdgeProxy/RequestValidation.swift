@@ -19,10 +19,16 @@ public enum RequestValidation {
     public static func check(
         method: String, uri: String, versionMajor: Int, versionMinor: Int, headers: HeaderFields, limits: Limits
     ) -> Rejection? {
-        if uri.utf8.count > limits.maxURILength { return Rejection(status: 414, reason: "request target longer than \(limits.maxURILength) bytes") }
-        if headers.count > limits.maxHeaders { return Rejection(status: 431, reason: "more than \(limits.maxHeaders) header fields") }
+        if uri.utf8.count > limits.maxURILength {
+            return Rejection(status: 414, reason: "request target longer than \(limits.maxURILength) bytes")
+        }
+        if headers.count > limits.maxHeaders {
+            return Rejection(status: 431, reason: "more than \(limits.maxHeaders) header fields")
+        }
         let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
-        if headerBytes > limits.maxHeaderBytes { return Rejection(status: 431, reason: "header section larger than \(limits.maxHeaderBytes) bytes") }
+        if headerBytes > limits.maxHeaderBytes {
+            return Rejection(status: 431, reason: "header section larger than \(limits.maxHeaderBytes) bytes")
+        }
         for field in headers {
             // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
             if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
@@ -36,12 +42,16 @@ public enum RequestValidation {
         let transferEncodings = headers.listMembers("Transfer-Encoding")
         let contentLengths = headers.values("Content-Length")
         if !transferEncodings.isEmpty {
-            if !contentLengths.isEmpty { return Rejection(status: 400, reason: "both Transfer-Encoding and Content-Length") }
+            if !contentLengths.isEmpty {
+                return Rejection(status: 400, reason: "both Transfer-Encoding and Content-Length")
+            }
             // Only chunked, once and last, is understood (RFC 9112 §6.1).
             guard transferEncodings.count == 1, transferEncodings[0].equalsIgnoringASCIICase("chunked") else {
                 return Rejection(status: 400, reason: "unsupported transfer coding")
             }
-            if versionMajor == 1 && versionMinor == 0 { return Rejection(status: 400, reason: "Transfer-Encoding in HTTP/1.0") }
+            if versionMajor == 1 && versionMinor == 0 {
+                return Rejection(status: 400, reason: "Transfer-Encoding in HTTP/1.0")
+            }
         }
         if !contentLengths.isEmpty {
             // Several lines (or a list) must all carry the same valid value (RFC 9112 §6.3).
@@ -49,7 +59,9 @@ public enum RequestValidation {
             guard let first = members.first, members.allSatisfy({ $0 == first }),
                 let length = Int(first), length >= 0, first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
             else { return Rejection(status: 400, reason: "invalid or conflicting Content-Length") }
-            if length > limits.maxRequestBodySize { return Rejection(status: 413, reason: "request body larger than \(limits.maxRequestBodySize) bytes") }
+            if length > limits.maxRequestBodySize {
+                return Rejection(status: 413, reason: "request body larger than \(limits.maxRequestBodySize) bytes")
+            }
         }
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
         let hosts = headers.values("Host")
@@ -60,7 +72,9 @@ public enum RequestValidation {
         if let host = hosts.first, host.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 }) {
             return Rejection(status: 400, reason: "invalid Host")
         }
-        if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://") || (uri == "*" && method == "OPTIONS")) {
+        if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://")
+            || (uri == "*" && method == "OPTIONS"))
+        {
             return Rejection(status: 400, reason: "invalid request target")
         }
         return nil

@@ -41,5 +41,7 @@ enum ResponseHeaders {
 
     /// Client conditionals and Range, removed when the cache wants the full response to store
     /// (RFC 9111 §4.3.2: the cache answers the client's condition itself).
-    static let clientConditionals = ["If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"]
+    static let clientConditionals = [
+        "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range",
+    ]
 }

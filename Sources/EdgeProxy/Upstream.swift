@@ -88,7 +88,9 @@ final class UpstreamPool: Sendable {
             }
         }
         if let connectionError = error as? NIOConnectionError {
-            if connectionError.dnsAAAAError != nil || connectionError.dnsAError != nil, connectionError.connectionErrors.isEmpty {
+            if connectionError.dnsAAAAError != nil || connectionError.dnsAError != nil,
+                connectionError.connectionErrors.isEmpty
+            {
                 return .dnsError("cannot resolve \(origin.host)")
             }
             for attempt in connectionError.connectionErrors {
@@ -99,10 +101,14 @@ final class UpstreamPool: Sendable {
             return .connectionRefused("cannot connect to \(origin): \(text)")
         }
         if error is ChannelError {
-            if case ChannelError.connectTimeout = error { return .connectionTimeout("connecting to \(origin) timed out") }
+            if case ChannelError.connectTimeout = error {
+                return .connectionTimeout("connecting to \(origin) timed out")
+            }
             return .connectionTerminated("connection to \(origin) failed: \(text)")
         }
-        if text.localizedCaseInsensitiveContains("refused") { return .connectionRefused("\(origin) refused the connection") }
+        if text.localizedCaseInsensitiveContains("refused") {
+            return .connectionRefused("\(origin) refused the connection")
+        }
         return .protocolError("request to \(origin) failed: \(text)")
     }
 }

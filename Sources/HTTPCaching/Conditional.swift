@@ -137,6 +137,7 @@ public enum Validation {
         if !incoming.contains("Date") {
             result.replace("Date", with: HTTPDate.format(Int64(responseTime)))
         }
-        return StoredResponse(status: stored.status, headers: result, requestTime: requestTime, responseTime: responseTime)
+        return StoredResponse(
+            status: stored.status, headers: result, requestTime: requestTime, responseTime: responseTime)
     }
 }

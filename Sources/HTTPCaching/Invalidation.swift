@@ -6,7 +6,8 @@ public enum Invalidation {
     /// The keys to invalidate after a response to `method` on `target`: none for safe methods
     /// or error responses; otherwise the target and the Location / Content-Location URIs that
     /// share its host (§4.4: the host check keeps one origin from purging another's objects).
-    public static func keys(method: String, target: CacheKey, status: Int, responseHeaders: HeaderFields) -> [CacheKey] {
+    public static func keys(method: String, target: CacheKey, status: Int, responseHeaders: HeaderFields) -> [CacheKey]
+    {
         guard !safeMethods.contains(method), (200..<400).contains(status) else { return [] }
         var keys = [target]
         for field in ["Location", "Content-Location"] {

@@ -66,8 +66,9 @@ struct Serve: AsyncParsableCommand {
             source.resume()
             return source
         }
-        print("outpost listening on http://\(server.trafficAddress.ipAddress ?? "?"):\(server.trafficAddress.port ?? 0)"
-            + " (admin http://\(server.adminAddress.ipAddress ?? "?"):\(server.adminAddress.port ?? 0))")
+        print(
+            "outpost listening on http://\(server.trafficAddress.ipAddress ?? "?"):\(server.trafficAddress.port ?? 0)"
+                + " (admin http://\(server.adminAddress.ipAddress ?? "?"):\(server.adminAddress.port ?? 0))")
         fflush(nil)
         await server.run()
         sources.forEach { $0.cancel() }
@@ -75,7 +76,9 @@ struct Serve: AsyncParsableCommand {
 
     private func applyFlags(to configuration: inout OutpostConfiguration) throws {
         if let listen {
-            guard let address = SocketAddressSpec(parsing: listen) else { throw ValidationError("--listen: \"\(listen)\" is not HOST:PORT") }
+            guard let address = SocketAddressSpec(parsing: listen) else {
+                throw ValidationError("--listen: \"\(listen)\" is not HOST:PORT")
+            }
             configuration.server.listen = address
         }
         if let adminListen {
@@ -85,7 +88,9 @@ struct Serve: AsyncParsableCommand {
             configuration.admin.listen = address
         }
         if let origin {
-            guard let url = OriginURL(parsing: origin) else { throw ValidationError("--origin: \"\(origin)\" is not an http:// or https:// URL") }
+            guard let url = OriginURL(parsing: origin) else {
+                throw ValidationError("--origin: \"\(origin)\" is not an http:// or https:// URL")
+            }
             configuration.upstream.defaultOrigin = url
         }
         if let store { configuration.store.path = store }
@@ -96,7 +101,9 @@ struct Serve: AsyncParsableCommand {
             configuration.store.maxStoreSize = bytes
         }
         if let logLevel {
-            guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \"\(logLevel)\"") }
+            guard Logger.Level(rawValue: logLevel) != nil else {
+                throw ValidationError("--log-level: unknown level \"\(logLevel)\"")
+            }
             configuration.log.level = logLevel
         }
     }

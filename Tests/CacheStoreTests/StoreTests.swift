@@ -12,8 +12,10 @@ struct TemporaryStore {
         path = NSTemporaryDirectory() + "outpost-store-test-" + UUID().uuidString
     }
 
-    func configuration(maxStoreSize: Int = 64 << 20, chunkSize: Int = 1024, maxVariants: Int = 4) -> StoreConfiguration {
-        StoreConfiguration(path: path, maxStoreSize: maxStoreSize, chunkSize: chunkSize, maxVariants: maxVariants, syncCommits: false)
+    func configuration(maxStoreSize: Int = 64 << 20, chunkSize: Int = 1024, maxVariants: Int = 4) -> StoreConfiguration
+    {
+        StoreConfiguration(
+            path: path, maxStoreSize: maxStoreSize, chunkSize: chunkSize, maxVariants: maxVariants, syncCommits: false)
     }
 
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
@@ -102,15 +104,19 @@ struct StoreTests {
         let store = try CacheStore(configuration: dir.configuration())
         defer { store.close() }
         let key = "http://h/v"
-        try await put(store, key, body: bytes(10, seed: 1), vary: ["accept-language"], request: [("Accept-Language", "en")])
-        try await put(store, key, body: bytes(10, seed: 2), vary: ["accept-language"], request: [("Accept-Language", "fr")])
-        try await put(store, key, body: bytes(10, seed: 3), vary: ["accept-language"], request: [("Accept-Language", "en")])
+        try await put(
+            store, key, body: bytes(10, seed: 1), vary: ["accept-language"], request: [("Accept-Language", "en")])
+        try await put(
+            store, key, body: bytes(10, seed: 2), vary: ["accept-language"], request: [("Accept-Language", "fr")])
+        try await put(
+            store, key, body: bytes(10, seed: 3), vary: ["accept-language"], request: [("Accept-Language", "en")])
         #expect(try store.variants(key).count == 2)
         let en = try store.lookup(key, requestHeaders: HeaderFields([("Accept-Language", "en")]))
         let fr = try store.lookup(key, requestHeaders: HeaderFields([("Accept-Language", "fr")]))
         #expect(try body(of: en, in: store) == bytes(10, seed: 3))
         #expect(try body(of: fr, in: store) == bytes(10, seed: 2))
-        guard case .noMatchingVariant = try store.lookup(key, requestHeaders: HeaderFields([("Accept-Language", "de")])) else {
+        guard case .noMatchingVariant = try store.lookup(key, requestHeaders: HeaderFields([("Accept-Language", "de")]))
+        else {
             Issue.record("expected a vary miss")
             return
         }
@@ -127,7 +133,8 @@ struct StoreTests {
         }
         let variants = try store.variants("http://h/cap")
         #expect(variants.count == 2)
-        guard case .noMatchingVariant = try store.lookup("http://h/cap", requestHeaders: HeaderFields([("X", "a")])) else {
+        guard case .noMatchingVariant = try store.lookup("http://h/cap", requestHeaders: HeaderFields([("X", "a")]))
+        else {
             Issue.record("the oldest variant should be gone")
             return
         }
@@ -258,7 +265,9 @@ struct StoreTests {
         defer { inspector.close() }
         #expect(try inspector.primaryKeys() == ["http://h/ro"])
         #expect(try inspector.usage().objects == 1)
-        #expect(throws: StoreError.self) { try inspector.makeObjectWriter(primaryKey: "x", secondaryKey: "", varyNames: []) }
+        #expect(throws: StoreError.self) {
+            try inspector.makeObjectWriter(primaryKey: "x", secondaryKey: "", varyNames: [])
+        }
     }
 
     @Test("a store of another format, or not a store at all, is refused with a clear message")

@@ -8,7 +8,8 @@ import Testing
 struct CachingTests {
     @Test("RFC 9111 §3 / §4: a max-age response is stored on a miss and then served as a hit with Age and Via")
     func missThenHit() async throws {
-        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("Content-Type", "text/plain")])) { origin, outpost, client in
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("Content-Type", "text/plain")])) {
+            origin, outpost, client in
             let first = try await client.get(outpost.base + "/a")
             #expect(first.status == 200)
             #expect(first.cacheStatus.contains("fwd=uri-miss"))
@@ -97,7 +98,8 @@ struct CachingTests {
     func failedPostKeeps() async throws {
         try await withOutpost(origin: { request in
             request.method == "POST"
-                ? OriginResponse(status: 500, body: "no") : OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "ok")
+                ? OriginResponse(status: 500, body: "no")
+                : OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "ok")
         }) { _, outpost, client in
             _ = try await client.get(outpost.base + "/f")
             _ = try await client.request(outpost.base + "/f", method: .POST, body: "x")
@@ -107,7 +109,8 @@ struct CachingTests {
 
     @Test("RFC 9110 §13.2.2: a conditional GET with the stored ETag gets 304 without reaching the origin")
     func conditionalFromCache() async throws {
-        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")])) { origin, outpost, client in
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")])) {
+            origin, outpost, client in
             _ = try await client.get(outpost.base + "/c")
             let conditional = try await client.get(outpost.base + "/c", [("If-None-Match", "\"v1\"")])
             #expect(conditional.status == 304)
@@ -123,7 +126,8 @@ struct CachingTests {
 
     @Test("RFC 9111 §4.3.2: a client's conditional on a miss fetches the full response, stores it and answers 304")
     func conditionalOnMiss() async throws {
-        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")])) { origin, outpost, client in
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")])) {
+            origin, outpost, client in
             let response = try await client.get(outpost.base + "/cm", [("If-None-Match", "\"v1\"")])
             #expect(response.status == 304)
             #expect(origin.requests(to: "/cm").first?.headers["If-None-Match"] == nil)
@@ -137,9 +141,11 @@ struct CachingTests {
     func revalidation() async throws {
         try await withOutpost(origin: { request in
             if request.headers["If-None-Match"] == "\"v1\"" {
-                return OriginResponse(status: 304, headers: [("ETag", "\"v1\""), ("Cache-Control", "max-age=100"), ("X-Fresh", "2")])
+                return OriginResponse(
+                    status: 304, headers: [("ETag", "\"v1\""), ("Cache-Control", "max-age=100"), ("X-Fresh", "2")])
             }
-            return OriginResponse(headers: [("Cache-Control", "max-age=1"), ("ETag", "\"v1\""), ("X-Fresh", "1")], body: "payload")
+            return OriginResponse(
+                headers: [("Cache-Control", "max-age=1"), ("ETag", "\"v1\""), ("X-Fresh", "1")], body: "payload")
         }) { origin, outpost, client in
             _ = try await client.get(outpost.base + "/r")
             outpost.clock.advance(by: 2)
@@ -159,7 +165,8 @@ struct CachingTests {
 
     @Test("RFC 9111 §5.2.1.4: request no-cache forces validation of a fresh response")
     func requestNoCache() async throws {
-        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"x\"")])) { origin, outpost, client in
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60"), ("ETag", "\"x\"")])) {
+            origin, outpost, client in
             _ = try await client.get(outpost.base + "/nc")
             let forced = try await client.get(outpost.base + "/nc", [("Cache-Control", "no-cache")])
             #expect(forced.cacheStatus.contains("fwd=request"))
@@ -180,7 +187,9 @@ struct CachingTests {
     func largeObject() async throws {
         let payload = testBytes(5_000_000)
         try await withOutpost(origin: { _ in
-            OriginResponse(headers: [("Cache-Control", "max-age=60"), ("Content-Type", "application/octet-stream")], bytes: payload, pieces: 40)
+            OriginResponse(
+                headers: [("Cache-Control", "max-age=60"), ("Content-Type", "application/octet-stream")],
+                bytes: payload, pieces: 40)
         }) { origin, outpost, client in
             let miss = try await client.get(outpost.base + "/big")
             #expect(miss.body == payload)
@@ -207,7 +216,9 @@ struct CachingTests {
     @Test("RFC 9110 §14: a single range is cut from a stored response; an unsatisfiable one is 416")
     func rangeOnHit() async throws {
         let payload = testBytes(100_000)
-        try await withOutpost(origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60"), ("ETag", "\"r\"")], bytes: payload) }) {
+        try await withOutpost(origin: { _ in
+            OriginResponse(headers: [("Cache-Control", "max-age=60"), ("ETag", "\"r\"")], bytes: payload)
+        }) {
             _, outpost, client in
             _ = try await client.get(outpost.base + "/range")
             let part = try await client.get(outpost.base + "/range", [("Range", "bytes=1000-1999")])
@@ -219,7 +230,8 @@ struct CachingTests {
             let outside = try await client.get(outpost.base + "/range", [("Range", "bytes=100000-")])
             #expect(outside.status == 416)
             #expect(outside.headers["Content-Range"] == "bytes */100000")
-            let stale = try await client.get(outpost.base + "/range", [("Range", "bytes=0-9"), ("If-Range", "\"other\"")])
+            let stale = try await client.get(
+                outpost.base + "/range", [("Range", "bytes=0-9"), ("If-Range", "\"other\"")])
             #expect(stale.status == 200)
             #expect(stale.body.count == 100_000)
         }

@@ -45,7 +45,8 @@ final class OutpostProcess: Sendable {
             line.append(byte)
         }
         let text = String(decoding: line, as: UTF8.self)
-        guard let range = text.range(of: "127.0.0.1:"), let port = Int(text[range.upperBound...].prefix { $0.isNumber }) else {
+        guard let range = text.range(of: "127.0.0.1:"), let port = Int(text[range.upperBound...].prefix { $0.isNumber })
+        else {
             throw CrashTestError("unexpected first line: \(text)")
         }
         self.process = process
@@ -74,7 +75,8 @@ struct CrashSafetyTests {
         let origin = try await TestOrigin.start { request in
             let index = Int(request.path.split(separator: "/").last ?? "") ?? 0
             served.withLockedValue { $0 += 1 }
-            return OriginResponse(headers: [("Cache-Control", "max-age=3600")], bytes: objects[index % objectCount], pieces: 16)
+            return OriginResponse(
+                headers: [("Cache-Control", "max-age=3600")], bytes: objects[index % objectCount], pieces: 16)
         }
         let store = NSTemporaryDirectory() + "outpost-crash-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: store) }
@@ -86,7 +88,8 @@ struct CrashSafetyTests {
                 for clientIndex in 0..<40 {
                     group.addTask {
                         for index in stride(from: clientIndex, to: objectCount, by: 40) {
-                            _ = try? await client.get("http://127.0.0.1:\(first.port)/obj/\(index)", [("Host", "crash.test")])
+                            _ = try? await client.get(
+                                "http://127.0.0.1:\(first.port)/obj/\(index)", [("Host", "crash.test")])
                         }
                     }
                 }
@@ -100,14 +103,16 @@ struct CrashSafetyTests {
         let second = try OutpostProcess(origin: origin.url, store: store)
         var hits = 0
         for index in 0..<objectCount {
-            let response = try await client.get("http://127.0.0.1:\(second.port)/obj/\(index)", [("Host", "crash.test")])
+            let response = try await client.get(
+                "http://127.0.0.1:\(second.port)/obj/\(index)", [("Host", "crash.test")])
             #expect(response.status == 200)
             #expect(response.body == objects[index], "object \(index) is torn")
             if response.isHit { hits += 1 }
         }
         // And once more, now every object must come from the store intact.
         for index in 0..<objectCount {
-            let response = try await client.get("http://127.0.0.1:\(second.port)/obj/\(index)", [("Host", "crash.test")])
+            let response = try await client.get(
+                "http://127.0.0.1:\(second.port)/obj/\(index)", [("Host", "crash.test")])
             #expect(response.isHit)
             #expect(response.body == objects[index], "object \(index) is torn on the hit")
         }

@@ -14,8 +14,14 @@ struct IntermediaryTests {
     @Test(
         "RFC 9112 §6.3 / §5.2: smuggling vectors and malformed heads are rejected with 400",
         arguments: [
-            ("Content-Length + Transfer-Encoding", "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-            ("duplicate differing Content-Length", "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+            (
+                "Content-Length + Transfer-Encoding",
+                "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            (
+                "duplicate differing Content-Length",
+                "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+            ),
             ("unknown transfer coding", "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
             ("obs-fold", "GET /x HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n"),
             ("bare CR in a field", "GET /x HTTP/1.1\r\nHost: h\r\nX-Bad: a\rb\r\n\r\n"),
@@ -35,7 +41,8 @@ struct IntermediaryTests {
     func limits() async throws {
         try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60")])) { origin, outpost, _ in
             let big = String(repeating: "a", count: 100_000)
-            let headers = try await rawExchange(port: outpost.port, "GET /x HTTP/1.1\r\nHost: h\r\nX-Big: \(big)\r\n\r\n")
+            let headers = try await rawExchange(
+                port: outpost.port, "GET /x HTTP/1.1\r\nHost: h\r\nX-Big: \(big)\r\n\r\n")
             #expect(Self.status(of: headers) == 431)
             let longURI = "/" + String(repeating: "u", count: 10_000)
             let uri = try await rawExchange(port: outpost.port, "GET \(longURI) HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -48,8 +55,11 @@ struct IntermediaryTests {
     func pipelining() async throws {
         try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60")])) { _, outpost, _ in
             let requests = ["/one", "/two", "/three"].map { "GET \($0) HTTP/1.1\r\nHost: h\r\n\r\n" }.joined()
-            let response = try await rawExchange(port: outpost.port, requests + "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-            let order = ["body of /one", "body of /two", "body of /three", "body of /last"].map { response.range(of: $0)?.lowerBound }
+            let response = try await rawExchange(
+                port: outpost.port, requests + "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            let order = ["body of /one", "body of /two", "body of /three", "body of /last"].map {
+                response.range(of: $0)?.lowerBound
+            }
             #expect(order.allSatisfy { $0 != nil })
             #expect(order.compactMap { $0 }.sorted() == order.compactMap { $0 })
         }
@@ -59,11 +69,15 @@ struct IntermediaryTests {
     func hopByHop() async throws {
         try await withOutpost(origin: { _ in
             OriginResponse(
-                headers: [("Cache-Control", "max-age=60"), ("Connection", "X-Secret"), ("X-Secret", "1"), ("Keep-Alive", "timeout=5"), ("X-Kept", "yes")],
+                headers: [
+                    ("Cache-Control", "max-age=60"), ("Connection", "X-Secret"), ("X-Secret", "1"),
+                    ("Keep-Alive", "timeout=5"), ("X-Kept", "yes"),
+                ],
                 body: "ok")
         }) { origin, outpost, client in
             let response = try await client.get(
-                outpost.base + "/hop", [("Connection", "X-Client-Private"), ("X-Client-Private", "1"), ("X-Forwarded-For", "10.1.1.1")])
+                outpost.base + "/hop",
+                [("Connection", "X-Client-Private"), ("X-Client-Private", "1"), ("X-Forwarded-For", "10.1.1.1")])
             #expect(response.headers["X-Secret"] == nil)
             #expect(response.headers["Keep-Alive"] == nil)
             #expect(response.headers["X-Kept"] == "yes")
@@ -168,7 +182,8 @@ struct IntermediaryTests {
             let started = ContinuousClock.now
             let idle = try await rawExchange(port: outpost.port, "", deadline: .seconds(10))
             #expect(idle.isEmpty)
-            let slow = try await rawExchange(port: outpost.port, "GET /x HTTP/1.1\r\nHost: h\r\n", deadline: .seconds(10))
+            let slow = try await rawExchange(
+                port: outpost.port, "GET /x HTTP/1.1\r\nHost: h\r\n", deadline: .seconds(10))
             #expect(!slow.contains("200"))
             #expect(ContinuousClock.now - started < .seconds(9))
         }

@@ -47,7 +47,8 @@ struct FreshnessTests {
         let stored = response(200, [("Date", Self.date), ("Last-Modified", HTTPDate.format(0))])
         #expect(FreshnessLifetime.of(stored, cacheControl: stored.cacheControl).seconds == 86_399)
         let configured = FreshnessConfiguration(heuristicCap: 600)
-        #expect(FreshnessLifetime.of(stored, cacheControl: stored.cacheControl, configuration: configured).seconds == 600)
+        #expect(
+            FreshnessLifetime.of(stored, cacheControl: stored.cacheControl, configuration: configured).seconds == 600)
         #expect(FreshnessConfiguration(heuristicCap: 999_999).heuristicCap == 86_399)
     }
 

@@ -27,7 +27,8 @@ struct KeyAndVaryTests {
     func secondaryKey() {
         let vary = Vary(HeaderFields([("Vary", "Accept-Language, X-Foo")]))
         let one = vary.secondaryKey(for: HeaderFields([("accept-language", "en,  fr"), ("X-Foo", "1")]))
-        let two = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en"), ("Accept-Language", "fr"), ("X-Foo", "1")]))
+        let two = vary.secondaryKey(
+            for: HeaderFields([("Accept-Language", "en"), ("Accept-Language", "fr"), ("X-Foo", "1")]))
         #expect(one == two)
         let absent = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en, fr")]))
         let empty = vary.secondaryKey(for: HeaderFields([("Accept-Language", "en, fr"), ("X-Foo", "")]))
@@ -81,7 +82,8 @@ struct KeyAndVaryTests {
         ])
     func invalidation(method: String, status: Int, fields: [(String, String)], expected: [String]) {
         let target = CacheKey(scheme: "http", authority: "h", pathAndQuery: "/p")
-        let keys = Invalidation.keys(method: method, target: target, status: status, responseHeaders: HeaderFields(fields))
+        let keys = Invalidation.keys(
+            method: method, target: target, status: status, responseHeaders: HeaderFields(fields))
         #expect(keys.map(\.description) == expected)
     }
 
@@ -90,6 +92,8 @@ struct KeyAndVaryTests {
         #expect(CacheStatus.hit(ttl: 42).headerValue == "outpost; hit; ttl=42")
         let miss = CacheStatus(forward: .uriMiss, forwardStatus: 200, stored: true, ttl: 60)
         #expect(miss.headerValue == "outpost; fwd=uri-miss; fwd-status=200; stored; ttl=60")
-        #expect(CacheStatus(forward: .bypass, detail: "a \"b\"").headerValue == "outpost; fwd=bypass; detail=\"a \\\"b\\\"\"")
+        #expect(
+            CacheStatus(forward: .bypass, detail: "a \"b\"").headerValue
+                == "outpost; fwd=bypass; detail=\"a \\\"b\\\"\"")
     }
 }

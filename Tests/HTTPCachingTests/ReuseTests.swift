@@ -4,7 +4,8 @@ import Testing
 /// RFC 9111 §4, §4.2.4, §5.2.1 and RFC 8246: may a stored response be used?
 @Suite("RFC 9111 §4: reuse")
 struct ReuseTests {
-    static func decide(_ fields: [(String, String)], request: [(String, String)] = [], at now: Double) -> ReuseDecision {
+    static func decide(_ fields: [(String, String)], request: [(String, String)] = [], at now: Double) -> ReuseDecision
+    {
         let stored = response(200, [("Date", epochDate)] + fields)
         let cc = stored.cacheControl
         return Reuse.decide(
@@ -33,7 +34,9 @@ struct ReuseTests {
             ("max-stale=10", 1_000_100, .mustValidate(reason: "stale")),
         ])
     func requestDirectives(directive: String, now: Double, expected: ReuseDecision) {
-        #expect(Self.decide([("Cache-Control", "max-age=60")], request: [("Cache-Control", directive)], at: now) == expected)
+        #expect(
+            Self.decide([("Cache-Control", "max-age=60")], request: [("Cache-Control", directive)], at: now) == expected
+        )
     }
 
     @Test("§5.4 Pragma: no-cache counts only without Cache-Control")
@@ -55,14 +58,17 @@ struct ReuseTests {
 
     @Test("§5.2.2.4 response no-cache always validates")
     func responseNoCache() {
-        #expect(Self.decide([("Cache-Control", "max-age=60, no-cache")], at: 1_000_001) == .mustValidate(reason: "response no-cache"))
+        #expect(
+            Self.decide([("Cache-Control", "max-age=60, no-cache")], at: 1_000_001)
+                == .mustValidate(reason: "response no-cache"))
     }
 
     @Test(
         "§4.2.4 must-revalidate, proxy-revalidate, s-maxage, no-cache forbid stale even with max-stale",
         arguments: ["max-age=1, must-revalidate", "max-age=1, proxy-revalidate", "s-maxage=1", "max-age=1, no-cache"])
     func forbidsStale(cacheControl: String) {
-        let decision = Self.decide([("Cache-Control", cacheControl)], request: [("Cache-Control", "max-stale")], at: 1_000_100)
+        let decision = Self.decide(
+            [("Cache-Control", cacheControl)], request: [("Cache-Control", "max-stale")], at: 1_000_100)
         #expect(decision != .staleAllowed(reason: "max-stale"))
         #expect(decision != .fresh)
     }
@@ -71,7 +77,10 @@ struct ReuseTests {
     func immutable() {
         let reload = [("Cache-Control", "no-cache")]
         #expect(Self.decide([("Cache-Control", "max-age=600, immutable")], request: reload, at: 1_000_010) == .fresh)
-        #expect(Self.decide([("Cache-Control", "max-age=600, immutable")], request: [("Cache-Control", "max-age=0")], at: 1_000_010) == .fresh)
+        #expect(
+            Self.decide(
+                [("Cache-Control", "max-age=600, immutable")], request: [("Cache-Control", "max-age=0")], at: 1_000_010)
+                == .fresh)
         // Once stale, immutable does not help.
         #expect(Self.decide([("Cache-Control", "max-age=5, immutable")], request: reload, at: 1_000_010) != .fresh)
     }

@@ -49,12 +49,17 @@ struct StorabilityTests {
 
     @Test("§5.2.1.5 request no-store")
     func requestNoStore() {
-        #expect(Self.decide([("Cache-Control", "max-age=60")], request: [("Cache-Control", "no-store")]) == .doNotStore(reason: "request no-store"))
+        #expect(
+            Self.decide([("Cache-Control", "max-age=60")], request: [("Cache-Control", "no-store")])
+                == .doNotStore(reason: "request no-store"))
     }
 
     @Test(
         "§3.5 Authorization: only public, s-maxage or must-revalidate",
-        arguments: [("max-age=60", false), ("public, max-age=60", true), ("s-maxage=60", true), ("max-age=60, must-revalidate", true)])
+        arguments: [
+            ("max-age=60", false), ("public, max-age=60", true), ("s-maxage=60", true),
+            ("max-age=60, must-revalidate", true),
+        ])
     func authorization(cacheControl: String, expected: Bool) {
         let decision = Self.decide([("Cache-Control", cacheControl)], request: [("Authorization", "Bearer x")])
         #expect(decision.mayStore == expected)

@@ -5,10 +5,12 @@ import Testing
 @Suite("RFC 9111 §4.3: validation")
 struct ValidationTests {
     static let lastModified = HTTPDate.format(900_000)
-    static let stored = response(200, [
-        ("Date", epochDate), ("ETag", "\"v1\""), ("Last-Modified", lastModified), ("Cache-Control", "max-age=60"),
-        ("Content-Length", "5"), ("Content-Type", "text/plain"), ("X-Old", "1"),
-    ])
+    static let stored = response(
+        200,
+        [
+            ("Date", epochDate), ("ETag", "\"v1\""), ("Last-Modified", lastModified), ("Cache-Control", "max-age=60"),
+            ("Content-Length", "5"), ("Content-Type", "text/plain"), ("X-Old", "1"),
+        ])
 
     @Test("§4.3.1 conditional request carries the ETag and Last-Modified, never Date")
     func conditionalHeaders() {
@@ -33,7 +35,8 @@ struct ValidationTests {
             ("Cache-Control", "max-age=120"), ("Content-Length", "0"), ("X-New", "2"), ("X-Old", "3"),
             ("Date", HTTPDate.format(1_000_050)), ("Connection", "close"), ("Content-Encoding", "gzip"),
         ])
-        let updated = Validation.updated(Self.stored, withNotModified: notModified, requestTime: 1_000_049, responseTime: 1_000_050)
+        let updated = Validation.updated(
+            Self.stored, withNotModified: notModified, requestTime: 1_000_049, responseTime: 1_000_050)
         #expect(updated.headers["Cache-Control"] == "max-age=120")
         #expect(updated.headers["Content-Length"] == "5")
         // RFC 9111 §3.2 excepts only Content-Length (and hop-by-hop fields) from the update.
@@ -67,7 +70,8 @@ struct ValidationTests {
             ("GET", [("If-Unmodified-Since", HTTPDate.format(950_000))], .proceed),
         ])
     func preconditions(method: String, fields: [(String, String)], expected: ConditionalOutcome) {
-        #expect(Conditional.evaluate(method: method, requestHeaders: HeaderFields(fields), stored: Self.stored) == expected)
+        #expect(
+            Conditional.evaluate(method: method, requestHeaders: HeaderFields(fields), stored: Self.stored) == expected)
     }
 
     @Test("RFC 9110 §15.4.5 a 304 carries the 200's identity and freshness fields only")

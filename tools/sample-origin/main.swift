@@ -4,6 +4,10 @@
 // It deliberately depends only on NIOCore, NIOPosix and NIOHTTP1 so it builds
 // quickly and has no moving parts beyond the event loops.
 
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -11,9 +15,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NIOCore
-import NIOHTTP1
-import NIOPosix
 
 // MARK: - /size/N bodies
 
@@ -114,13 +115,13 @@ enum HTTPDate {
     static func parse(_ string: String) -> Int? {
         let fields = string.split(separator: " ")
         guard fields.count == 6, fields[5] == "GMT",
-              let day = Int32(fields[1]),
-              let monthIndex = months.firstIndex(where: { $0 == fields[2] }),
-              let year = Int32(fields[3])
+            let day = Int32(fields[1]),
+            let monthIndex = months.firstIndex(where: { $0 == fields[2] }),
+            let year = Int32(fields[3])
         else { return nil }
         let clock = fields[4].split(separator: ":")
         guard clock.count == 3, let hour = Int32(clock[0]), let minute = Int32(clock[1]),
-              let second = Int32(clock[2])
+            let second = Int32(clock[2])
         else { return nil }
         var parts = tm()
         parts.tm_year = year - 1900
@@ -295,7 +296,7 @@ func route(_ request: HTTPRequestHead, config: OriginConfig) -> Reply {
         if path.hasPrefix("/size/") {
             let digits = path.dropFirst("/size/".count)
             guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let size = Int(digits), size <= SizeBody.maxLength
+                let size = Int(digits), size <= SizeBody.maxLength
             else {
                 return Reply(
                     .badRequest,
@@ -346,8 +347,8 @@ func isNotModified(_ request: HTTPRequestHead, reply: Reply) -> Bool {
         return ifNoneMatchMatches(ifNoneMatch, etag: etag)
     }
     if let lastModified = reply.lastModified,
-       let since = request.headers.first(name: "If-Modified-Since"),
-       let sinceSeconds = HTTPDate.parse(since)
+        let since = request.headers.first(name: "If-Modified-Since"),
+        let sinceSeconds = HTTPDate.parse(since)
     {
         return lastModified <= sinceSeconds
     }
@@ -434,8 +435,10 @@ final class OriginHandler: ChannelInboundHandler {
             headers.add(name: "ETag", value: etag)
         }
         if let lastModified = reply.lastModified {
-            headers.add(name: "Last-Modified", value: lastModified == self.config.startTime
-                ? self.config.startTimeHTTPDate : HTTPDate.format(lastModified))
+            headers.add(
+                name: "Last-Modified",
+                value: lastModified == self.config.startTime
+                    ? self.config.startTimeHTTPDate : HTTPDate.format(lastModified))
         }
         // HTTP/1.0 defaults to close and HTTP/1.1 to keep-alive; only the
         // non-default choice needs to be spelled out.
@@ -449,8 +452,11 @@ final class OriginHandler: ChannelInboundHandler {
             // A 304 carries the validators and caching headers but no body;
             // NIO's encoder strips the framing headers for 304 itself.
             headers.remove(name: "Content-Type")
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(
-                version: request.version, status: .notModified, headers: headers))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(
+                    .head(
+                        HTTPResponseHead(
+                            version: request.version, status: .notModified, headers: headers))), promise: nil)
             self.finish(context: context, keepAlive: keepAlive)
             return
         }
@@ -461,8 +467,11 @@ final class OriginHandler: ChannelInboundHandler {
             // e.g. /status/204: there is no content to describe.
             headers.remove(name: "Content-Type")
         }
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(
-            version: request.version, status: reply.status, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(
+                .head(
+                    HTTPResponseHead(
+                        version: request.version, status: reply.status, headers: headers))), promise: nil)
 
         // HEAD responses keep Content-Length but have no body; the encoder
         // would reject body parts for them.
@@ -539,7 +548,7 @@ func usage() -> String {
 /// Splits `HOST:PORT`, accepting `[v6addr]:PORT`.
 func parseListenAddress(_ value: String) -> (host: String, port: Int)? {
     guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
-          (0...65535).contains(port)
+        (0...65535).contains(port)
     else { return nil }
     var host = value[..<colon]
     if host.hasPrefix("["), host.hasSuffix("]") {

@@ -1,9 +1,9 @@
+import EdgeProxy
 import HTTPCaching
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import EdgeProxy
 
 /// A request as the test origin saw it.
 struct OriginRequest: Sendable {
@@ -54,7 +54,9 @@ struct OriginResponse: Sendable {
         self.status = status
         self.headers = headers
         let size = max(1, (bytes.count + pieces - 1) / pieces)
-        self.chunks = stride(from: 0, to: bytes.count, by: size).map { ByteBuffer(bytes: bytes[$0..<min(bytes.count, $0 + size)]) }
+        self.chunks = stride(from: 0, to: bytes.count, by: size).map {
+            ByteBuffer(bytes: bytes[$0..<min(bytes.count, $0 + size)])
+        }
     }
 
     var bodyLength: Int { chunks.reduce(0) { $0 + $1.readableBytes } }
@@ -156,17 +158,23 @@ final class TestOrigin: Sendable {
                     guard let head else { continue }
                     let request = OriginRequest(
                         method: head.method.rawValue, uri: head.uri,
-                        headers: HeaderFields(fields: head.headers.map { .init(name: $0.name, value: $0.value) }), body: body)
+                        headers: HeaderFields(fields: head.headers.map { .init(name: $0.name, value: $0.value) }),
+                        body: body)
                     recorded.withLockedValue { $0.append(request) }
                     let response = await handler(request)
                     if let delay = response.delay { try await Task.sleep(for: delay) }
                     if case .hangUp = response.action { return }
                     var headers = HTTPHeaders(response.headers)
-                    if response.addDate && !headers.contains(name: "Date") { headers.add(name: "Date", value: HTTPDate.format(Int64(SystemClock().now()))) }
+                    if response.addDate && !headers.contains(name: "Date") {
+                        headers.add(name: "Date", value: HTTPDate.format(Int64(SystemClock().now())))
+                    }
                     if response.contentLength || response.action == .truncate {
                         headers.replaceOrAdd(name: "Content-Length", value: String(response.bodyLength))
                     }
-                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: response.status), headers: headers)))
+                    try await outbound.write(
+                        .head(
+                            HTTPResponseHead(
+                                version: .http1_1, status: .init(statusCode: response.status), headers: headers)))
                     if head.method == .HEAD || response.status == 304 || response.status == 204 {
                         try await outbound.write(.end(nil))
                         continue
@@ -184,4 +192,3 @@ final class TestOrigin: Sendable {
         }
     }
 }
-

@@ -111,12 +111,16 @@ final class TestClient: Sendable {
 func rawExchange(port: Int, _ request: String, deadline: Duration = .seconds(10)) async throws -> String {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .connect(host: "127.0.0.1", port: port) { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
         }
     return try await withThrowingTaskGroup(of: String?.self) { group in
         group.addTask {
             try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: request))
+                // The server may already have closed (that is what the timeout tests wait for):
+                // a failed write just means there is nothing more to send.
+                if !request.isEmpty { try? await outbound.write(ByteBuffer(string: request)) }
                 var received = ""
                 do {
                     for try await buffer in inbound { received += String(buffer: buffer) }

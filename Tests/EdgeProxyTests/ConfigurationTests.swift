@@ -1,0 +1,75 @@
+import EdgeProxy
+import Foundation
+import Testing
+
+@Suite("EdgeProxy: configuration")
+struct ConfigurationTests {
+    /// The shipped conf/outpost.toml, found from this source file.
+    static var shippedConfiguration: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+            .appendingPathComponent("conf/outpost.toml").path
+    }
+
+    @Test("the shipped conf/outpost.toml parses and states the defaults")
+    func shippedFileIsTheDefaults() throws {
+        let parsed = try ConfigurationLoader.load(path: Self.shippedConfiguration)
+        var defaults = OutpostConfiguration()
+        defaults.store.path = "./outpost-store"
+        #expect(parsed == defaults)
+    }
+
+    @Test("values, sizes with units and per-Host origins are read")
+    func values() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [server]
+            listen = "0.0.0.0:80"
+            max_header_bytes = "16k"
+            [upstream]
+            default = "http://origin.internal:8081"
+            [upstream.hosts]
+            "static.example.com" = "https://static-origin:8443"
+            [store]
+            max_store_size = "2GiB"
+            sync_commits = false
+            """)
+        #expect(configuration.server.listen == SocketAddressSpec(host: "0.0.0.0", port: 80))
+        #expect(configuration.server.maxHeaderBytes == 16 * 1024)
+        #expect(configuration.upstream.defaultOrigin?.description == "http://origin.internal:8081")
+        #expect(configuration.upstream.hosts["static.example.com"]?.description == "https://static-origin:8443")
+        #expect(configuration.store.maxStoreSize == 2 << 30)
+        #expect(configuration.store.syncCommits == false)
+    }
+
+    @Test(
+        "mistakes are reported by key name",
+        arguments: [
+            ("[server]\nlisten = 8080", "server.listen"),
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[server]\nlisen = \"127.0.0.1:1\"", "server.lisen"),
+            ("[store]\nmax_store_size = \"lots\"", "store.max_store_size"),
+            ("[upstream]\ndefault = \"ftp://x\"", "upstream.default"),
+            ("[cache]\nhonour_request_directives = \"yes\"", "cache.honour_request_directives"),
+            ("[bogus]\nx = 1", "bogus"),
+            ("[log]\nlevel = \"loud\"", "log.level"),
+            ("this is not toml", "invalid TOML"),
+        ])
+    func errors(text: String, mentions: String) {
+        #expect {
+            try ConfigurationLoader.parse(text)
+        } throws: { error in
+            (error as? ConfigurationError)?.message.contains(mentions) == true
+        }
+    }
+
+    @Test("sizes: units are powers of 1024")
+    func sizes() {
+        #expect(ByteSize.parse("1024") == 1024)
+        #expect(ByteSize.parse("64k") == 65_536)
+        #expect(ByteSize.parse("512MiB") == 512 << 20)
+        #expect(ByteSize.parse("1 GB") == 1 << 30)
+        #expect(ByteSize.parse("1.5GB") == nil)
+        #expect(ByteSize.parse("-1") == nil)
+    }
+}
