@@ -174,9 +174,7 @@ public final class LMDBTransaction {
     public func withValue<T>(
         _ db: LMDBDatabase, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T
     ) throws -> T? {
-        try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(
-                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+        try withKey(key) { keyVal in
             var value = MDB_val()
             let code = mdb_get(txn, db.dbi, &keyVal, &value)
             if code == MDB_NOTFOUND { return nil }
@@ -194,9 +192,7 @@ public final class LMDBTransaction {
     }
 
     private func put(_ db: LMDBDatabase, _ key: [UInt8], bytes: UnsafeRawBufferPointer) throws {
-        try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(
-                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+        try withKey(key) { keyVal in
             var value = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
             try LMDBError.check(mdb_put(txn, db.dbi, &keyVal, &value, 0), "mdb_put")
         }
@@ -205,9 +201,7 @@ public final class LMDBTransaction {
     /// Deletes `key`; false when it was not there.
     @discardableResult
     public func delete(_ db: LMDBDatabase, _ key: [UInt8]) throws -> Bool {
-        try key.withUnsafeBytes { keyBytes in
-            var keyVal = MDB_val(
-                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+        try withKey(key) { keyVal in
             let code = mdb_del(txn, db.dbi, &keyVal, nil)
             if code == MDB_NOTFOUND { return false }
             try LMDBError.check(code, "mdb_del")
@@ -238,6 +232,15 @@ public final class LMDBTransaction {
             code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
         }
         if code != MDB_NOTFOUND { try LMDBError.check(code, "mdb_cursor_get") }
+    }
+
+    /// Hands `body` an MDB_val pointing at the key's bytes, valid for the call only.
+    private func withKey<T>(_ key: [UInt8], _ body: (inout MDB_val) throws -> T) throws -> T {
+        try key.withUnsafeBytes { keyBytes in
+            var keyVal = MDB_val(
+                mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            return try body(&keyVal)
+        }
     }
 
     /// Number of entries in the database.

@@ -34,8 +34,11 @@ extension CachePipeline {
         let primaryKey = request.key.description
         var headers = upstreamHeaders(for: request)
         // The cache wants the full response to store; it answers the client's own
-        // conditions itself (RFC 9111 §4.3.2). A Range is forwarded (and a 206 not stored).
-        for name in ResponseHeaders.clientConditionals { headers.remove(name) }
+        // conditions itself (RFC 9111 §4.3.2). A Range request is forwarded as sent, its
+        // conditions (If-Range above all) included, and a 206 is not stored.
+        if request.headers["Range"] == nil {
+            for name in ResponseHeaders.clientConditionals { headers.remove(name) }
+        }
         if let stale = plan.revalidating {
             for (name, value) in Validation.conditionalHeaders(for: stale.response) { headers.add(name, value) }
         }

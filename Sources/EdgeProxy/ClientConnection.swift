@@ -72,7 +72,9 @@ struct ClientConnection {
             log(outcome, url: head.uri)
             return false
         }
-        guard let target = RequestTarget(uri: head.uri, host: headers["Host"]) else {
+        // HTTP/1.0 clients may omit Host; they get the default origin's site.
+        let host = headers["Host"] ?? (head.version.minor == 0 ? configuration.upstream.defaultOrigin?.authority : nil)
+        guard let target = RequestTarget(uri: head.uri, host: host) else {
             let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
             let outcome = try await pipeline.sendError(
                 status: 400, message: "invalid request target", sink: closing,

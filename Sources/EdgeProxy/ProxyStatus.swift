@@ -1,3 +1,5 @@
+import HTTPCaching
+
 /// Proxy-Status (RFC 9209): why this intermediary produced an error response.
 public struct ProxyError: Error, Sendable, Equatable, CustomStringConvertible {
     /// RFC 9209 §2.3 error type.
@@ -37,15 +39,7 @@ public struct ProxyError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The field value, e.g. `outpost; error=connection_refused; details="…"`.
     public func headerValue(proxyName: String) -> String {
-        var sanitized = ""
-        for scalar in details.unicodeScalars {
-            switch scalar {
-            case "\"", "\\": sanitized += "\\" + String(scalar)
-            case " "..."~": sanitized.unicodeScalars.append(scalar)
-            default: sanitized += "?"
-            }
-        }
-        return "\(proxyName); error=\(type); details=\"\(sanitized)\""
+        "\(proxyName); error=\(type); details=\(StructuredField.string(details))"
     }
 
     public var description: String { "\(type) (\(status)): \(details)" }

@@ -55,13 +55,16 @@ public struct CacheStatus: Sendable, Equatable {
         if stored { value += "; stored" }
         if collapsed { value += "; collapsed" }
         if let ttl { value += "; ttl=\(ttl)" }
-        if let key { value += "; key=\(CacheStatus.quoted(key))" }
-        if let detail { value += "; detail=\(CacheStatus.quoted(detail))" }
+        if let key { value += "; key=\(StructuredField.string(key))" }
+        if let detail { value += "; detail=\(StructuredField.string(detail))" }
         return value
     }
+}
 
-    /// A Structured Field sf-string: printable ASCII, with `"` and `\` escaped.
-    static func quoted(_ text: String) -> String {
+/// Serialising Structured Field values (RFC 8941) for the fields this cache writes.
+public enum StructuredField {
+    /// An sf-string: printable ASCII between quotes, `"` and `\` escaped, anything else `?`.
+    public static func string(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
