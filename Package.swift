@@ -60,6 +60,8 @@ let package = Package(
             dependencies: [
                 "EdgeProxy",
                 "CacheStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

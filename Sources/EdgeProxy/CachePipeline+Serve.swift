@@ -27,8 +27,7 @@ extension CachePipeline {
             notModified.add("Age", Age.headerValue(Age.current(of: stored, now: now)))
             notModified.add("Via", "1.1 \(via)")
             notModified.add("Cache-Status", cacheStatus.headerValue)
-            try await sink.sendHead(status: 304, headers: notModified)
-            try await sink.sendEnd()
+            try await sink.sendResponse(status: 304, headers: notModified, body: nil)
             return RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus)
         case .preconditionFailed:
             return try await sendError(
@@ -59,8 +58,7 @@ extension CachePipeline {
                     rejection.add("Via", "1.1 \(via)")
                     rejection.add("Cache-Status", cacheStatus.headerValue)
                     rejection.add("Content-Length", "0")
-                    try await sink.sendHead(status: 416, headers: rejection)
-                    try await sink.sendEnd()
+                    try await sink.sendResponse(status: 416, headers: rejection, body: nil)
                     return RequestOutcome(status: 416, bytes: 0, cacheStatus: cacheStatus)
                 case .whole:
                     break
@@ -69,13 +67,19 @@ extension CachePipeline {
         }
         let count = max(0, upper - lower + 1)
         headers.replace("Content-Length", with: String(count))
-        try await sink.sendHead(status: status, headers: headers)
         guard request.method != "HEAD", count > 0 else {
-            try await sink.sendEnd()
+            try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }
-        try await sendStoredBody(record, inline: inline, lower: lower, upper: upper, sink: sink)
-        try await sink.sendEnd()
+        if let inline {
+            // The common hit: the whole body came with the lookup; one write.
+            let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count))!
+            try await sink.sendResponse(status: status, headers: headers, body: slice)
+        } else {
+            try await sink.sendHead(status: status, headers: headers)
+            try await sendStoredChunks(record, lower: lower, upper: upper, sink: sink)
+            try await sink.sendEnd()
+        }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
     }
 
@@ -91,16 +95,11 @@ extension CachePipeline {
         return date == lastModified
     }
 
-    /// Streams bytes `lower...upper` of a stored body: from the inline buffer, or chunk by chunk
-    /// in short read transactions (never one held across an await).
-    private func sendStoredBody(
-        _ record: ObjectRecord, inline: ByteBuffer?, lower: Int64, upper: Int64, sink: some ResponseSink
+    /// Streams bytes `lower...upper` of a stored body chunk by chunk, each read in its own short
+    /// read transaction (never one held across an await).
+    private func sendStoredChunks(
+        _ record: ObjectRecord, lower: Int64, upper: Int64, sink: some ResponseSink
     ) async throws {
-        if let inline {
-            try await sink.sendBody(
-                inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(upper - lower + 1))!)
-            return
-        }
         let chunkSize = Int64(record.chunkSize)
         var index = Int(lower / chunkSize)
         var position = Int64(index) * chunkSize
@@ -135,9 +134,7 @@ extension CachePipeline {
         headers.add("Via", "1.1 \(via)")
         headers.add("Cache-Status", cacheStatus.headerValue)
         if let proxyError { headers.add("Proxy-Status", proxyError.headerValue(proxyName: via)) }
-        try await sink.sendHead(status: status, headers: headers)
-        try await sink.sendBody(ByteBuffer(string: body))
-        try await sink.sendEnd()
+        try await sink.sendResponse(status: status, headers: headers, body: ByteBuffer(string: body))
         return RequestOutcome(status: status, bytes: body.utf8.count, cacheStatus: cacheStatus)
     }
 }

@@ -12,6 +12,28 @@ struct ChannelResponseSink: ResponseSink {
     let mustClose = NIOLockedValueBox(false)
 
     func sendHead(status: Int, headers: HeaderFields) async throws {
+        try await writer.write(.head(makeHead(status: status, headers: headers)))
+    }
+
+    func sendBody(_ buffer: ByteBuffer) async throws {
+        try await writer.write(.body(.byteBuffer(buffer)))
+    }
+
+    func sendEnd() async throws {
+        try await writer.write(.end(nil))
+    }
+
+    /// Head, body and end in one write, so a small response costs one flush (one syscall).
+    func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
+        let head = HTTPServerResponsePart.head(makeHead(status: status, headers: headers))
+        if let body, body.readableBytes > 0 {
+            try await writer.write(contentsOf: [head, .body(.byteBuffer(body)), .end(nil)])
+        } else {
+            try await writer.write(contentsOf: [head, .end(nil)])
+        }
+    }
+
+    private func makeHead(status: Int, headers: HeaderFields) -> HTTPResponseHead {
         var nioHeaders = HTTPHeaders()
         nioHeaders.reserveCapacity(headers.count + 1)
         for field in headers { nioHeaders.add(name: field.name, value: field.value) }
@@ -22,16 +44,6 @@ struct ChannelResponseSink: ResponseSink {
         } else if version.minor == 0 {
             nioHeaders.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        let head = HTTPResponseHead(
-            version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
-        try await writer.write(.head(head))
-    }
-
-    func sendBody(_ buffer: ByteBuffer) async throws {
-        try await writer.write(.body(.byteBuffer(buffer)))
-    }
-
-    func sendEnd() async throws {
-        try await writer.write(.end(nil))
+        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
     }
 }

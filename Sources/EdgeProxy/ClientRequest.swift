@@ -27,6 +27,16 @@ protocol ResponseSink: Sendable {
     func sendHead(status: Int, headers: HeaderFields) async throws
     func sendBody(_ buffer: ByteBuffer) async throws
     func sendEnd() async throws
+    /// A whole response at once (head, body, end): one write and one flush on the socket.
+    func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws
+}
+
+extension ResponseSink {
+    func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
+        try await sendHead(status: status, headers: headers)
+        if let body, body.readableBytes > 0 { try await sendBody(body) }
+        try await sendEnd()
+    }
 }
 
 /// What the access log records about a finished request.

@@ -99,27 +99,43 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
         context.write(data, promise: promise)
     }
 
+    /// Timers are lazy: arming only moves the deadline; one scheduled check per connection
+    /// re-arms itself for the current deadline when it fires early. So a request costs no
+    /// timer scheduling on the hot path.
+    private var deadline: NIODeadline?
+
     private func run(_ action: ConnectionTimeoutState.Action) {
         switch action {
         case .arm(let seconds):
-            timer?.cancel()
             guard let context, seconds > 0 else { return }
-            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-                loopBound.value.fired()
-            }
+            let newDeadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
+            deadline = newDeadline
+            if timer == nil { schedule(at: newDeadline, context: context) }
         case .disarm:
-            timer?.cancel()
-            timer = nil
+            deadline = nil
         case .close:
             timer?.cancel()
+            timer = nil
             context?.close(promise: nil)
         case .none:
             break
         }
     }
 
-    private func fired() { run(state.timerFired()) }
+    private func schedule(at when: NIODeadline, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: when) { loopBound.value.fired() }
+    }
+
+    private func fired() {
+        timer = nil
+        guard let deadline, let context else { return }
+        if deadline > NIODeadline.now() {
+            schedule(at: deadline, context: context)
+            return
+        }
+        run(state.timerFired())
+    }
 }
 
 /// Reports raw inbound bytes to the timeout handler, before the HTTP decoder consumes them.

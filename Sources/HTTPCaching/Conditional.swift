@@ -17,6 +17,14 @@ public enum Conditional {
         requestHeaders: HeaderFields,
         stored: StoredResponse
     ) -> ConditionalOutcome {
+        // Most requests carry no precondition: answer them without parsing anything.
+        guard
+            requestHeaders.contains(where: { field in
+                field.name.utf8.count > 3 && field.name.utf8.first.map { $0 | 0x20 == UInt8(ascii: "i") } == true
+                    && field.name.utf8.dropFirst().first.map { $0 | 0x20 == UInt8(ascii: "f") } == true
+                    && field.name.utf8.dropFirst(2).first == UInt8(ascii: "-")
+            })
+        else { return .proceed }
         let storedTag = stored.entityTag
         let lastModified = stored.lastModified
 

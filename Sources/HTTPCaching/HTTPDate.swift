@@ -5,6 +5,10 @@ public enum HTTPDate {
     private static let monthNames = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ]
+    private static let monthBytes: [(UInt8, UInt8, UInt8)] = monthNames.map { name in
+        let bytes = Array(name.utf8)
+        return (bytes[0], bytes[1], bytes[2])
+    }
     private static let dayNames = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]
 
     /// Parses IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), obsolete RFC 850
@@ -12,6 +16,7 @@ public enum HTTPDate {
     /// matched case-insensitively, spacing exactly as the grammar gives it. Anything else, `0`
     /// included, is nil: callers decide what an invalid date means.
     public static func parse<S: StringProtocol>(_ text: S) -> Int64? {
+        if let fixed = parseIMFFixdate(text.utf8) { return fixed }
         let trimmed = text.trimmingOWS()
         let parts = trimmed.split(separator: " ", omittingEmptySubsequences: false)
         if parts.count == 6, parts[0].hasSuffix(","), parts[5].equalsIgnoringASCIICase("GMT") {
@@ -43,6 +48,44 @@ public enum HTTPDate {
             return assemble(year: year, month: month, day: day, time: asctime[3])
         }
         return nil
+    }
+
+    /// The fast path for the format every modern sender uses, byte by byte without
+    /// allocating: exactly `Www, DD Mmm YYYY HH:MM:SS GMT` (29 bytes). Nil sends the caller to
+    /// the general parser.
+    private static func parseIMFFixdate<Bytes: Collection>(_ bytes: Bytes) -> Int64? where Bytes.Element == UInt8 {
+        guard bytes.count == 29 else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 29) { buffer -> Int64? in
+            _ = buffer.initialize(from: bytes)
+            func digit(_ index: Int) -> Int? {
+                let byte = buffer[index]
+                return byte >= 0x30 && byte <= 0x39 ? Int(byte - 0x30) : nil
+            }
+            func number(_ index: Int, _ count: Int) -> Int? {
+                var value = 0
+                for offset in 0..<count {
+                    guard let d = digit(index + offset) else { return nil }
+                    value = value * 10 + d
+                }
+                return value
+            }
+            guard buffer[3] == UInt8(ascii: ","), buffer[4] == 0x20, buffer[7] == 0x20, buffer[11] == 0x20,
+                buffer[16] == 0x20, buffer[19] == UInt8(ascii: ":"), buffer[22] == UInt8(ascii: ":"),
+                buffer[25] == 0x20,
+                buffer[26] | 0x20 == UInt8(ascii: "g"), buffer[27] | 0x20 == UInt8(ascii: "m"),
+                buffer[28] | 0x20 == UInt8(ascii: "t"),
+                let day = number(5, 2), let year = number(12, 4), let hour = number(17, 2), let minute = number(20, 2),
+                let second = number(23, 2), (1...31).contains(day), hour <= 23, minute <= 59, second <= 60, year >= 1000
+            else { return nil }
+            let m0 = buffer[8] | 0x20
+            let m1 = buffer[9] | 0x20
+            let m2 = buffer[10] | 0x20
+            guard let month = monthBytes.firstIndex(where: { $0.0 == m0 && $0.1 == m1 && $0.2 == m2 }) else {
+                return nil
+            }
+            let days = daysFromCivil(year: year, month: month + 1, day: day)
+            return days * 86_400 + Int64(hour * 3600 + minute * 60 + second)
+        }
     }
 
     private static func digits<S: StringProtocol>(_ text: S) -> Int? {
