@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.7.0"),
     ],
     targets: [
         .systemLibrary(
@@ -27,7 +28,10 @@ let package = Package(
             pkgConfig: "libbrotlienc",
             providers: [.apt(["libbrotli-dev"])]
         ),
-        .target(name: "HTTPCaching"),
+        .target(
+            name: "HTTPCaching",
+            dependencies: [.product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers")]
+        ),
         .target(
             name: "CacheStore",
             dependencies: ["CLMDB", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]

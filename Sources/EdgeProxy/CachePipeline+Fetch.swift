@@ -56,6 +56,17 @@ extension CachePipeline {
                 logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+            if let stale = plan.stale {
+                if staleIfErrorAllows(stale, request: request) {
+                    return try await serveStale(stale, request: request, sink: sink, plan: plan, upstreamStatus: nil)
+                }
+                // RFC 9111 §4.2.4, §5.2.2.2: a stored response that could not be validated, and
+                // may not be served stale, is answered with 504.
+                let unvalidated = ProxyError(type: error.type, status: 504, details: error.details)
+                let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+                return try await sendError(
+                    status: 504, message: error.details, sink: sink, cacheStatus: status, proxyError: unvalidated)
+            }
             let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
             return try await sendError(
                 status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
@@ -64,6 +75,11 @@ extension CachePipeline {
         let status = Int(response.status.code)
         let upstreamFields = ResponseHeaders.fields(response.headers)
 
+        // RFC 5861 §4: a server error may be answered with the stale copy instead.
+        if let stale = plan.stale, [500, 502, 503, 504].contains(status), staleIfErrorAllows(stale, request: request) {
+            for try await _ in response.body {}
+            return try await serveStale(stale, request: request, sink: sink, plan: plan, upstreamStatus: status)
+        }
         if status == 304, let stale = plan.revalidating {
             for try await _ in response.body {}
             return try await applyNotModified(
@@ -75,7 +91,7 @@ extension CachePipeline {
         if !storedHeaders.contains("Date") { storedHeaders.add("Date", HTTPDate.format(Int64(responseTime))) }
         let stored = StoredResponse(
             status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
-        let responseCacheControl = stored.cacheControl
+        let responseCacheControl = governingCacheControl(stored)
         let lifetime = FreshnessLifetime.of(
             stored, cacheControl: responseCacheControl, configuration: configuration.freshness)
         var decision = Storability.decide(
@@ -216,7 +232,8 @@ extension CachePipeline {
         }
         finish(.stored, false)
         let lifetime = FreshnessLifetime.of(
-            refreshed.response, cacheControl: refreshed.response.cacheControl, configuration: configuration.freshness)
+            refreshed.response, cacheControl: governingCacheControl(refreshed.response),
+            configuration: configuration.freshness)
         let now = clock.now()
         let status = CacheStatus(
             forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
@@ -224,11 +241,57 @@ extension CachePipeline {
         return try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
     }
 
+    /// RFC 5861 §4 (and request max-stale): may this stale copy stand in for a failed fetch?
+    private func staleIfErrorAllows(_ stale: ObjectRecord, request: ClientRequest) -> Bool {
+        let cacheControl = governingCacheControl(stale.response)
+        return Reuse.staleIfErrorAllows(
+            stored: stale.response, responseCacheControl: cacheControl,
+            lifetime: FreshnessLifetime.of(
+                stale.response, cacheControl: cacheControl, configuration: configuration.freshness),
+            request: RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives),
+            operatorWindow: configuration.cache.staleIfError, now: clock.now())
+    }
+
+    /// Answers with the stale copy because the origin failed (`detail="stale-if-error"`).
+    private func serveStale(
+        _ stale: ObjectRecord, request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, upstreamStatus: Int?
+    ) async throws -> RequestOutcome {
+        let now = clock.now()
+        let lifetime = FreshnessLifetime.of(
+            stale.response, cacheControl: governingCacheControl(stale.response), configuration: configuration.freshness)
+        let status = CacheStatus(
+            forward: .stale, forwardStatus: upstreamStatus, collapsed: plan.collapsed,
+            ttl: Int64((Double(lifetime.seconds) - Age.current(of: stale.response, now: now)).rounded(.down)),
+            detail: "stale-if-error")
+        return try await serveStored(stale, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+    }
+
+    /// RFC 9111 §4.3.5: a 200 to a HEAD request freshens the stored GET responses it selects
+    /// (same validators, same length), like a 304 would.
+    private func freshenFromHead(
+        _ request: ClientRequest, headers: HeaderFields, requestTime: Double, responseTime: Double
+    )
+        async
+    {
+        guard let variants = try? store.variants(request.key.description), !variants.isEmpty else { return }
+        let length = headers["Content-Length"]
+        for variant in variants
+        where Validation.notModifiedSelects(variant.response, notModifiedHeaders: headers)
+            && (headers["ETag"] != nil || headers["Last-Modified"] != nil)
+            && (length == nil || length == String(variant.bodyLength))
+        {
+            let updated = Validation.updated(
+                variant.response, withNotModified: headers, requestTime: requestTime, responseTime: responseTime)
+            _ = try? await store.update(objectID: variant.id, response: updated)
+        }
+    }
+
     /// Forwards a request the cache does not answer (other methods, no-store requests, HEAD
     /// misses) and relays the response; unsafe methods invalidate afterwards (RFC 9111 §4.4).
     func passThrough(
         _ request: ClientRequest, sink: some ResponseSink, status cacheStatus: CacheStatus, invalidate: Bool
     ) async throws -> RequestOutcome {
+        let requestTime = clock.now()
         let response: HTTPClientResponse
         do {
             response = try await upstream.execute(
@@ -246,6 +309,10 @@ extension CachePipeline {
         let responseTime = clock.now()
         let status = Int(response.status.code)
         let upstreamFields = ResponseHeaders.fields(response.headers)
+        if request.method == "HEAD" && status == 200 {
+            await freshenFromHead(
+                request, headers: upstreamFields, requestTime: requestTime, responseTime: responseTime)
+        }
         if invalidate {
             let keys = Invalidation.keys(
                 method: request.method, target: request.key, status: status, responseHeaders: upstreamFields)

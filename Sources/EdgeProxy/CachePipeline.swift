@@ -60,31 +60,38 @@ final class CachePipeline: Sendable {
         let forward: CacheStatus.Forward
         switch lookup {
         case .found(let record, let body):
-            let cacheControl = record.response.cacheControl
+            let cacheControl = governingCacheControl(record.response)
             let lifetime = FreshnessLifetime.of(
                 record.response, cacheControl: cacheControl, configuration: configuration.freshness)
             let now = clock.now()
+            let age = Age.current(of: record.response, now: now)
             let decision = Reuse.decide(
                 stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
                 now: now)
+            var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
+            status.collapsed = collapsed
             switch decision {
-            case .fresh, .staleAllowed:
-                let age = Age.current(of: record.response, now: now)
-                var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
-                if case .staleAllowed(let reason) = decision { status.detail = reason }
-                if collapsed { status.collapsed = true }
+            case .fresh:
+                return try await serveStored(
+                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
+            case .staleAllowed(let reason):
+                status.detail = reason
+                return try await serveStored(
+                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
+            case .staleWhileRevalidate:
+                // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
+                status.detail = "stale-while-revalidate"
+                refreshInBackground(request, stale: record)
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .mustValidate(let reason):
                 if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-                let isFresh = Double(lifetime.seconds) > Age.current(of: record.response, now: now)
-                let kind: CacheStatus.Forward = isFresh ? .request : .stale
-                if request.method == "GET", Validation.canValidate(record.response) {
-                    return try await fetchCoalesced(
-                        request, sink: sink, forward: kind, revalidating: record, detail: reason, collapsed: collapsed)
-                }
-                return try await fetchCoalesced(
-                    request, sink: sink, forward: kind, revalidating: nil, detail: reason, collapsed: collapsed)
+                let kind: CacheStatus.Forward = Double(lifetime.seconds) > age ? .request : .stale
+                let plan = FetchPlan(
+                    forward: kind,
+                    revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
+                    stale: record, detail: reason, collapsed: collapsed)
+                return try await fetchCoalesced(request, sink: sink, plan: plan)
             }
         case .noEntry:
             forward = .uriMiss
@@ -92,23 +99,50 @@ final class CachePipeline: Sendable {
             forward = .varyMiss
         }
         if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-        return try await fetchCoalesced(
-            request, sink: sink, forward: forward, revalidating: nil, detail: nil, collapsed: collapsed)
+        let plan = FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
+        return try await fetchCoalesced(request, sink: sink, plan: plan)
+    }
+
+    /// The directives that govern this cache for a stored or received response: a targeted
+    /// field (RFC 9213) when present and valid, else Cache-Control.
+    func governingCacheControl(_ response: StoredResponse) -> CacheControl {
+        TargetedCacheControl.governing(response.headers, targets: configuration.targetedFields)
+    }
+
+    /// Starts one background refresh of a stale object (RFC 5861 §3), unless one is already
+    /// running for its URL. The refresh is an ordinary fetch whose response goes nowhere but
+    /// the store.
+    func refreshInBackground(_ request: ClientRequest, stale: ObjectRecord) {
+        let key = request.key.description
+        guard case .leader = coalescer.role(for: key, now: clock.now()) else { return }
+        var refresh = request
+        refresh.method = "GET"
+        refresh.body = nil
+        refresh.headers.remove("Range")
+        refresh.headers.remove("If-Range")
+        let plan = FetchPlan(
+            forward: .stale, revalidating: Validation.canValidate(stale.response) ? stale : nil, stale: stale,
+            detail: "background refresh", collapsed: false)
+        Task {
+            do {
+                _ = try await self.fetch(refresh, sink: DiscardingSink(), plan: plan, coalescingKey: key)
+            } catch {
+                self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
     /// look again. HEAD and Range requests are not coalesced (their responses are not the
     /// stored representation).
     private func fetchCoalesced(
-        _ request: ClientRequest, sink: some ResponseSink, forward: CacheStatus.Forward, revalidating: ObjectRecord?,
-        detail: String?, collapsed: Bool
+        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan
     ) async throws -> RequestOutcome {
-        let plan = FetchPlan(forward: forward, revalidating: revalidating, detail: detail, collapsed: collapsed)
         if request.method == "HEAD" {
-            return try await passThrough(
-                request, sink: sink, status: CacheStatus(forward: forward, detail: detail), invalidate: false)
+            let status = CacheStatus(forward: plan.forward, detail: plan.detail)
+            return try await passThrough(request, sink: sink, status: status, invalidate: false)
         }
-        if request.headers.contains("Range") || collapsed {
+        if request.headers.contains("Range") || plan.collapsed {
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
         }
         let key = request.key.description
@@ -139,11 +173,14 @@ final class CachePipeline: Sendable {
     }
 }
 
-/// How a fetch came about, for its Cache-Status and for what to do with a 304.
+/// How a fetch came about, for its Cache-Status and for what to do with a 304 or an error.
 struct FetchPlan: Sendable {
     var forward: CacheStatus.Forward
     /// The stored response being validated, when the fetch is a validation.
     var revalidating: ObjectRecord?
+    /// The stored (stale or no longer usable) response this fetch replaces, if any: what
+    /// stale-if-error falls back to, and why an unreachable origin is a 504.
+    var stale: ObjectRecord?
     var detail: String?
     var collapsed: Bool
 }

@@ -53,3 +53,10 @@ struct ConnectionAbort: Error, CustomStringConvertible {
     let reason: String
     var description: String { reason }
 }
+
+/// A sink for responses nobody waits for (background refreshes): the bytes only go to the store.
+struct DiscardingSink: ResponseSink {
+    func sendHead(status: Int, headers: HeaderFields) async throws {}
+    func sendBody(_ buffer: ByteBuffer) async throws {}
+    func sendEnd() async throws {}
+}

@@ -58,6 +58,15 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var storeSetCookieWhenPublic = true
         /// `cache.debug_key`: add `key=` to Cache-Status.
         public var debugKey = false
+        /// `cache.targeted_field`: the operator's own targeted cache-control field (RFC 9213),
+        /// obeyed before CDN-Cache-Control and Cache-Control; empty disables it.
+        public var targetedField = "Outpost-Cache-Control"
+        /// `cache.default_ttl`: lifetime in seconds for heuristically cacheable responses with
+        /// no freshness information and no Last-Modified; 0 is off.
+        public var defaultTTL: Int64 = 0
+        /// `cache.stale_if_error`: seconds past expiry a stale response may be served when the
+        /// origin fails, for responses that do not say so themselves; 0 is off.
+        public var staleIfError: Int64 = 0
     }
 
     public struct Admin: Sendable, Equatable {
@@ -82,7 +91,12 @@ public struct OutpostConfiguration: Sendable, Equatable {
     public init() {}
 
     var freshness: FreshnessConfiguration {
-        FreshnessConfiguration(heuristicFraction: cache.heuristicFraction, heuristicCap: cache.heuristicMax)
+        FreshnessConfiguration(
+            heuristicFraction: cache.heuristicFraction, heuristicCap: cache.heuristicMax, defaultTTL: cache.defaultTTL)
+    }
+
+    var targetedFields: [String] {
+        TargetedCacheControl.targets(operatorField: cache.targetedField.isEmpty ? nil : cache.targetedField)
     }
 
     var storagePolicy: StoragePolicy { StoragePolicy(storeSetCookieWhenPublic: cache.storeSetCookieWhenPublic) }

@@ -14,6 +14,12 @@ public struct CacheControl: Sendable, Equatable {
         /// The argument with quotes removed, or nil when the directive had none.
         public var value: String?
         public var quoted: Bool
+
+        public init(name: String, value: String?, quoted: Bool) {
+            self.name = name
+            self.value = value
+            self.quoted = quoted
+        }
     }
 
     /// The reading of a delta-seconds directive.

@@ -6,9 +6,14 @@ public struct FreshnessConfiguration: Sendable, Equatable {
     /// Warning 113 must not serve a heuristically fresh response older than that (§4.2.2).
     public var heuristicCap: Int64
 
-    public init(heuristicFraction: Double = 0.1, heuristicCap: Int64 = 86_399) {
+    /// The operator's lifetime for responses with no freshness information at all (no
+    /// explicit freshness, no Last-Modified) and a heuristically cacheable status; 0 is off.
+    public var defaultTTL: Int64
+
+    public init(heuristicFraction: Double = 0.1, heuristicCap: Int64 = 86_399, defaultTTL: Int64 = 0) {
         self.heuristicFraction = heuristicFraction
         self.heuristicCap = min(heuristicCap, 86_399)
+        self.defaultTTL = max(0, defaultTTL)
     }
 }
 
@@ -18,6 +23,8 @@ public struct FreshnessLifetime: Sendable, Equatable {
         case maxAge = "max-age"
         case expires
         case heuristic
+        /// The operator's default lifetime (`cache.default_ttl`).
+        case operatorDefault = "default"
         /// No explicit freshness and no heuristic applies.
         case none
         /// Explicit freshness that is invalid or conflicting: the response is stale (§4.2.1).
@@ -59,10 +66,10 @@ public struct FreshnessLifetime: Sendable, Equatable {
             let date = response.dateValue ?? Int64(response.responseTime)
             return .init(seconds: max(0, expires - date), source: .expires)
         }
-        guard StatusCodes.isHeuristicallyCacheable(response.status),
-            let lastModified = response.lastModified
-        else {
-            return .init(seconds: 0, source: .none)
+        guard StatusCodes.isHeuristicallyCacheable(response.status) else { return .init(seconds: 0, source: .none) }
+        guard let lastModified = response.lastModified else {
+            return configuration.defaultTTL > 0
+                ? .init(seconds: configuration.defaultTTL, source: .operatorDefault) : .init(seconds: 0, source: .none)
         }
         let date = response.dateValue ?? Int64(response.responseTime)
         let interval = max(0, date - lastModified)

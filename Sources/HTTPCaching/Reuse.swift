@@ -4,6 +4,9 @@ public enum ReuseDecision: Sendable, Equatable {
     case fresh
     /// Stale, but something explicitly allows serving it now (§4.2.4); the reason names it.
     case staleAllowed(reason: String)
+    /// Stale within its `stale-while-revalidate` window (RFC 5861 §3): serve it now and
+    /// refresh it in the background.
+    case staleWhileRevalidate
     /// It must be validated with the origin first; the reason says why.
     case mustValidate(reason: String)
 }
@@ -55,6 +58,10 @@ public enum Reuse {
             return .mustValidate(reason: "stale")
         }
         let staleness = age - lifetimeSeconds
+        if case .value(let window) = responseCacheControl.seconds("stale-while-revalidate"), staleness <= Double(window)
+        {
+            return .staleWhileRevalidate
+        }
         switch requestCC.maxStale {
         case .unlimited:
             return .staleAllowed(reason: "max-stale")
@@ -63,6 +70,32 @@ public enum Reuse {
         default:
             return .mustValidate(reason: "stale")
         }
+    }
+
+    /// May a stale response be served because the origin failed (RFC 5861 §4)? Yes within
+    /// the response's or the request's `stale-if-error` window, the operator's default window,
+    /// or the request's `max-stale` — never when the response forbids serving stale.
+    public static func staleIfErrorAllows(
+        stored: StoredResponse,
+        responseCacheControl: CacheControl,
+        lifetime: FreshnessLifetime,
+        request: RequestDirectives,
+        operatorWindow: Int64 = 0,
+        now: Double
+    ) -> Bool {
+        // A client that demanded validation (no-cache) does not get an unvalidated copy.
+        guard !forbidsStale(responseCacheControl), !request.noCache else { return false }
+        let staleness = Age.current(of: stored, now: now) - Double(lifetime.seconds)
+        var windows: [Int64] = operatorWindow > 0 ? [operatorWindow] : []
+        if case .value(let window) = responseCacheControl.seconds("stale-if-error") { windows.append(window) }
+        if case .value(let window) = request.cacheControl.seconds("stale-if-error") { windows.append(window) }
+        switch request.cacheControl.maxStale {
+        case .unlimited: return true
+        case .seconds(let window): windows.append(window)
+        default: break
+        }
+        guard let window = windows.max() else { return false }
+        return staleness <= Double(window)
     }
 
     /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and `no-cache` forbid
