@@ -200,3 +200,30 @@ struct StaleServingTests {
         }
     }
 }
+
+@Suite("EdgeProxy: 304 updates")
+struct NotModifiedUpdateTests {
+    @Test("RFC 9111 §4.3.4: a 304 freshens every stored variant it selects")
+    func everySelectedVariant() async throws {
+        try await withOutpost(origin: { request in
+            if request.headers["If-None-Match"] == "\"same\"" {
+                return OriginResponse(status: 304, headers: [("ETag", "\"same\""), ("Cache-Control", "max-age=600")])
+            }
+            return OriginResponse(
+                headers: [("Cache-Control", "max-age=1"), ("ETag", "\"same\""), ("Vary", "X-Variant")],
+                body: "variant \(request.headers["X-Variant"] ?? "-")")
+        }) { origin, outpost, client in
+            _ = try await client.get(outpost.base + "/v", [("X-Variant", "a")])
+            _ = try await client.get(outpost.base + "/v", [("X-Variant", "b")])
+            outpost.clock.advance(by: 5)
+            let validated = try await client.get(outpost.base + "/v", [("X-Variant", "a")])
+            #expect(validated.cacheStatus.contains("fwd-status=304"))
+            #expect(validated.text == "variant a")
+            // The other variant was selected by the same 304 (same strong ETag): fresh now.
+            let other = try await client.get(outpost.base + "/v", [("X-Variant", "b")])
+            #expect(other.isHit)
+            #expect(other.text == "variant b")
+            #expect(origin.count("/v") == 3)
+        }
+    }
+}
