@@ -40,6 +40,7 @@ let package = Package(
             name: "ContentCoding",
             dependencies: [
                 "CBrotli",
+                "HTTPCaching",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
@@ -84,7 +85,10 @@ let package = Package(
             name: "CacheStoreTests",
             dependencies: ["CacheStore", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "ContentCodingTests", dependencies: ["ContentCoding"]),
+        .testTarget(
+            name: "ContentCodingTests",
+            dependencies: ["ContentCoding", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "EdgeProxyTests",
             dependencies: [

@@ -45,7 +45,10 @@ extension CachePipeline {
             if request.method == "GET", let rangeValue = request.headers["Range"], let spec = ByteRangeSpec(rangeValue),
                 ifRangeAllows(request.headers, stored: stored)
             {
-                switch spec.resolve(length: length) {
+                switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
+                case .multiple(let ranges):
+                    return try await sendMultipart(
+                        record, inline: inline, ranges: ranges, headers: headers, sink: sink, cacheStatus: cacheStatus)
                 case .single(let first, let last):
                     status = 206
                     lower = first
@@ -81,6 +84,35 @@ extension CachePipeline {
             try await sink.sendEnd()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
+    }
+
+    /// RFC 9110 §14.6: several ranges as one multipart/byteranges 206, each part cut from the
+    /// stored body (inline or chunk by chunk).
+    private func sendMultipart(
+        _ record: ObjectRecord, inline: ByteBuffer?, ranges: [(lower: Int64, upper: Int64)], headers: HeaderFields,
+        sink: some ResponseSink, cacheStatus: CacheStatus
+    ) async throws -> RequestOutcome {
+        let length = Int64(record.bodyLength)
+        let boundary = "outpost-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let multipart = MultipartByteranges(
+            ranges: ranges, length: length, contentType: record.response.headers["Content-Type"], boundary: boundary)
+        var headers = headers
+        headers.remove("Content-Range")
+        headers.replace("Content-Type", with: multipart.contentType)
+        headers.replace("Content-Length", with: String(multipart.contentLength))
+        try await sink.sendHead(status: 206, headers: headers)
+        for part in multipart.parts {
+            try await sink.sendBody(part.header)
+            if let inline {
+                let count = Int(part.upper - part.lower + 1)
+                try await sink.sendBody(inline.getSlice(at: inline.readerIndex + Int(part.lower), length: count)!)
+            } else {
+                try await sendStoredChunks(record, lower: part.lower, upper: part.upper, sink: sink)
+            }
+        }
+        try await sink.sendBody(multipart.trailer)
+        try await sink.sendEnd()
+        return RequestOutcome(status: 206, bytes: Int(multipart.contentLength), cacheStatus: cacheStatus)
     }
 
     /// RFC 9110 §13.1.5: a Range applies only while If-Range still matches (strong entity tag

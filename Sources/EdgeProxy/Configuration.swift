@@ -20,6 +20,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var maxURILength = 8 * 1024
         /// `server.max_request_body_size`: bytes of request body forwarded; beyond → 413.
         public var maxRequestBodySize = 100 * 1024 * 1024
+        /// `server.max_ranges`: ranges served as multipart/byteranges in one response; more
+        /// (or overlapping ones) get the whole representation as a 200.
+        public var maxRanges = 16
         /// `server.shutdown_grace`: seconds in-flight requests get to finish on SIGTERM.
         public var shutdownGrace: Double = 30
         /// `server.preserve_host`: send the client's Host upstream (else the origin's authority).
