@@ -49,7 +49,7 @@ public final class CacheStore: Sendable {
             }
             let meta = schema.meta
             let found = try environment.read { try $0.get(meta, formatKey) }.map { String(decoding: $0, as: UTF8.self) }
-            guard found == StoreFormat.identifier else {
+            guard let found, StoreFormat.readable.contains(found) else {
                 throw StoreError.incompatibleFormat(
                     path: path, found: found ?? "none", expected: StoreFormat.identifier)
             }
@@ -61,8 +61,12 @@ public final class CacheStore: Sendable {
         let usage: StoreUsage = try environment.write { txn in
             if let found = try txn.get(schema.meta, formatKey) {
                 let format = String(decoding: found, as: UTF8.self)
-                guard format == StoreFormat.identifier else {
+                guard StoreFormat.readable.contains(format) else {
                     throw StoreError.incompatibleFormat(path: path, found: format, expected: StoreFormat.identifier)
+                }
+                // Version 1 records are read as they are; new ones are written as version 2.
+                if format != StoreFormat.identifier {
+                    try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
                 }
             } else {
                 guard try txn.count(schema.objects) == 0, try txn.count(schema.entries) == 0 else {

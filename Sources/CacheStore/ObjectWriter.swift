@@ -1,23 +1,33 @@
 import HTTPCaching
 import NIOCore
 
-/// Writes one object's body as it streams in, then commits its record.
+/// Writes one object's body as it streams in — and, when asked, other codings of it beside —
+/// then commits its record.
 ///
 /// Chunks are queued to the store writer as they fill; the object is invisible until
-/// ``commit(response:requestHeaders:storedAt:)`` lands after the last chunk. A writer that is
-/// dropped without committing must be ``abandon()``ed so its chunks are removed. Not
-/// thread-safe: one writer belongs to one fetch.
+/// ``commit(response:requestHeaders:storedAt:)`` lands after the last chunk of every stream. A
+/// writer that is dropped without committing must be ``abandon()``ed so its chunks are
+/// removed. Not thread-safe: one writer belongs to one fetch.
 public final class ObjectWriter {
+    /// One body being written: the primary one (stream 0) or an alternate coding.
+    private struct Stream {
+        var coding: String
+        var owner: UInt64
+        var pending = ByteBuffer()
+        var chunkCount = 0
+        var length = 0
+    }
+
     public let id: UInt64
     public let primaryKey: String
     public let secondaryKey: String
     private let varyNames: [String]
     private let writer: StoreWriter
     private let configuration: StoreConfiguration
-    private var pending: ByteBuffer
-    private var chunkCount = 0
-    private(set) public var bodyLength = 0
+    private var streams: [Stream]
     private var finished = false
+
+    public var bodyLength: Int { streams[0].length }
 
     init(
         writer: StoreWriter, id: UInt64, primaryKey: String, secondaryKey: String, varyNames: [String],
@@ -29,60 +39,73 @@ public final class ObjectWriter {
         self.secondaryKey = secondaryKey
         self.varyNames = varyNames
         self.configuration = configuration
-        self.pending = allocator.buffer(capacity: 0)
+        self.streams = [Stream(coding: "", owner: id)]
     }
 
-    /// Adds body bytes. Throws ``StoreError/objectTooLarge(limit:)`` past max_object_size,
-    /// after which the caller should ``abandon()``.
-    public func append(_ bytes: ByteBuffer) async throws {
+    /// Opens another stream for the same content in `coding`; returns its number for
+    /// ``append(_:to:)``.
+    public func addAlternate(coding: String) -> Int {
+        precondition(!finished, "alternate after commit or abandon")
+        streams.append(Stream(coding: coding, owner: writer.allocateObjectID()))
+        return streams.count - 1
+    }
+
+    /// Adds body bytes to stream `stream` (0: the body as received). Throws
+    /// ``StoreError/objectTooLarge(limit:)`` past max_object_size, after which the caller
+    /// should ``abandon()``.
+    public func append(_ bytes: ByteBuffer, to stream: Int = 0) async throws {
         precondition(!finished, "append after commit or abandon")
-        bodyLength += bytes.readableBytes
-        guard bodyLength <= configuration.maxObjectSize else {
+        streams[stream].length += bytes.readableBytes
+        guard streams[stream].length <= configuration.maxObjectSize else {
             throw StoreError.objectTooLarge(limit: configuration.maxObjectSize)
         }
         var bytes = bytes
         while bytes.readableBytes > 0 {
-            let room = configuration.chunkSize - pending.readableBytes
-            if pending.readableBytes == 0 && bytes.readableBytes >= configuration.chunkSize {
+            let room = configuration.chunkSize - streams[stream].pending.readableBytes
+            if streams[stream].pending.readableBytes == 0 && bytes.readableBytes >= configuration.chunkSize {
                 // A whole chunk straight from the incoming buffer: no copy.
-                let chunk = bytes.readSlice(length: configuration.chunkSize)!
-                await flushChunk(chunk)
+                await flushChunk(bytes.readSlice(length: configuration.chunkSize)!, stream: stream)
                 continue
             }
             var slice = bytes.readSlice(length: min(room, bytes.readableBytes))!
-            pending.writeBuffer(&slice)
-            if pending.readableBytes == configuration.chunkSize {
-                let chunk = pending
-                pending = ByteBuffer()
-                await flushChunk(chunk)
+            streams[stream].pending.writeBuffer(&slice)
+            if streams[stream].pending.readableBytes == configuration.chunkSize {
+                let chunk = streams[stream].pending
+                streams[stream].pending = ByteBuffer()
+                await flushChunk(chunk, stream: stream)
             }
         }
     }
 
-    private func flushChunk(_ chunk: ByteBuffer) async {
-        await writer.enqueueWithBackpressure(.putChunk(id: id, index: chunkCount, bytes: chunk))
-        chunkCount += 1
+    private func flushChunk(_ chunk: ByteBuffer, stream: Int) async {
+        let owner = streams[stream].owner
+        let index = streams[stream].chunkCount
+        await writer.enqueueWithBackpressure(.putChunk(id: owner, index: index, bytes: chunk))
+        streams[stream].chunkCount += 1
     }
 
-    /// Writes the last chunk and the object's record; returns when it is committed.
+    /// Writes the last chunks and the object's record; returns when it is committed.
     @discardableResult
-    public func commit(
-        response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double
-    ) async throws -> ObjectRecord {
+    public func commit(response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double) async throws -> ObjectRecord {
         precondition(!finished, "commit twice")
-        if pending.readableBytes > 0 {
-            await flushChunk(pending)
-            pending = ByteBuffer()
+        for stream in streams.indices where streams[stream].pending.readableBytes > 0 {
+            let last = streams[stream].pending
+            streams[stream].pending = ByteBuffer()
+            await flushChunk(last, stream: stream)
         }
         finished = true
-        let record = ObjectRecord(
+        var record = ObjectRecord(
             id: id, primaryKey: primaryKey, secondaryKey: secondaryKey, response: response, storedAt: storedAt,
-            bodyLength: bodyLength, chunkSize: configuration.chunkSize, chunkCount: chunkCount)
+            bodyLength: streams[0].length, chunkSize: configuration.chunkSize, chunkCount: streams[0].chunkCount)
+        record.alternates = streams.dropFirst().map {
+            Alternate(coding: $0.coding, chunkOwner: $0.owner, length: $0.length, chunkCount: $0.chunkCount)
+        }
         let varyNames = self.varyNames
+        let committed = record
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             writer.enqueue(
                 .commit(
-                    record, requestHeaders: requestHeaders, varyNames: varyNames,
+                    committed, requestHeaders: requestHeaders, varyNames: varyNames,
                     completion: { continuation.resume(with: $0) }))
         }
         return record
@@ -92,6 +115,6 @@ public final class ObjectWriter {
     public func abandon() {
         guard !finished else { return }
         finished = true
-        if chunkCount > 0 { writer.enqueue(.discard(id: id)) }
+        for stream in streams where stream.chunkCount > 0 { writer.enqueue(.discard(id: stream.owner)) }
     }
 }

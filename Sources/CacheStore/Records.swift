@@ -20,10 +20,14 @@ import HTTPCaching
 //   variantCount × ( u64 objectID | string32 secondaryKey | string32 varyNames ("\n"-joined) )
 //   Variants are ordered newest first; a lookup takes the first that matches.
 //
-// ObjectRecord (version 1):
-//   u8 version=1 | u8 flags (reserved, 0) | u16 status | f64 requestTime | f64 responseTime |
+// ObjectRecord (version 2; version 1 is the same without the alternates and still read):
+//   u8 version=2 | u8 flags (reserved, 0) | u16 status | f64 requestTime | f64 responseTime |
 //   f64 storedAt | u64 bodyLength | u32 chunkSize | u32 chunkCount | string32 primaryKey |
-//   string32 secondaryKey | u16 headerCount | headerCount × ( string32 name | string32 value )
+//   string32 secondaryKey | u16 headerCount | headerCount × ( string32 name | string32 value ) |
+//   u16 alternateCount | alternateCount × ( string32 coding | u64 chunkOwner | u64 length | u32 chunkCount )
+//   The body as received is the primary representation (chunks under the object's own id);
+//   alternates are the same content in another coding, produced by this cache, with chunks
+//   under their own owner id.
 //
 // AccessRecord (version 1):
 //   u8 version=1 | u64 tick | u64 hits | f64 lastAccess
@@ -32,7 +36,9 @@ import HTTPCaching
 //   u8 version=1 | u64 bytes | u64 objects | u64 evictions | u64 nextObjectID | u64 nextTick
 
 enum StoreFormat {
-    static let identifier = "outpost-store/1"
+    static let identifier = "outpost-store/2"
+    /// Formats this version reads (an older one is upgraded in place on a writable open).
+    static let readable: Set<String> = ["outpost-store/1", "outpost-store/2"]
 }
 
 struct VariantRef: Sendable, Equatable {
@@ -81,6 +87,23 @@ struct EntryRecord: Sendable, Equatable {
     }
 }
 
+/// The same content in another content coding, stored beside the body as received.
+public struct Alternate: Sendable, Equatable {
+    /// The content coding (`br`, `gzip`).
+    public var coding: String
+    /// The id its chunks are stored under.
+    public var chunkOwner: UInt64
+    public var length: Int
+    public var chunkCount: Int
+
+    public init(coding: String, chunkOwner: UInt64, length: Int, chunkCount: Int) {
+        self.coding = coding
+        self.chunkOwner = chunkOwner
+        self.length = length
+        self.chunkCount = chunkCount
+    }
+}
+
 /// A stored response's metadata as the store hands it out.
 public struct ObjectRecord: Sendable, Equatable {
     public var id: UInt64
@@ -91,17 +114,19 @@ public struct ObjectRecord: Sendable, Equatable {
     public var bodyLength: Int
     public var chunkSize: Int
     public var chunkCount: Int
+    /// Other codings of the same content, produced by this cache.
+    public var alternates: [Alternate] = []
 
     /// Bytes this object counts against max_store_size: body, headers and a fixed overhead for
     /// its records.
     public var cost: Int {
-        bodyLength + primaryKey.utf8.count + secondaryKey.utf8.count
+        bodyLength + alternates.reduce(0) { $0 + $1.length + 64 } + primaryKey.utf8.count + secondaryKey.utf8.count
             + response.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 } + 256
     }
 
     func encoded() -> [UInt8] {
         var writer = RecordWriter(capacity: 512)
-        writer.u8(1)
+        writer.u8(2)
         writer.u8(0)
         writer.u16(UInt16(clamping: response.status))
         writer.f64(response.requestTime)
@@ -116,6 +141,13 @@ public struct ObjectRecord: Sendable, Equatable {
         for field in response.headers.prefix(Int(UInt16.max)) {
             writer.string32(field.name)
             writer.string32(field.value)
+        }
+        writer.u16(UInt16(clamping: alternates.count))
+        for alternate in alternates {
+            writer.string32(alternate.coding)
+            writer.u64(alternate.chunkOwner)
+            writer.u64(UInt64(alternate.length))
+            writer.u32(UInt32(alternate.chunkCount))
         }
         return writer.bytes
     }
@@ -136,7 +168,8 @@ public struct ObjectRecord: Sendable, Equatable {
 
     init(id: UInt64, decoding bytes: [UInt8]) throws {
         var reader = RecordReader(bytes, context: "object \(id)")
-        guard try reader.u8() == 1 else { throw StoreError.corruptRecord("object \(id) version") }
+        let version = try reader.u8()
+        guard version == 1 || version == 2 else { throw StoreError.corruptRecord("object \(id) version") }
         _ = try reader.u8()
         let status = Int(try reader.u16())
         let requestTime = try reader.f64()
@@ -156,6 +189,16 @@ public struct ObjectRecord: Sendable, Equatable {
         }
         response = StoredResponse(
             status: status, headers: headers, requestTime: requestTime, responseTime: responseTime)
+        if version >= 2 {
+            let count = Int(try reader.u16())
+            for _ in 0..<count {
+                let coding = try reader.string32()
+                let owner = try reader.u64()
+                let length = Int(try reader.u64())
+                let chunks = Int(try reader.u32())
+                alternates.append(Alternate(coding: coding, chunkOwner: owner, length: length, chunkCount: chunks))
+            }
+        }
     }
 }
 

@@ -66,6 +66,11 @@ struct Schema: Sendable {
         }
         if let record {
             for index in 0..<record.chunkCount { try txn.delete(chunks, Schema.chunkKey(id, index)) }
+            for alternate in record.alternates {
+                for index in 0..<alternate.chunkCount {
+                    try txn.delete(chunks, Schema.chunkKey(alternate.chunkOwner, index))
+                }
+            }
             usage.bytes -= min(usage.bytes, UInt64(record.cost))
             usage.objects -= min(usage.objects, 1)
         }

@@ -251,10 +251,11 @@ final class StoreWriter: @unchecked Sendable {
             return {}
 
         case .commit(let record, let requestHeaders, let varyNames, let completion):
-            if isFailed(record.id) {
-                try schema.removeChunks(txn, id: record.id)
+            let owners = [record.id] + record.alternates.map(\.chunkOwner)
+            if owners.contains(where: isFailed) {
+                for owner in owners { try schema.removeChunks(txn, id: owner) }
                 condition.lock()
-                failedObjects.remove(record.id)
+                for owner in owners { failedObjects.remove(owner) }
                 condition.unlock()
                 return { completion(.failure(StoreError.full)) }
             }
@@ -318,6 +319,7 @@ final class StoreWriter: @unchecked Sendable {
             AccessRecord(tick: tick, hits: 0, lastAccess: record.storedAt).encoded())
         try txn.put(schema.lru, Schema.lruKey(tick, record.id), [])
         try txn.delete(schema.pending, record.id.bigEndianBytes)
+        for alternate in record.alternates { try txn.delete(schema.pending, alternate.chunkOwner.bigEndianBytes) }
         usage.bytes += UInt64(record.cost)
         usage.objects += 1
     }

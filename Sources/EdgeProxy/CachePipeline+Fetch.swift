@@ -42,9 +42,15 @@ extension CachePipeline {
         if let stale = plan.revalidating {
             for (name, value) in Validation.conditionalHeaders(for: stale.response) { headers.add(name, value) }
         }
-        // The key holds Accept-Encoding normalised to one coding (RFC 9111 §4.1); ask the origin
-        // for exactly that so the stored variant is one every client with that key accepts.
-        headers.replace("Accept-Encoding", with: AcceptEncoding(request.headers).preferredStorageCoding.rawValue)
+        if configuration.compression.enabled {
+            // Ask for the body as it is: Outpost codes it once itself (br and gzip beside it), so
+            // the response no longer depends on the client's Accept-Encoding.
+            headers.replace("Accept-Encoding", with: "identity")
+        } else {
+            // The key holds Accept-Encoding normalised to one coding (RFC 9111 §4.1); ask the
+            // origin for exactly that so the stored variant suits every client with that key.
+            headers.replace("Accept-Encoding", with: AcceptEncoding(request.headers).preferredStorageCoding.rawValue)
+        }
 
         let requestTime = clock.now()
         let response: HTTPClientResponse
@@ -102,13 +108,25 @@ extension CachePipeline {
         if decision.mayStore, let declaredLength, declaredLength > store.configuration.maxObjectSize {
             decision = .doNotStore(reason: "larger than max_object_size")
         }
+        let coding: FetchCoding
+        do {
+            coding = try FetchCoding(
+                status: status, headers: storedHeaders, requestHeaders: request.headers,
+                compression: configuration.compression)
+        } catch {
+            throw ConnectionAbort(reason: "cannot start a content coder: \(error)")
+        }
         var writer: ObjectWriter?
         if decision.mayStore {
-            let vary = stored.vary
+            var vary = stored.vary
+            // Upstream was asked for identity, so Accept-Encoding does not select this response.
+            if configuration.compression.enabled { vary.fieldNames.removeAll { $0 == "accept-encoding" } }
             do {
-                writer = try store.makeObjectWriter(
+                let newWriter = try store.makeObjectWriter(
                     primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers),
                     varyNames: vary.fieldNames)
+                coding.attach(to: newWriter.addAlternate(coding:))
+                writer = newWriter
             } catch {
                 logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
             }
@@ -121,13 +139,18 @@ extension CachePipeline {
             ttl: writer != nil ? lifetime.seconds - Int64(Age.current(of: stored, now: responseTime)) : nil,
             detail: plan.detail ?? reason)
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
-        var clientHeaders = ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via)
+        var clientHeaders = coding.clientHeaders(ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via))
         clientHeaders.add("Cache-Status", cacheStatus.headerValue)
 
-        // The client's own conditions, answered from the full response just fetched.
-        let condition: ConditionalOutcome =
+        // The client's own conditions, answered from the full response just fetched (for the
+        // representation it gets: its entity tag is the one compared).
+        let representation = StoredResponse(
+            status: status, headers: clientHeaders, requestTime: requestTime, responseTime: responseTime)
+        var condition: ConditionalOutcome =
             status == 200 && request.headers["Range"] == nil
-            ? Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: stored) : .proceed
+            ? Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: representation)
+            : .proceed
+        if case .notAcceptable = coding.client { condition = .preconditionFailed }
         var clientAlive = true
         var sentStatus = status
         switch condition {
@@ -142,38 +165,52 @@ extension CachePipeline {
             clientAlive = false
             sentStatus = 304
         case .preconditionFailed:
-            _ = try await sendError(
-                status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
+            if case .notAcceptable = coding.client {
+                _ = try await sendError(
+                    status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
+                    proxyError: nil)
+                sentStatus = 406
+            } else {
+                _ = try await sendError(
+                    status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
+                sentStatus = 412
+            }
             clientAlive = false
-            sentStatus = 412
         }
 
         var received = 0
         var sent = 0
+        /// Sends to the client while it is there; stores while storing. False when neither is left.
+        func deliver(_ piece: ByteBuffer, output: FetchCoding.Output) async -> Bool {
+            if clientAlive, let forClient = output.client, forClient.readableBytes > 0 {
+                do {
+                    try await sink.sendBody(forClient)
+                    sent += forClient.readableBytes
+                } catch {
+                    // The client left; keep filling the store for the others if we can.
+                    clientAlive = false
+                }
+            }
+            if let current = writer {
+                do {
+                    if piece.readableBytes > 0 { try await current.append(piece) }
+                    for (stream, bytes) in output.alternates where bytes.readableBytes > 0 {
+                        try await current.append(bytes, to: stream)
+                    }
+                } catch {
+                    current.abandon()
+                    writer = nil
+                    cacheStatus.stored = false
+                }
+            }
+            return clientAlive || writer != nil
+        }
         do {
             for try await chunk in response.body {
                 received += chunk.readableBytes
-                if clientAlive {
-                    do {
-                        try await sink.sendBody(chunk)
-                        sent += chunk.readableBytes
-                    } catch {
-                        // The client left; keep filling the store for the others if we can.
-                        clientAlive = false
-                        if writer == nil { break }
-                    }
-                }
-                if let current = writer {
-                    do {
-                        try await current.append(chunk)
-                    } catch {
-                        current.abandon()
-                        writer = nil
-                        cacheStatus.stored = false
-                        if !clientAlive { break }
-                    }
-                }
+                guard await deliver(chunk, output: try coding.process(chunk)) else { break }
             }
+            _ = await deliver(ByteBuffer(), output: try coding.finish())
         } catch {
             writer?.abandon()
             logger.warning("upstream body failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])

@@ -3,28 +3,48 @@ import ContentCoding
 import HTTPCaching
 import NIOCore
 
+/// The stored bytes of one representation: where its chunks live and how long it is.
+private struct StoredBytes {
+    var owner: UInt64
+    var length: Int64
+    var chunkSize: Int64
+    /// The whole body when it came with the lookup (primary representation, one chunk).
+    var inline: ByteBuffer?
+}
+
 extension CachePipeline {
-    /// Answers from a stored response (RFC 9111 §4): the client's own conditions and Range
-    /// first, then the stored header fields with the current Age, and the body from storage.
+    /// Answers from a stored response (RFC 9111 §4): the representation the client accepts
+    /// (RFC 9110 §12.5.3), its own conditions and Range, the stored header fields with the
+    /// current Age, and the body from storage.
     func serveStored(
         _ record: ObjectRecord, body inline: ByteBuffer?, request: ClientRequest, sink: some ResponseSink,
         cacheStatus: CacheStatus, now: Double
     ) async throws -> RequestOutcome {
-        let stored = record.response
         var cacheStatus = cacheStatus
         if configuration.cache.debugKey { cacheStatus.key = request.key.description }
         store.recordHit(objectID: record.id, at: now)
 
-        var headers = stored.headers
-        headers.replace("Age", with: Age.headerValue(Age.current(of: stored, now: now)))
+        guard let representation = Representation.choose(for: record, requestHeaders: request.headers) else {
+            return try await sendError(
+                status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
+                proxyError: nil)
+        }
+        let age = Age.headerValue(Age.current(of: record.response, now: now))
+        var headers = representation.headers(from: record.response.headers, varies: Representation.variesByCoding(record))
+        // The representation's own view of the response: its entity tag is what conditions
+        // and If-Range compare against.
+        let selected = StoredResponse(
+            status: record.response.status, headers: headers, requestTime: record.response.requestTime,
+            responseTime: record.response.responseTime)
+        headers.replace("Age", with: age)
         headers.add("Via", "1.1 \(via)")
         headers.add("Cache-Status", cacheStatus.headerValue)
 
         // RFC 9110 §13.2.2: preconditions are evaluated against the stored response.
-        switch Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: stored) {
+        switch Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: selected) {
         case .notModified:
-            var notModified = Conditional.notModifiedHeaders(from: stored.headers)
-            notModified.add("Age", Age.headerValue(Age.current(of: stored, now: now)))
+            var notModified = Conditional.notModifiedHeaders(from: selected.headers)
+            notModified.add("Age", age)
             notModified.add("Via", "1.1 \(via)")
             notModified.add("Cache-Status", cacheStatus.headerValue)
             try await sink.sendResponse(status: 304, headers: notModified, body: nil)
@@ -36,19 +56,34 @@ extension CachePipeline {
             break
         }
 
-        let length = Int64(record.bodyLength)
+        let bytes: StoredBytes
+        switch representation.source {
+        case .primary:
+            bytes = StoredBytes(
+                owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
+        case .alternate(let alternate):
+            bytes = StoredBytes(
+                owner: alternate.chunkOwner, length: Int64(alternate.length), chunkSize: Int64(record.chunkSize),
+                inline: nil)
+        case .decoded(let coding):
+            return try await sendDecoded(record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
+        }
+
+        let length = bytes.length
         var lower: Int64 = 0
         var upper: Int64 = length - 1
-        var status = stored.status
-        if stored.status == 200 {
+        var status = record.response.status
+        if status == 200 {
             headers.replace("Accept-Ranges", with: "bytes")
+            // RFC 9110 §14: ranges are cut from the selected representation's stored bytes.
             if request.method == "GET", let rangeValue = request.headers["Range"], let spec = ByteRangeSpec(rangeValue),
-                ifRangeAllows(request.headers, stored: stored)
+                ifRangeAllows(request.headers, stored: selected)
             {
                 switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
                 case .multiple(let ranges):
                     return try await sendMultipart(
-                        record, inline: inline, ranges: ranges, headers: headers, sink: sink, cacheStatus: cacheStatus)
+                        bytes, ranges: ranges, contentType: record.response.headers["Content-Type"], headers: headers,
+                        sink: sink, cacheStatus: cacheStatus)
                 case .single(let first, let last):
                     status = 206
                     lower = first
@@ -74,28 +109,26 @@ extension CachePipeline {
             try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }
-        if let inline {
+        if let inline = bytes.inline {
             // The common hit: the whole body came with the lookup; one write.
             let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count))!
             try await sink.sendResponse(status: status, headers: headers, body: slice)
         } else {
             try await sink.sendHead(status: status, headers: headers)
-            try await sendStoredChunks(record, lower: lower, upper: upper, sink: sink)
+            try await sendStoredChunks(bytes, lower: lower, upper: upper, sink: sink)
             try await sink.sendEnd()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
     }
 
     /// RFC 9110 §14.6: several ranges as one multipart/byteranges 206, each part cut from the
-    /// stored body (inline or chunk by chunk).
+    /// stored bytes (inline or chunk by chunk).
     private func sendMultipart(
-        _ record: ObjectRecord, inline: ByteBuffer?, ranges: [(lower: Int64, upper: Int64)], headers: HeaderFields,
+        _ bytes: StoredBytes, ranges: [(lower: Int64, upper: Int64)], contentType: String?, headers: HeaderFields,
         sink: some ResponseSink, cacheStatus: CacheStatus
     ) async throws -> RequestOutcome {
-        let length = Int64(record.bodyLength)
         let boundary = "outpost-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let multipart = MultipartByteranges(
-            ranges: ranges, length: length, contentType: record.response.headers["Content-Type"], boundary: boundary)
+        let multipart = MultipartByteranges(ranges: ranges, length: bytes.length, contentType: contentType, boundary: boundary)
         var headers = headers
         headers.remove("Content-Range")
         headers.replace("Content-Type", with: multipart.contentType)
@@ -103,16 +136,51 @@ extension CachePipeline {
         try await sink.sendHead(status: 206, headers: headers)
         for part in multipart.parts {
             try await sink.sendBody(part.header)
-            if let inline {
+            if let inline = bytes.inline {
                 let count = Int(part.upper - part.lower + 1)
                 try await sink.sendBody(inline.getSlice(at: inline.readerIndex + Int(part.lower), length: count)!)
             } else {
-                try await sendStoredChunks(record, lower: part.lower, upper: part.upper, sink: sink)
+                try await sendStoredChunks(bytes, lower: part.lower, upper: part.upper, sink: sink)
             }
         }
         try await sink.sendBody(multipart.trailer)
         try await sink.sendEnd()
         return RequestOutcome(status: 206, bytes: Int(multipart.contentLength), cacheStatus: cacheStatus)
+    }
+
+    /// A body stored in a coding the client does not accept, decoded while it is sent
+    /// (chunked; a Range is not applied to bytes that are not stored), with the decoded size
+    /// capped by `compression.max_decoded_size`.
+    private func sendDecoded(
+        _ record: ObjectRecord, from coding: String, headers: HeaderFields, request: ClientRequest,
+        sink: some ResponseSink, cacheStatus: CacheStatus
+    ) async throws -> RequestOutcome {
+        let status = record.response.status
+        guard request.method != "HEAD" else {
+            try await sink.sendResponse(status: status, headers: headers, body: nil)
+            return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
+        }
+        guard let decoder = try Coders.decoder(for: coding, outputLimit: configuration.compression.maxDecodedSize) else {
+            throw ConnectionAbort(reason: "no decoder for \(coding)")
+        }
+        let bytes = StoredBytes(
+            owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: nil)
+        try await sink.sendHead(status: status, headers: headers)
+        var sent = 0
+        do {
+            try await forEachStoredChunk(bytes, lower: 0, upper: bytes.length - 1) { chunk in
+                let decoded = try decoder.process(chunk)
+                sent += decoded.readableBytes
+                if decoded.readableBytes > 0 { try await sink.sendBody(decoded) }
+            }
+            let last = try decoder.finish()
+            if last.readableBytes > 0 { try await sink.sendBody(last) }
+        } catch let error as CodingError {
+            logger.warning("decoding a stored body failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+            throw ConnectionAbort(reason: "decoding failed: \(error)")
+        }
+        try await sink.sendEnd()
+        return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
     }
 
     /// RFC 9110 §13.1.5: a Range applies only while If-Range still matches (strong entity tag
@@ -127,27 +195,31 @@ extension CachePipeline {
         return date == lastModified
     }
 
-    /// Streams bytes `lower...upper` of a stored body chunk by chunk, each read in its own short
+    /// Streams bytes `lower...upper` of stored bytes chunk by chunk.
+    private func sendStoredChunks(_ bytes: StoredBytes, lower: Int64, upper: Int64, sink: some ResponseSink) async throws {
+        try await forEachStoredChunk(bytes, lower: lower, upper: upper) { try await sink.sendBody($0) }
+    }
+
+    /// Hands bytes `lower...upper` to `body` chunk by chunk, each chunk read in its own short
     /// read transaction (never one held across an await).
-    private func sendStoredChunks(
-        _ record: ObjectRecord, lower: Int64, upper: Int64, sink: some ResponseSink
+    private func forEachStoredChunk(
+        _ bytes: StoredBytes, lower: Int64, upper: Int64, _ body: (ByteBuffer) async throws -> Void
     ) async throws {
-        let chunkSize = Int64(record.chunkSize)
-        var index = Int(lower / chunkSize)
-        var position = Int64(index) * chunkSize
+        var index = Int(lower / bytes.chunkSize)
+        var position = Int64(index) * bytes.chunkSize
         while position <= upper {
-            guard let chunk = try store.readChunk(objectID: record.id, index: index) else {
+            guard let chunk = try store.readChunk(objectID: bytes.owner, index: index) else {
                 // Evicted or replaced while we were sending it: the client must see a cut.
-                throw ConnectionAbort(reason: "stored object \(record.id) disappeared while being served")
+                throw ConnectionAbort(reason: "stored body \(bytes.owner) disappeared while being served")
             }
             let start = max(lower, position) - position
             let end = min(upper, position + Int64(chunk.readableBytes) - 1) - position
             guard end >= start,
                 let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
             else {
-                throw ConnectionAbort(reason: "stored object \(record.id) is shorter than its record says")
+                throw ConnectionAbort(reason: "stored body \(bytes.owner) is shorter than its record says")
             }
-            try await sink.sendBody(slice)
+            try await body(slice)
             position += Int64(chunk.readableBytes)
             index += 1
         }

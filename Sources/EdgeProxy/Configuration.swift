@@ -1,4 +1,5 @@
 import CacheStore
+import ContentCoding
 import HTTPCaching
 
 /// Everything `outpost serve` can be told, with the defaults an operator gets when a key is
@@ -72,6 +73,24 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var staleIfError: Int64 = 0
     }
 
+    public struct Compression: Sendable, Equatable {
+        /// `compression.enabled`: store br and gzip codings of compressible responses.
+        public var enabled = true
+        /// `compression.types`: media types worth compressing (`text/*` style patterns).
+        public var types = CompressibleTypes.defaultPatterns
+        /// `compression.min_size`: smaller bodies are stored and sent as they are.
+        public var minSize = 1024
+        /// `compression.brotli_quality`: 0 (fastest) to 11 (smallest).
+        public var brotliQuality = 5
+        /// `compression.gzip_level`: 1 (fastest) to 9 (smallest).
+        public var gzipLevel = 6
+        /// `compression.max_decoded_size`: cap on bytes produced when decoding a coded body for
+        /// a client that does not accept its coding (a decompression-bomb guard).
+        public var maxDecodedSize = 256 * 1024 * 1024
+
+        var compressibleTypes: CompressibleTypes { CompressibleTypes(patterns: types) }
+    }
+
     public struct Admin: Sendable, Equatable {
         /// `admin.listen`: address of the admin listener (loopback by default).
         public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8090)
@@ -88,6 +107,7 @@ public struct OutpostConfiguration: Sendable, Equatable {
     public var upstream = Upstream()
     public var cache = Cache()
     public var store = StoreConfiguration(path: "./outpost-store")
+    public var compression = Compression()
     public var admin = Admin()
     public var log = Log()
 

@@ -77,6 +77,14 @@ public enum ConfigurationLoader {
             try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
         }
+        try reader.table("compression") { compression in
+            try compression.bool("enabled") { configuration.compression.enabled = $0 }
+            try compression.stringArray("types") { configuration.compression.types = $0 }
+            try compression.size("min_size", minimum: 0) { configuration.compression.minSize = $0 }
+            try compression.integer("brotli_quality", minimum: 0) { configuration.compression.brotliQuality = min($0, 11) }
+            try compression.integer("gzip_level", minimum: 1) { configuration.compression.gzipLevel = min($0, 9) }
+            try compression.size("max_decoded_size", minimum: 1024) { configuration.compression.maxDecodedSize = $0 }
+        }
         try reader.table("admin") { admin in
             try admin.address("listen") { configuration.admin.listen = $0 }
         }
@@ -127,6 +135,17 @@ struct TableReader {
         guard let raw = value(key) else { return }
         guard let text = raw.string else { throw ConfigurationError("\(name(key)) must be a string") }
         try apply(text)
+    }
+
+    mutating func stringArray(_ key: String, _ apply: ([String]) -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let array = raw.array else { throw ConfigurationError("\(name(key)) must be an array of strings") }
+        var strings: [String] = []
+        for element in array {
+            guard let text = element.string else { throw ConfigurationError("\(name(key)) must be an array of strings") }
+            strings.append(text)
+        }
+        apply(strings)
     }
 
     mutating func bool(_ key: String, _ apply: (Bool) -> Void) throws {

@@ -1,0 +1,90 @@
+import CacheStore
+import ContentCoding
+import HTTPCaching
+
+/// Which stored bytes answer a request, in which content coding (RFC 9110 §8.4, §12.5.3).
+///
+/// An object holds its body as the origin sent it (the primary representation) and, for
+/// compressible content, the same content in br and gzip produced by this cache (alternates).
+/// A body the origin sent coded can also be decoded on the fly for a client that does not
+/// accept its coding.
+struct Representation: Equatable {
+    enum Source: Equatable {
+        case primary
+        case alternate(Alternate)
+        /// The primary body decoded from `coding` while it is sent.
+        case decoded(from: String)
+    }
+
+    var source: Source
+    /// The coding the client receives.
+    var coding: ContentCodingName?
+
+    /// The content coding of the body as the origin sent it: identity, a coding this cache
+    /// can decode, or nil for one it cannot (served only as it is).
+    static func primaryCoding(_ headers: HeaderFields) -> ContentCodingName? {
+        let codings = headers.listMembers("Content-Encoding").map { $0.asciiLowercased() }.filter { $0 != "identity" }
+        switch codings.count {
+        case 0: return .identity
+        case 1 where codings[0] == "gzip" || codings[0] == "x-gzip": return .gzip
+        case 1 where codings[0] == "br": return .br
+        default: return nil
+        }
+    }
+
+    /// The representation a request gets, or nil for 406 (nothing acceptable can be sent).
+    static func choose(for record: ObjectRecord, requestHeaders: HeaderFields) -> Representation? {
+        guard let primary = primaryCoding(record.response.headers) else {
+            return Representation(source: .primary, coding: nil)
+        }
+        var available: Set<ContentCodingName> = [primary]
+        for alternate in record.alternates {
+            if let coding = ContentCodingName(rawValue: alternate.coding) { available.insert(coding) }
+        }
+        if primary != .identity { available.insert(.identity) }
+        guard available.count > 1 else { return Representation(source: .primary, coding: primary) }
+        switch CodingNegotiation.choose(AcceptEncoding(requestHeaders), available: available) {
+        case .notAcceptable:
+            return nil
+        case .coding(let chosen) where chosen == primary:
+            return Representation(source: .primary, coding: primary)
+        case .coding(let chosen):
+            if let alternate = record.alternates.first(where: { $0.coding == chosen.rawValue }) {
+                return Representation(source: .alternate(alternate), coding: chosen)
+            }
+            return Representation(source: .decoded(from: primary.rawValue), coding: .identity)
+        }
+    }
+
+    /// Whether the response could have been coded differently, so it varies on Accept-Encoding.
+    static func variesByCoding(_ record: ObjectRecord) -> Bool {
+        !record.alternates.isEmpty || primaryCoding(record.response.headers).map { $0 != .identity } ?? false
+    }
+
+    /// The header fields of this representation: Content-Encoding, a strong entity tag of its
+    /// own when this cache coded the bytes (RFC 9110 §8.8.3; a weak one when decoding on the
+    /// fly, since those bytes are not stored), and `Vary: Accept-Encoding` when the response
+    /// could have been coded differently (RFC 9110 §12.5.5).
+    func headers(from stored: HeaderFields, varies: Bool) -> HeaderFields {
+        var headers = stored
+        switch source {
+        case .primary:
+            break
+        case .alternate(let alternate):
+            headers.replace("Content-Encoding", with: alternate.coding)
+            if let tag = stored["ETag"].flatMap(EntityTag.init(parsing:)), let coding {
+                headers.replace("ETag", with: CodedEntityTag.tag(tag, coding: coding).headerValue)
+            }
+        case .decoded:
+            headers.remove("Content-Encoding")
+            headers.remove("Content-Length")
+            if let tag = stored["ETag"].flatMap(EntityTag.init(parsing:)) {
+                headers.replace("ETag", with: EntityTag(opaque: tag.opaque + "-identity", isWeak: true).headerValue)
+            }
+        }
+        if varies && !headers.listMembers("Vary").contains(where: { $0.equalsIgnoringASCIICase("Accept-Encoding") }) {
+            headers.add("Vary", "Accept-Encoding")
+        }
+        return headers
+    }
+}
