@@ -50,6 +50,9 @@ public final class ObjectWriter {
         return streams.count - 1
     }
 
+    /// The id the chunks of stream `stream` are stored under.
+    public func chunkOwner(of stream: Int) -> UInt64 { streams[stream].owner }
+
     /// Adds body bytes to stream `stream` (0: the body as received). Throws
     /// ``StoreError/objectTooLarge(limit:)`` past max_object_size, after which the caller
     /// should ``abandon()``.
@@ -86,7 +89,9 @@ public final class ObjectWriter {
 
     /// Writes the last chunks and the object's record; returns when it is committed.
     @discardableResult
-    public func commit(response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double) async throws -> ObjectRecord {
+    public func commit(
+        response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double
+    ) async throws -> ObjectRecord {
         precondition(!finished, "commit twice")
         for stream in streams.indices where streams[stream].pending.readableBytes > 0 {
             let last = streams[stream].pending

@@ -139,7 +139,8 @@ extension CachePipeline {
             ttl: writer != nil ? lifetime.seconds - Int64(Age.current(of: stored, now: responseTime)) : nil,
             detail: plan.detail ?? reason)
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
-        var clientHeaders = coding.clientHeaders(ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via))
+        var clientHeaders = coding.clientHeaders(
+            ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via))
         clientHeaders.add("Cache-Status", cacheStatus.headerValue)
 
         // The client's own conditions, answered from the full response just fetched (for the

@@ -30,7 +30,8 @@ extension CachePipeline {
                 proxyError: nil)
         }
         let age = Age.headerValue(Age.current(of: record.response, now: now))
-        var headers = representation.headers(from: record.response.headers, varies: Representation.variesByCoding(record))
+        var headers = representation.headers(
+            from: record.response.headers, varies: Representation.variesByCoding(record))
         // The representation's own view of the response: its entity tag is what conditions
         // and If-Range compare against.
         let selected = StoredResponse(
@@ -66,7 +67,8 @@ extension CachePipeline {
                 owner: alternate.chunkOwner, length: Int64(alternate.length), chunkSize: Int64(record.chunkSize),
                 inline: nil)
         case .decoded(let coding):
-            return try await sendDecoded(record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
+            return try await sendDecoded(
+                record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
         }
 
         let length = bytes.length
@@ -128,7 +130,8 @@ extension CachePipeline {
         sink: some ResponseSink, cacheStatus: CacheStatus
     ) async throws -> RequestOutcome {
         let boundary = "outpost-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let multipart = MultipartByteranges(ranges: ranges, length: bytes.length, contentType: contentType, boundary: boundary)
+        let multipart = MultipartByteranges(
+            ranges: ranges, length: bytes.length, contentType: contentType, boundary: boundary)
         var headers = headers
         headers.remove("Content-Range")
         headers.replace("Content-Type", with: multipart.contentType)
@@ -160,7 +163,8 @@ extension CachePipeline {
             try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }
-        guard let decoder = try Coders.decoder(for: coding, outputLimit: configuration.compression.maxDecodedSize) else {
+        guard let decoder = try Coders.decoder(for: coding, outputLimit: configuration.compression.maxDecodedSize)
+        else {
             throw ConnectionAbort(reason: "no decoder for \(coding)")
         }
         let bytes = StoredBytes(
@@ -196,7 +200,9 @@ extension CachePipeline {
     }
 
     /// Streams bytes `lower...upper` of stored bytes chunk by chunk.
-    private func sendStoredChunks(_ bytes: StoredBytes, lower: Int64, upper: Int64, sink: some ResponseSink) async throws {
+    private func sendStoredChunks(
+        _ bytes: StoredBytes, lower: Int64, upper: Int64, sink: some ResponseSink
+    ) async throws {
         try await forEachStoredChunk(bytes, lower: lower, upper: upper) { try await sink.sendBody($0) }
     }
 

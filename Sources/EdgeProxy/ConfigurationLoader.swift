@@ -81,7 +81,9 @@ public enum ConfigurationLoader {
             try compression.bool("enabled") { configuration.compression.enabled = $0 }
             try compression.stringArray("types") { configuration.compression.types = $0 }
             try compression.size("min_size", minimum: 0) { configuration.compression.minSize = $0 }
-            try compression.integer("brotli_quality", minimum: 0) { configuration.compression.brotliQuality = min($0, 11) }
+            try compression.integer("brotli_quality", minimum: 0) {
+                configuration.compression.brotliQuality = min($0, 11)
+            }
             try compression.integer("gzip_level", minimum: 1) { configuration.compression.gzipLevel = min($0, 9) }
             try compression.size("max_decoded_size", minimum: 1024) { configuration.compression.maxDecodedSize = $0 }
         }
@@ -142,7 +144,9 @@ struct TableReader {
         guard let array = raw.array else { throw ConfigurationError("\(name(key)) must be an array of strings") }
         var strings: [String] = []
         for element in array {
-            guard let text = element.string else { throw ConfigurationError("\(name(key)) must be an array of strings") }
+            guard let text = element.string else {
+                throw ConfigurationError("\(name(key)) must be an array of strings")
+            }
             strings.append(text)
         }
         apply(strings)

@@ -316,3 +316,62 @@ struct StoreTests {
         writer.abandon()
     }
 }
+
+@Suite("CacheStore: alternate codings")
+struct AlternateTests {
+    @Test("alternates are written beside the body, survive a restart and go with the object")
+    func alternates() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        var alternateOwner: UInt64 = 0
+        do {
+            let store = try CacheStore(configuration: dir.configuration())
+            let writer = try store.makeObjectWriter(primaryKey: "http://h/alt", secondaryKey: "", varyNames: [])
+            let stream = writer.addAlternate(coding: "br")
+            try await writer.append(bytes(5000, seed: 1))
+            try await writer.append(bytes(1500, seed: 2), to: stream)
+            let record = try await writer.commit(
+                response: storedResponse(), requestHeaders: HeaderFields(), storedAt: 1)
+            #expect(record.alternates.count == 1)
+            alternateOwner = record.alternates[0].chunkOwner
+            store.close()
+        }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        guard case .found(let record, _) = try store.lookup("http://h/alt", requestHeaders: HeaderFields()) else {
+            Issue.record("object lost")
+            return
+        }
+        let alternate = try #require(record.alternates.first)
+        #expect(alternate.coding == "br")
+        #expect(alternate.length == 1500)
+        var body = ByteBuffer()
+        for index in 0..<alternate.chunkCount {
+            var chunk = try #require(try store.readChunk(objectID: alternate.chunkOwner, index: index))
+            body.writeBuffer(&chunk)
+        }
+        #expect(body == bytes(1500, seed: 2))
+        #expect(try await store.invalidate(["http://h/alt"]) == 1)
+        #expect(try store.readChunk(objectID: alternateOwner, index: 0) == nil)
+        #expect(try store.usage().bytes == 0)
+    }
+
+    @Test("an abandoned writer removes its alternates' chunks too")
+    func abandon() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        let writer = try store.makeObjectWriter(primaryKey: "http://h/gone", secondaryKey: "", varyNames: [])
+        let stream = writer.addAlternate(coding: "gzip")
+        try await writer.append(bytes(3000))
+        try await writer.append(bytes(3000), to: stream)
+        await store.flush()
+        let owner = writer.chunkOwner(of: stream)
+        #expect(try store.readChunk(objectID: owner, index: 0) != nil)
+        writer.abandon()
+        await store.flush()
+        #expect(try store.readChunk(objectID: writer.id, index: 0) == nil)
+        #expect(try store.readChunk(objectID: owner, index: 0) == nil)
+    }
+}

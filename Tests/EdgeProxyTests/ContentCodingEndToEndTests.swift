@@ -1,0 +1,192 @@
+import Foundation
+import HTTPCaching
+import NIOCore
+import Testing
+
+/// Runs a system tool with `input` on stdin and returns its stdout: decoding with `gzip -dc`
+/// and `brotli -dc` checks our coded bytes independently of our own coders.
+func systemTool(_ path: String, _ arguments: [String], input: [UInt8]) throws -> [UInt8] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let stdin = Pipe()
+    let stdout = Pipe()
+    process.standardInput = stdin
+    process.standardOutput = stdout
+    try process.run()
+    let writer = Thread {
+        stdin.fileHandleForWriting.write(Data(input))
+        try? stdin.fileHandleForWriting.close()
+    }
+    writer.start()
+    let output = stdout.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return [UInt8](output)
+}
+
+func systemDecode(_ coding: String, _ bytes: [UInt8]) throws -> [UInt8] {
+    try systemTool(coding == "br" ? "/usr/bin/brotli" : "/bin/gzip", ["-dc"], input: bytes)
+}
+
+func htmlPage(_ size: Int) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var index = 0
+    while bytes.count < size {
+        bytes += Array("<li>item \(index): the quick brown fox jumps over the lazy dog</li>\n".utf8)
+        index += 1
+    }
+    return Array(bytes.prefix(size))
+}
+
+@Suite("EdgeProxy: content coding end to end")
+struct ContentCodingEndToEndTests {
+    static let page = htmlPage(100_000)
+
+    static func origin(_ contentType: String = "text/html; charset=utf-8") -> TestOrigin.Handler {
+        { _ in
+            OriginResponse(
+                headers: [("Cache-Control", "max-age=600"), ("Content-Type", contentType), ("ETag", "\"page1\"")],
+                bytes: page, pieces: 5)
+        }
+    }
+
+    @Test("RFC 9110 §12.5.3: br, gzip and identity from one origin fetch, each decoding to the origin's bytes")
+    func threeCodings() async throws {
+        try await withOutpost(origin: Self.origin()) { origin, outpost, client in
+            let br = try await client.get(outpost.base + "/page", [("Accept-Encoding", "gzip, deflate, br")])
+            #expect(br.headers["Content-Encoding"] == "br")
+            #expect(br.headers["Vary"]?.contains("Accept-Encoding") == true)
+            #expect(try systemDecode("br", br.body) == Self.page)
+            let gzip = try await client.get(outpost.base + "/page", [("Accept-Encoding", "gzip")])
+            #expect(gzip.isHit)
+            #expect(gzip.headers["Content-Encoding"] == "gzip")
+            #expect(try systemDecode("gzip", gzip.body) == Self.page)
+            let identity = try await client.get(outpost.base + "/page")
+            #expect(identity.isHit)
+            #expect(identity.headers["Content-Encoding"] == nil)
+            #expect(identity.body == Self.page)
+            #expect(origin.count("/page") == 1)
+            #expect(origin.requests.first?.headers["Accept-Encoding"] == "identity")
+            // Strong tags identify bytes: each coding has its own.
+            let tags = Set([br, gzip, identity].compactMap { $0.headers["ETag"] })
+            #expect(tags.count == 3)
+            #expect(identity.headers["ETag"] == "\"page1\"")
+            // The coded hit is the same bytes as the coded miss.
+            let brHit = try await client.get(outpost.base + "/page", [("Accept-Encoding", "br")])
+            #expect(brHit.isHit)
+            #expect(brHit.body == br.body)
+            #expect(brHit.headers["Content-Length"] == String(br.body.count))
+        }
+    }
+
+    @Test(
+        "RFC 9110 §12.5.3: q-values pick the coding; q=0 is never sent",
+        arguments: [
+            ("br;q=0.5, gzip;q=1.0", "gzip"), ("br;q=1.0, gzip;q=0.8", "br"), ("gzip;q=0, br;q=0", nil),
+            ("*", "br"), ("br;q=0, *;q=0.1", "gzip"), ("identity", nil),
+        ])
+    func qValues(accept: String, expected: String?) async throws {
+        try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/q")
+            let response = try await client.get(outpost.base + "/q", [("Accept-Encoding", accept)])
+            #expect(response.status == 200)
+            #expect(response.headers["Content-Encoding"] == expected, "\(accept)")
+        }
+    }
+
+    @Test("RFC 9110 §12.5.3: identity refused and nothing else acceptable is 406")
+    func notAcceptable() async throws {
+        try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/n")
+            let response = try await client.get(outpost.base + "/n", [("Accept-Encoding", "identity;q=0, compress")])
+            #expect(response.status == 406)
+        }
+    }
+
+    @Test("image/png is not compressed; small bodies neither")
+    func notCompressible() async throws {
+        try await withOutpost(origin: { request in
+            request.path == "/small"
+                ? OriginResponse(
+                    headers: [("Cache-Control", "max-age=60"), ("Content-Type", "text/plain")], body: "tiny")
+                : OriginResponse(
+                    headers: [("Cache-Control", "max-age=60"), ("Content-Type", "image/png")], bytes: Self.page)
+        }) { _, outpost, client in
+            for path in ["/image", "/small"] {
+                let response = try await client.get(outpost.base + path, [("Accept-Encoding", "br, gzip")])
+                #expect(response.headers["Content-Encoding"] == nil)
+                #expect(response.headers["Vary"] == nil)
+                let hit = try await client.get(outpost.base + path, [("Accept-Encoding", "br, gzip")])
+                #expect(hit.headers["Content-Encoding"] == nil)
+            }
+        }
+    }
+
+    @Test("an origin-gzipped body is stored as sent and decoded for a client that does not accept gzip")
+    func originGzipped() async throws {
+        let gzipped = try systemTool("/bin/gzip", ["-c"], input: Self.page)
+        try await withOutpost(origin: { _ in
+            OriginResponse(
+                headers: [
+                    ("Cache-Control", "max-age=60"), ("Content-Type", "text/html"), ("Content-Encoding", "gzip"),
+                    ("ETag", "\"gz\""),
+                ], bytes: gzipped)
+        }) { origin, outpost, client in
+            let identityMiss = try await client.get(outpost.base + "/gz", [("Accept-Encoding", "identity")])
+            #expect(identityMiss.headers["Content-Encoding"] == nil)
+            #expect(identityMiss.body == Self.page)
+            let gzipHit = try await client.get(outpost.base + "/gz", [("Accept-Encoding", "gzip")])
+            #expect(gzipHit.isHit)
+            #expect(gzipHit.headers["Content-Encoding"] == "gzip")
+            #expect(gzipHit.body == gzipped)
+            let identityHit = try await client.get(outpost.base + "/gz")
+            #expect(identityHit.isHit)
+            #expect(identityHit.body == Self.page)
+            #expect(identityHit.headers["ETag"]?.hasPrefix("W/") == true)
+            #expect(origin.count("/gz") == 1)
+        }
+    }
+
+    @Test("RFC 9110 §14: ranges of the gzip representation join into the whole gzip body")
+    func rangesOfCodedBytes() async throws {
+        try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            let whole = try await client.get(outpost.base + "/r", [("Accept-Encoding", "gzip")])
+            let first = try await client.get(
+                outpost.base + "/r", [("Accept-Encoding", "gzip"), ("Range", "bytes=0-999")])
+            let rest = try await client.get(
+                outpost.base + "/r", [("Accept-Encoding", "gzip"), ("Range", "bytes=1000-")])
+            #expect(first.status == 206 && rest.status == 206)
+            #expect(first.headers["Content-Encoding"] == "gzip")
+            #expect(first.headers["Content-Range"] == "bytes 0-999/\(whole.body.count)")
+            #expect(first.body + rest.body == whole.body)
+            #expect(try systemDecode("gzip", first.body + rest.body) == Self.page)
+        }
+    }
+
+    @Test("RFC 9110 §13.1.2: If-None-Match with a coded representation's tag gets 304")
+    func conditionalOnCodedTag() async throws {
+        try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            let br = try await client.get(outpost.base + "/c", [("Accept-Encoding", "br")])
+            let tag = try #require(br.headers["ETag"])
+            #expect(tag == "\"page1-br\"")
+            let again = try await client.get(outpost.base + "/c", [("Accept-Encoding", "br"), ("If-None-Match", tag)])
+            #expect(again.status == 304)
+            #expect(again.headers["ETag"] == tag)
+            let identity = try await client.get(outpost.base + "/c", [("If-None-Match", tag)])
+            #expect(identity.status == 200)
+        }
+    }
+
+    @Test("RFC 9110 §7.7: no-transform responses are never coded by Outpost")
+    func noTransform() async throws {
+        try await withOutpost(origin: { _ in
+            OriginResponse(
+                headers: [("Cache-Control", "max-age=60, no-transform"), ("Content-Type", "text/html")],
+                bytes: Self.page)
+        }) { _, outpost, client in
+            let response = try await client.get(outpost.base + "/nt", [("Accept-Encoding", "br")])
+            #expect(response.headers["Content-Encoding"] == nil)
+            #expect(response.body == Self.page)
+        }
+    }
+}
