@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CacheStore
+import ContentCoding
 import HTTPCaching
 import NIOCore
 
@@ -34,11 +35,10 @@ extension CachePipeline {
         let primaryKey = request.key.description
         var headers = upstreamHeaders(for: request)
         // The cache wants the full response to store; it answers the client's own
-        // conditions itself (RFC 9111 §4.3.2). A Range request is forwarded as sent, its
-        // conditions (If-Range above all) included, and a 206 is not stored.
-        if request.headers["Range"] == nil {
-            for name in ResponseHeaders.clientConditionals { headers.remove(name) }
-        }
+        // conditions (RFC 9111 §4.3.2) and Range (RFC 9110 §14) itself from it.
+        for name in ResponseHeaders.clientConditionals { headers.remove(name) }
+        headers.remove("Range")
+        let rangeSpec = request.method == "GET" ? request.headers["Range"].flatMap { ByteRangeSpec($0) } : nil
         if let stale = plan.revalidating {
             for (name, value) in Validation.conditionalHeaders(for: stale.response) { headers.add(name, value) }
         }
@@ -108,11 +108,25 @@ extension CachePipeline {
         if decision.mayStore, let declaredLength, declaredLength > store.configuration.maxObjectSize {
             decision = .doNotStore(reason: "larger than max_object_size")
         }
+        // A Range on a miss: answered from this full fetch for objects up to
+        // cache.range_fetch_max_size; a larger object is not fetched whole for one range.
+        var range: ByteRangeSpec.Resolution?
+        if let rangeSpec, status == 200, ifRangeAllows(request.headers, stored: stored) {
+            if let declaredLength, declaredLength > configuration.cache.rangeFetchMaxSize {
+                finish(.notStored, false)
+                var forward = request
+                forward.body = nil
+                return try await passThrough(
+                    forward, sink: sink, status: CacheStatus(forward: plan.forward, detail: "range of a large object"),
+                    invalidate: false)
+            }
+            if let declaredLength { range = rangeSpec.resolve(length: Int64(declaredLength)) }
+        }
         let coding: FetchCoding
         do {
             coding = try FetchCoding(
                 status: status, headers: storedHeaders, requestHeaders: request.headers,
-                compression: configuration.compression)
+                compression: configuration.compression, clientGetsBodyAsReceived: range != nil)
         } catch {
             throw ConnectionAbort(reason: "cannot start a content coder: \(error)")
         }
@@ -154,9 +168,32 @@ extension CachePipeline {
         if case .notAcceptable = coding.client { condition = .preconditionFailed }
         var clientAlive = true
         var sentStatus = status
+        // The bytes of the body as received that the client gets (all of them unless a range).
+        var window: ClosedRange<Int64>? = nil
         switch condition {
         case .proceed:
-            try await sink.sendHead(status: status, headers: clientHeaders)
+            switch range {
+            case .single(let lower, let upper)?:
+                window = lower...upper
+                sentStatus = 206
+                var partial = clientHeaders
+                partial.replace("Content-Range", with: "bytes \(lower)-\(upper)/\(declaredLength ?? 0)")
+                partial.replace("Content-Length", with: String(upper - lower + 1))
+                partial.replace("Accept-Ranges", with: "bytes")
+                try await sink.sendHead(status: 206, headers: partial)
+            case .unsatisfiable?:
+                var rejection = HeaderFields()
+                rejection.add("Content-Range", "bytes */\(declaredLength ?? 0)")
+                rejection.add("Date", HTTPDate.format(Int64(responseTime)))
+                rejection.add("Via", "1.1 \(via)")
+                rejection.add("Cache-Status", cacheStatus.headerValue)
+                rejection.add("Content-Length", "0")
+                try await sink.sendResponse(status: 416, headers: rejection, body: nil)
+                clientAlive = false
+                sentStatus = 416
+            case .whole?, nil:
+                try await sink.sendHead(status: status, headers: clientHeaders)
+            }
         case .notModified:
             var notModified = Conditional.notModifiedHeaders(from: clientHeaders)
             notModified.add("Via", "1.1 \(via)")
@@ -181,8 +218,22 @@ extension CachePipeline {
 
         var received = 0
         var sent = 0
+        var rangeAnswered = false
         /// Sends to the client while it is there; stores while storing. False when neither is left.
+        var position: Int64 = 0
         func deliver(_ piece: ByteBuffer, output: FetchCoding.Output) async -> Bool {
+            var output = output
+            if let window, let forClient = output.client {
+                // Only the requested range goes to the client, as soon as its bytes are here.
+                let start = max(window.lowerBound, position)
+                let end = min(window.upperBound, position + Int64(forClient.readableBytes) - 1)
+                output.client =
+                    end >= start
+                    ? forClient.getSlice(
+                        at: forClient.readerIndex + Int(start - position), length: Int(end - start + 1))
+                    : nil
+                position += Int64(forClient.readableBytes)
+            }
             if clientAlive, let forClient = output.client, forClient.readableBytes > 0 {
                 do {
                     try await sink.sendBody(forClient)
@@ -191,6 +242,11 @@ extension CachePipeline {
                     // The client left; keep filling the store for the others if we can.
                     clientAlive = false
                 }
+            }
+            if clientAlive, let window, position > window.upperBound {
+                // The range is complete: the client has its answer while the store fills.
+                clientAlive = (try? await sink.sendEnd()) == nil
+                rangeAnswered = true
             }
             if let current = writer {
                 do {
@@ -240,7 +296,7 @@ extension CachePipeline {
         }
         if clientAlive {
             try await sink.sendEnd()
-        } else if condition == .proceed {
+        } else if condition == .proceed && sentStatus != 416 && !rangeAnswered {
             throw ConnectionAbort(reason: "client went away")
         }
         return RequestOutcome(status: sentStatus, bytes: sent, cacheStatus: cacheStatus)

@@ -189,7 +189,7 @@ extension CachePipeline {
 
     /// RFC 9110 §13.1.5: a Range applies only while If-Range still matches (strong entity tag
     /// comparison, or a date equal to a strong Last-Modified).
-    private func ifRangeAllows(_ headers: HeaderFields, stored: StoredResponse) -> Bool {
+    func ifRangeAllows(_ headers: HeaderFields, stored: StoredResponse) -> Bool {
         guard let value = headers["If-Range"] else { return true }
         if let tag = EntityTag(parsing: value) {
             guard let storedTag = stored.entityTag else { return false }

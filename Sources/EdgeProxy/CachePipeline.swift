@@ -133,8 +133,7 @@ final class CachePipeline: Sendable {
     }
 
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
-    /// look again. HEAD and Range requests are not coalesced (their responses are not the
-    /// stored representation).
+    /// look again. HEAD requests are not coalesced (a HEAD miss is forwarded as HEAD).
     private func fetchCoalesced(
         _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan
     ) async throws -> RequestOutcome {
@@ -142,7 +141,7 @@ final class CachePipeline: Sendable {
             let status = CacheStatus(forward: plan.forward, detail: plan.detail)
             return try await passThrough(request, sink: sink, status: status, invalidate: false)
         }
-        if request.headers.contains("Range") || plan.collapsed {
+        if plan.collapsed {
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
         }
         let key = request.key.description

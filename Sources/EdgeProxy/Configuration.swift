@@ -60,6 +60,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `cache.store_set_cookie_when_public`: store responses with Set-Cookie when they are
         /// `public` or carry `s-maxage` (the cookie itself is never stored).
         public var storeSetCookieWhenPublic = true
+        /// `cache.range_fetch_max_size`: a Range request on a miss fetches the whole object (to
+        /// store it) when it is at most this large; larger objects get the range forwarded.
+        public var rangeFetchMaxSize = 64 * 1024 * 1024
         /// `cache.debug_key`: add `key=` to Cache-Status.
         public var debugKey = false
         /// `cache.targeted_field`: the operator's own targeted cache-control field (RFC 9213),

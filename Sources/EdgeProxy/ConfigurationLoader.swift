@@ -64,6 +64,7 @@ public enum ConfigurationLoader {
             try cache.bool("honour_request_directives") { configuration.cache.honourRequestDirectives = $0 }
             try cache.bool("store_set_cookie_when_public") { configuration.cache.storeSetCookieWhenPublic = $0 }
             try cache.bool("debug_key") { configuration.cache.debugKey = $0 }
+            try cache.size("range_fetch_max_size", minimum: 0) { configuration.cache.rangeFetchMaxSize = $0 }
             try cache.string("targeted_field") { configuration.cache.targetedField = $0 }
             try cache.integer("default_ttl", minimum: 0) { configuration.cache.defaultTTL = Int64($0) }
             try cache.integer("stale_if_error", minimum: 0) { configuration.cache.staleIfError = Int64($0) }

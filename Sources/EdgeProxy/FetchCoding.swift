@@ -40,10 +40,12 @@ final class FetchCoding {
 
     /// Plans the coding of a response with these (storable) header fields.
     init(
-        status: Int, headers: HeaderFields, requestHeaders: HeaderFields, compression: OutpostConfiguration.Compression
+        status: Int, headers: HeaderFields, requestHeaders: HeaderFields, compression: OutpostConfiguration.Compression,
+        clientGetsBodyAsReceived: Bool = false
     ) throws {
         let primary = Representation.primaryCoding(headers)
-        let accept = AcceptEncoding(requestHeaders)
+        // A range cut from a miss is cut from the body as received (its length is known).
+        let accept = clientGetsBodyAsReceived ? AcceptEncoding(lines: ["identity"]) : AcceptEncoding(requestHeaders)
         let compressible =
             compression.enabled && status == 200 && primary == .identity
             && compression.compressibleTypes.contains(contentType: headers["Content-Type"])

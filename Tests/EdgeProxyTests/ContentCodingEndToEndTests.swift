@@ -190,3 +190,52 @@ struct ContentCodingEndToEndTests {
         }
     }
 }
+
+@Suite("EdgeProxy: ranges on a miss")
+struct RangeOnMissTests {
+    static func rangeOrigin(_ payload: [UInt8]) -> TestOrigin.Handler {
+        { request in
+            if let range = request.headers["Range"], range == "bytes=10-19" {
+                return OriginResponse(
+                    status: 206,
+                    headers: [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 10-19/\(payload.count)")],
+                    bytes: Array(payload[10...19]))
+            }
+            return OriginResponse(
+                headers: [("Cache-Control", "max-age=60"), ("Content-Type", "application/octet-stream")],
+                bytes: payload,
+                pieces: 8)
+        }
+    }
+
+    @Test("a range on a miss is answered from a full fetch that fills the store")
+    func answeredFromFullFetch() async throws {
+        let payload = testBytes(500_000)
+        try await withOutpost(origin: Self.rangeOrigin(payload)) { origin, outpost, client in
+            let part = try await client.get(outpost.base + "/obj", [("Range", "bytes=300000-300099")])
+            #expect(part.status == 206)
+            #expect(part.headers["Content-Range"] == "bytes 300000-300099/500000")
+            #expect(part.body == Array(payload[300_000...300_099]))
+            #expect(origin.requests.first?.headers["Range"] == nil)
+            #expect(try await eventually { try await client.get(outpost.base + "/obj").isHit })
+            let whole = try await client.get(outpost.base + "/obj")
+            #expect(whole.body == payload)
+            #expect(origin.count("/obj") == 1)
+            let outside = try await client.get(outpost.base + "/fresh", [("Range", "bytes=900000-")])
+            #expect(outside.status == 416)
+        }
+    }
+
+    @Test("a range of an object larger than range_fetch_max_size is forwarded")
+    func largeObjectForwarded() async throws {
+        let payload = testBytes(200_000)
+        try await withOutpost(
+            origin: Self.rangeOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 100_000 }
+        ) { origin, outpost, client in
+            let part = try await client.get(outpost.base + "/big", [("Range", "bytes=10-19")])
+            #expect(part.status == 206)
+            #expect(part.body == Array(payload[10...19]))
+            #expect(origin.requests.last?.headers["Range"] == "bytes=10-19")
+        }
+    }
+}
