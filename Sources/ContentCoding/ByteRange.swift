@@ -60,20 +60,22 @@ public struct ByteRangeSpec: Sendable, Equatable {
     /// clamped; a range starting at or past the end, or a zero suffix, is unsatisfiable
     /// (RFC 9110 §14.1.2).
     public func resolve(length: Int64) -> Resolution {
-        var satisfiable: [(Int64, Int64)] = []
-        for part in parts {
+        let satisfiable = satisfiableRanges(length: length)
+        guard !satisfiable.isEmpty else { return .unsatisfiable }
+        if satisfiable.count == 1 { return .single(lower: satisfiable[0].lower, upper: satisfiable[0].upper) }
+        return .whole
+    }
+
+    /// The satisfiable ranges in request order, clamped to the representation.
+    func satisfiableRanges(length: Int64) -> [(lower: Int64, upper: Int64)] {
+        parts.compactMap { part in
             switch part {
             case .span(let first, let last):
-                guard first < length else { continue }
-                satisfiable.append((first, min(last ?? length - 1, length - 1)))
+                return first < length ? (first, min(last ?? length - 1, length - 1)) : nil
             case .suffix(let count):
-                guard count > 0, length > 0 else { continue }
-                satisfiable.append((max(0, length - count), length - 1))
+                return count > 0 && length > 0 ? (max(0, length - count), length - 1) : nil
             }
         }
-        guard !satisfiable.isEmpty else { return .unsatisfiable }
-        if satisfiable.count == 1 { return .single(lower: satisfiable[0].0, upper: satisfiable[0].1) }
-        return .whole
     }
 
     private static func number<S: StringProtocol>(_ text: S) -> Int64? {

@@ -43,17 +43,7 @@ extension ByteRangeSpec {
     /// them or any two overlap (a cheap defence against range amplification), or
     /// unsatisfiable.
     public func resolveAll(length: Int64, maxRanges: Int) -> MultiResolution {
-        var satisfiable: [(lower: Int64, upper: Int64)] = []
-        for part in parts {
-            switch part {
-            case .span(let first, let last):
-                guard first < length else { continue }
-                satisfiable.append((first, min(last ?? length - 1, length - 1)))
-            case .suffix(let count):
-                guard count > 0, length > 0 else { continue }
-                satisfiable.append((max(0, length - count), length - 1))
-            }
-        }
+        let satisfiable = satisfiableRanges(length: length)
         guard !satisfiable.isEmpty else { return .unsatisfiable }
         if satisfiable.count == 1 { return .single(lower: satisfiable[0].lower, upper: satisfiable[0].upper) }
         guard satisfiable.count <= maxRanges else { return .whole }

@@ -182,13 +182,8 @@ extension CachePipeline {
                 partial.replace("Accept-Ranges", with: "bytes")
                 try await sink.sendHead(status: 206, headers: partial)
             case .unsatisfiable?:
-                var rejection = HeaderFields()
-                rejection.add("Content-Range", "bytes */\(declaredLength ?? 0)")
-                rejection.add("Date", HTTPDate.format(Int64(responseTime)))
-                rejection.add("Via", "1.1 \(via)")
-                rejection.add("Cache-Status", cacheStatus.headerValue)
-                rejection.add("Content-Length", "0")
-                try await sink.sendResponse(status: 416, headers: rejection, body: nil)
+                _ = try await sendRangeNotSatisfiable(
+                    length: Int64(declaredLength ?? 0), sink: sink, cacheStatus: cacheStatus)
                 clientAlive = false
                 sentStatus = 416
             case .whole?, nil:

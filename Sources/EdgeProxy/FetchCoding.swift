@@ -107,27 +107,17 @@ final class FetchCoding {
 
     /// The header fields the client gets for its coding.
     func clientHeaders(_ forwarded: HeaderFields) -> HeaderFields {
-        var headers = forwarded
         switch client {
         case .asReceived, .notAcceptable:
-            break
+            return Representation.applying(.asReceived, to: forwarded, varies: varies)
         case .encoded(let coding):
-            headers.replace("Content-Encoding", with: coding.rawValue)
+            // Streamed as it is coded: the length is not known up front.
+            var headers = Representation.applying(.encoded(coding), to: forwarded, varies: varies)
             headers.remove("Content-Length")
-            if let tag = forwarded["ETag"].flatMap(EntityTag.init(parsing:)) {
-                headers.replace("ETag", with: CodedEntityTag.tag(tag, coding: coding).headerValue)
-            }
+            return headers
         case .decoded:
-            headers.remove("Content-Encoding")
-            headers.remove("Content-Length")
-            if let tag = forwarded["ETag"].flatMap(EntityTag.init(parsing:)) {
-                headers.replace("ETag", with: EntityTag(opaque: tag.opaque + "-identity", isWeak: true).headerValue)
-            }
+            return Representation.applying(.decoded, to: forwarded, varies: varies)
         }
-        if varies && !headers.listMembers("Vary").contains(where: { $0.equalsIgnoringASCIICase("Accept-Encoding") }) {
-            headers.add("Vary", "Accept-Encoding")
-        }
-        return headers
     }
 
     /// Codes one piece of the body as received.

@@ -66,19 +66,35 @@ struct Representation: Equatable {
     /// fly, since those bytes are not stored), and `Vary: Accept-Encoding` when the response
     /// could have been coded differently (RFC 9110 §12.5.5).
     func headers(from stored: HeaderFields, varies: Bool) -> HeaderFields {
-        var headers = stored
         switch source {
-        case .primary:
-            break
+        case .primary: return Representation.applying(.asReceived, to: stored, varies: varies)
         case .alternate(let alternate):
-            headers.replace("Content-Encoding", with: alternate.coding)
-            if let tag = stored["ETag"].flatMap(EntityTag.init(parsing:)), let coding {
-                headers.replace("ETag", with: CodedEntityTag.tag(tag, coding: coding).headerValue)
-            }
+            return Representation.applying(
+                .encoded(ContentCodingName(rawValue: alternate.coding) ?? .identity), to: stored, varies: varies)
+        case .decoded: return Representation.applying(.decoded, to: stored, varies: varies)
+        }
+    }
+
+    enum Transformation {
+        case asReceived
+        case encoded(ContentCodingName)
+        case decoded
+    }
+
+    /// The header fields of a body as received, after this cache coded or decoded it.
+    static func applying(_ transformation: Transformation, to stored: HeaderFields, varies: Bool) -> HeaderFields {
+        var headers = stored
+        let tag = stored["ETag"].flatMap(EntityTag.init(parsing:))
+        switch transformation {
+        case .asReceived:
+            break
+        case .encoded(let coding):
+            headers.replace("Content-Encoding", with: coding.rawValue)
+            if let tag { headers.replace("ETag", with: CodedEntityTag.tag(tag, coding: coding).headerValue) }
         case .decoded:
             headers.remove("Content-Encoding")
             headers.remove("Content-Length")
-            if let tag = stored["ETag"].flatMap(EntityTag.init(parsing:)) {
+            if let tag {
                 headers.replace("ETag", with: EntityTag(opaque: tag.opaque + "-identity", isWeak: true).headerValue)
             }
         }
