@@ -135,7 +135,7 @@ final class StoreWriter: @unchecked Sendable {
         while true {
             condition.lock()
             while queue.isEmpty && hits.isEmpty && !stopping {
-                condition.wait(until: Date(timeIntervalSinceNow: 1))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 1))
             }
             if queue.isEmpty && hits.isEmpty && stopping && spaceWaiters.isEmpty {
                 stopped = true

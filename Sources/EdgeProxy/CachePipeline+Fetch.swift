@@ -193,8 +193,7 @@ extension CachePipeline {
             var notModified = Conditional.notModifiedHeaders(from: clientHeaders)
             notModified.add("Via", "1.1 \(via)")
             notModified.add("Cache-Status", cacheStatus.headerValue)
-            try await sink.sendHead(status: 304, headers: notModified)
-            try await sink.sendEnd()
+            try await sink.sendResponse(status: 304, headers: notModified, body: nil)
             clientAlive = false
             sentStatus = 304
         case .preconditionFailed:
@@ -240,7 +239,8 @@ extension CachePipeline {
             }
             if clientAlive, let window, position > window.upperBound {
                 // The range is complete: the client has its answer while the store fills.
-                clientAlive = (try? await sink.sendEnd()) == nil
+                await sink.finish()
+                clientAlive = false
                 rangeAnswered = true
             }
             if let current = writer {
@@ -290,7 +290,7 @@ extension CachePipeline {
                 reason: "upstream body for \(primaryKey) ended after \(received) of \(declaredLength ?? 0) bytes")
         }
         if clientAlive {
-            try await sink.sendEnd()
+            await sink.finish()
         } else if condition == .proceed && sentStatus != 416 && !rangeAnswered {
             throw ConnectionAbort(reason: "client went away")
         }
@@ -427,7 +427,7 @@ extension CachePipeline {
         } catch {
             throw ConnectionAbort(reason: "relaying \(request.method) \(request.key) failed: \(error)")
         }
-        try await sink.sendEnd()
+        await sink.finish()
         return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
     }
 

@@ -111,7 +111,7 @@ extension CachePipeline {
         } else {
             try await sink.sendHead(status: status, headers: headers)
             try await sendStoredChunks(bytes, lower: lower, upper: upper, sink: sink)
-            try await sink.sendEnd()
+            await sink.finish()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
     }
@@ -140,7 +140,7 @@ extension CachePipeline {
             }
         }
         try await sink.sendBody(multipart.trailer)
-        try await sink.sendEnd()
+        await sink.finish()
         return RequestOutcome(status: 206, bytes: Int(multipart.contentLength), cacheStatus: cacheStatus)
     }
 
@@ -176,7 +176,7 @@ extension CachePipeline {
             logger.warning("decoding a stored body failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
             throw ConnectionAbort(reason: "decoding failed: \(error)")
         }
-        try await sink.sendEnd()
+        await sink.finish()
         return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
     }
 

@@ -32,6 +32,12 @@ protocol ResponseSink: Sendable {
 }
 
 extension ResponseSink {
+    /// Ends a response whose bytes were all sent. A client that closed the connection as soon
+    /// as it had them (a Content-Length response needs no terminator) is not an abort.
+    func finish() async {
+        try? await sendEnd()
+    }
+
     func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
         try await sendHead(status: status, headers: headers)
         if let body, body.readableBytes > 0 { try await sendBody(body) }

@@ -35,7 +35,7 @@ public enum TargetedCacheControl {
                 directives.append(.init(name: key, value: "", quoted: true))
                 continue
             }
-            switch item.bareItem {
+            switch item.rfc9651BareItem {
             case .bool(true): directives.append(.init(name: key, value: nil, quoted: false))
             case .bool(false): continue
             case .integer(let value): directives.append(.init(name: key, value: String(value), quoted: false))

@@ -375,3 +375,53 @@ struct AlternateTests {
         #expect(try store.readChunk(objectID: owner, index: 0) == nil)
     }
 }
+
+@Suite("CacheStore: format versions")
+struct FormatTests {
+    @Test("a store written by a newer, unknown record format is refused, naming both formats")
+    func unknownFormat() throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        do {
+            let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 8, readOnly: false)
+            let meta = try environment.openDatabase("meta", create: true)
+            try environment.write { try $0.put(meta, Array("format".utf8), Array("outpost-store/9".utf8)) }
+            environment.close()
+        }
+        #expect {
+            try CacheStore(configuration: dir.configuration())
+        } throws: { error in
+            guard let error = error as? StoreError, case .incompatibleFormat(_, let found, let expected) = error else {
+                return false
+            }
+            return found == "outpost-store/9" && expected == "outpost-store/2" && error.description.contains(dir.path)
+        }
+    }
+
+    @Test("a store marked with format 1 opens, its objects are read, and it is re-marked as format 2")
+    func upgradesVersionOne() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        do {
+            let store = try CacheStore(configuration: dir.configuration())
+            try await put(store, "http://h/old", body: bytes(100))
+            store.close()
+        }
+        do {
+            // Mark the store as written by format 1 (its object records are a subset of 2's).
+            let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 8, readOnly: false)
+            let meta = try environment.openDatabase("meta", create: false)
+            try environment.write { try $0.put(meta, Array("format".utf8), Array("outpost-store/1".utf8)) }
+            environment.close()
+        }
+        let store = try CacheStore(configuration: dir.configuration())
+        #expect(try body(of: store.lookup("http://h/old", requestHeaders: HeaderFields()), in: store) == bytes(100))
+        store.close()
+        let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 8, readOnly: true)
+        defer { environment.close() }
+        let meta = try environment.openDatabase("meta", create: false)
+        let format = try environment.read { try $0.get(meta, Array("format".utf8)) }
+        #expect(format.map { String(decoding: $0, as: UTF8.self) } == "outpost-store/2")
+    }
+}
