@@ -36,9 +36,12 @@ extension CachePipeline {
         var headers = upstreamHeaders(for: request)
         // The cache wants the full response to store; it answers the client's own
         // conditions (RFC 9111 §4.3.2) and Range (RFC 9110 §14) itself from it.
-        for name in ResponseHeaders.clientConditionals { headers.remove(name) }
-        headers.remove("Range")
-        let rangeSpec = request.method == "GET" ? request.headers["Range"].flatMap { ByteRangeSpec($0) } : nil
+        if !plan.forwardRange {
+            for name in ResponseHeaders.clientConditionals { headers.remove(name) }
+            headers.remove("Range")
+        }
+        let rangeSpec =
+            request.method == "GET" && !plan.forwardRange ? request.headers["Range"].flatMap { ByteRangeSpec($0) } : nil
         if let stale = plan.revalidating {
             for (name, value) in Validation.conditionalHeaders(for: stale.response) { headers.add(name, value) }
         }
@@ -114,11 +117,10 @@ extension CachePipeline {
         if let rangeSpec, status == 200, ifRangeAllows(request.headers, stored: stored) {
             if let declaredLength, declaredLength > configuration.cache.rangeFetchMaxSize {
                 finish(.notStored, false)
-                var forward = request
-                forward.body = nil
-                return try await passThrough(
-                    forward, sink: sink, status: CacheStatus(forward: plan.forward, detail: "range of a large object"),
-                    invalidate: false)
+                var ranged = plan
+                ranged.forwardRange = true
+                ranged.detail = "range of a large object"
+                return try await fetch(request, sink: sink, plan: ranged, coalescingKey: nil)
             }
             if let declaredLength { range = rangeSpec.resolve(length: Int64(declaredLength)) }
         }

@@ -23,6 +23,10 @@ extension CachePipeline {
         var cacheStatus = cacheStatus
         if configuration.cache.debugKey { cacheStatus.key = request.key.description }
         store.recordHit(objectID: record.id, at: now)
+        if record.response.status == 206 {
+            return try await serveStoredPart(
+                record, body: inline, request: request, sink: sink, cacheStatus: cacheStatus, now: now)
+        }
 
         guard let representation = Representation.choose(for: record, requestHeaders: request.headers) else {
             return try await sendError(
@@ -114,6 +118,38 @@ extension CachePipeline {
             await sink.finish()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
+    }
+
+    /// RFC 9111 §3.4: a range inside a stored 206 part, cut from the part's bytes.
+    private func serveStoredPart(
+        _ record: ObjectRecord, body inline: ByteBuffer?, request: ClientRequest, sink: some ResponseSink,
+        cacheStatus: CacheStatus, now: Double
+    ) async throws -> RequestOutcome {
+        guard let wanted = storedPart(of: record, covers: request),
+            let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:))
+        else {
+            throw ConnectionAbort(reason: "stored part of \(record.primaryKey) no longer covers the request")
+        }
+        var headers = record.response.headers
+        headers.replace("Age", with: Age.headerValue(Age.current(of: record.response, now: now)))
+        headers.add("Via", "1.1 \(via)")
+        headers.add("Cache-Status", cacheStatus.headerValue)
+        let complete = part.completeLength.map(String.init) ?? "*"
+        headers.replace("Content-Range", with: "bytes \(wanted.lowerBound)-\(wanted.upperBound)/\(complete)")
+        let count = wanted.upperBound - wanted.lowerBound + 1
+        headers.replace("Content-Length", with: String(count))
+        let bytes = StoredBytes(
+            owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
+        let lower = wanted.lowerBound - part.first
+        if let inline = bytes.inline {
+            let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count))!
+            try await sink.sendResponse(status: 206, headers: headers, body: slice)
+        } else {
+            try await sink.sendHead(status: 206, headers: headers)
+            try await sendStoredChunks(bytes, lower: lower, upper: lower + count - 1, sink: sink)
+            await sink.finish()
+        }
+        return RequestOutcome(status: 206, bytes: Int(count), cacheStatus: cacheStatus)
     }
 
     /// RFC 9110 §14.6: several ranges as one multipart/byteranges 206, each part cut from the

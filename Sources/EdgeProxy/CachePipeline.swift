@@ -1,4 +1,5 @@
 import CacheStore
+import ContentCoding
 import HTTPCaching
 import Logging
 import NIOCore
@@ -60,6 +61,13 @@ final class CachePipeline: Sendable {
         let forward: CacheStatus.Forward
         switch lookup {
         case .found(let record, let body):
+            // RFC 9111 §3.4: a stored part answers only ranges it holds; otherwise go forward.
+            if record.response.status == 206 && storedPart(of: record, covers: request) == nil {
+                if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
+                let plan = FetchPlan(
+                    forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
+                return try await fetchCoalesced(request, sink: sink, plan: plan)
+            }
             let cacheControl = governingCacheControl(record.response)
             let lifetime = FreshnessLifetime.of(
                 record.response, cacheControl: cacheControl, configuration: configuration.freshness)
@@ -101,6 +109,19 @@ final class CachePipeline: Sendable {
         if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
         let plan = FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
         return try await fetchCoalesced(request, sink: sink, plan: plan)
+    }
+
+    /// The bytes (positions in the complete representation) a stored 206 part gives this
+    /// request, or nil when the request is not a single range inside the part.
+    func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? {
+        guard request.method == "GET",
+            let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+            let complete = part.completeLength, let spec = request.headers["Range"].flatMap({ ByteRangeSpec($0) }),
+            case .single(let lower, let upper) = spec.resolve(length: complete), lower >= part.first,
+            upper <= part.last,
+            ifRangeAllows(request.headers, stored: record.response)
+        else { return nil }
+        return lower...upper
     }
 
     /// The directives that govern this cache for a stored or received response: a targeted
@@ -181,5 +202,7 @@ struct FetchPlan: Sendable {
     /// stale-if-error falls back to, and why an unreachable origin is a 504.
     var stale: ObjectRecord?
     var detail: String?
+    /// Send the client's Range (and its conditions) upstream and keep a 206 as a stored part.
+    var forwardRange = false
     var collapsed: Bool
 }

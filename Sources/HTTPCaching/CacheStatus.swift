@@ -16,6 +16,8 @@ public struct CacheStatus: Sendable, Equatable {
         case request
         /// A stored response was stale and had to be validated.
         case stale
+        /// Only part of the representation was stored, and not the part asked for.
+        case partial
     }
 
     public var cacheName: String

@@ -41,8 +41,14 @@ public enum Storability {
         guard StatusCodes.isUnderstood(status) else {
             return .doNotStore(reason: "status not understood")
         }
-        // Partial content needs range bookkeeping the store does not have yet (§3.3).
-        guard status != 206 else { return .doNotStore(reason: "partial content") }
+        // §3.3: a 206 is stored as a part of its representation only when it is a single part
+        // with its complete length and a strong validator (so parts can be trusted to belong
+        // together and to the complete representation).
+        if status == 206 {
+            guard let range = response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+                range.completeLength != nil, let tag = response.entityTag, !tag.isWeak
+            else { return .doNotStore(reason: "partial content") }
+        }
         // §5.2.1.5: no-store on the request.
         guard !requestCacheControl.has("no-store") else { return .doNotStore(reason: "request no-store") }
         // §5.2.2.3: must-understand with an understood status overrides no-store.

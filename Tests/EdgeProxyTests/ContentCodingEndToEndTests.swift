@@ -239,3 +239,49 @@ struct RangeOnMissTests {
         }
     }
 }
+
+@Suite("EdgeProxy: stored partial content")
+struct PartialContentTests {
+    /// An origin that honours single ranges, with a strong validator.
+    static func rangingOrigin(_ payload: [UInt8]) -> TestOrigin.Handler {
+        { request in
+            let headers = [("Cache-Control", "max-age=600"), ("ETag", "\"whole\""), ("Content-Type", "video/mp4")]
+            guard let value = request.headers["Range"], value.hasPrefix("bytes="),
+                case let bounds = value.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false),
+                bounds.count == 2, let first = Int(bounds[0])
+            else { return OriginResponse(headers: headers, bytes: payload, pieces: 4) }
+            let last = min(Int(bounds[1]) ?? payload.count - 1, payload.count - 1)
+            return OriginResponse(
+                status: 206, headers: headers + [("Content-Range", "bytes \(first)-\(last)/\(payload.count)")],
+                bytes: Array(payload[first...last]))
+        }
+    }
+
+    @Test("RFC 9111 §3.3/§3.4: a 206 for a large object is stored as a part and answers ranges inside it")
+    func storedPart() async throws {
+        let payload = testBytes(300_000)
+        try await withOutpost(
+            origin: Self.rangingOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 100_000 }
+        ) { origin, outpost, client in
+            let first = try await client.get(outpost.base + "/video", [("Range", "bytes=1000-1999")])
+            #expect(first.status == 206)
+            #expect(first.body == Array(payload[1000...1999]))
+            #expect(first.cacheStatus.contains("stored"))
+            let inside = try await client.get(outpost.base + "/video", [("Range", "bytes=1200-1299")])
+            #expect(inside.status == 206)
+            #expect(inside.isHit)
+            #expect(inside.headers["Content-Range"] == "bytes 1200-1299/300000")
+            #expect(inside.body == Array(payload[1200...1299]))
+            let requestsSoFar = origin.count("/video")
+            let outside = try await client.get(outpost.base + "/video", [("Range", "bytes=5000-5099")])
+            #expect(outside.status == 206)
+            #expect(outside.body == Array(payload[5000...5099]))
+            #expect(outside.cacheStatus.contains("fwd=partial"))
+            #expect(origin.count("/video") > requestsSoFar)
+            // A part never answers a request for the whole representation.
+            let whole = try await client.get(outpost.base + "/video")
+            #expect(whole.status == 200)
+            #expect(whole.body == payload)
+        }
+    }
+}

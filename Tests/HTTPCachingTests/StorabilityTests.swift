@@ -88,3 +88,35 @@ struct StorabilityTests {
         #expect(HopByHop.stripped(headers).fields.map(\.name) == ["Content-Type"])
     }
 }
+
+@Suite("RFC 9111 §3.3: partial content")
+struct PartialContentRuleTests {
+    @Test(
+        "RFC 9110 §14.4 Content-Range of a single part",
+        arguments: [
+            ("bytes 0-99/1000", ContentRange?.some(ContentRange(first: 0, last: 99, completeLength: 1000))),
+            ("bytes 5-5/*", ContentRange(first: 5, last: 5, completeLength: nil)),
+            ("BYTES 1-2/3", ContentRange(first: 1, last: 2, completeLength: 3)),
+            ("bytes */1000", nil), ("bytes 9-1/100", nil), ("bytes 0-100/100", nil), ("items 0-1/2", nil), ("", nil),
+        ])
+    func parse(value: String, expected: ContentRange?) {
+        #expect(ContentRange(parsing: value) == expected)
+    }
+
+    @Test("§3.3 a 206 is stored only as a single part with a complete length and a strong validator")
+    func storable() {
+        #expect(
+            StorabilityTests.decide(
+                status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/100"), ("ETag", "\"s\"")]
+            ).mayStore)
+        #expect(
+            !StorabilityTests.decide(
+                status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/100"), ("ETag", "W/\"w\"")]
+            ).mayStore)
+        #expect(
+            !StorabilityTests.decide(
+                status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/*"), ("ETag", "\"s\"")]
+            ).mayStore)
+        #expect(!StorabilityTests.decide(status: 206, [("Cache-Control", "max-age=60"), ("ETag", "\"s\"")]).mayStore)
+    }
+}
