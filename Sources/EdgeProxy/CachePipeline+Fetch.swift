@@ -147,6 +147,25 @@ extension CachePipeline {
                 logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
             }
         }
+        // RFC 9111 §3.4: a new part and a stored part of the same representation (same strong
+        // validator, same complete length) that touch are combined into one — into the complete
+        // response when together they cover it.
+        var committed = stored
+        var suffix: (part: ObjectRecord, lower: Int64, upper: Int64)?
+        if status == 206, let current = writer,
+            let combination = partCombination(stored, primaryKey: primaryKey, secondaryKey: current.secondaryKey)
+        {
+            do {
+                if let prefix = combination.prefix {
+                    try await copyStoredPart(prefix.part, lower: prefix.lower, upper: prefix.upper, into: current)
+                }
+                suffix = combination.suffix
+                committed = combination.response
+            } catch {
+                current.abandon()
+                writer = nil
+            }
+        }
         var reason: String?
         if case .doNotStore(let why) = decision { reason = why }
 
@@ -275,10 +294,15 @@ extension CachePipeline {
             // A body that arrived whole is committed whether or not the client stayed.
             if complete {
                 do {
-                    try await current.commit(response: stored, requestHeaders: request.headers, storedAt: responseTime)
+                    if let suffix {
+                        try await copyStoredPart(suffix.part, lower: suffix.lower, upper: suffix.upper, into: current)
+                    }
+                    try await current.commit(
+                        response: committed, requestHeaders: request.headers, storedAt: responseTime)
                     finish(.stored, false)
                     coalescer.markCacheable(primaryKey)
                 } catch {
+                    current.abandon()
                     logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
                 }
             } else {
@@ -330,6 +354,51 @@ extension CachePipeline {
             forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
             ttl: lifetime.seconds - Int64(Age.current(of: refreshed.response, now: now)), detail: plan.detail)
         return try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+    }
+
+    /// How a newly fetched part combines with a stored one: the stored bytes to write before
+    /// and after the new ones (offsets within the stored part) and the combined response.
+    private func partCombination(
+        _ part: StoredResponse, primaryKey: String, secondaryKey: String
+    ) -> (
+        prefix: (part: ObjectRecord, lower: Int64, upper: Int64)?,
+        suffix: (part: ObjectRecord, lower: Int64, upper: Int64)?,
+        response: StoredResponse
+    )? {
+        guard let new = part.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+            let complete = new.completeLength, let tag = part.entityTag, !tag.isWeak,
+            let variants = try? store.variants(primaryKey)
+        else { return nil }
+        for old in variants where old.response.status == 206 && old.secondaryKey == secondaryKey {
+            guard let oldTag = old.response.entityTag, oldTag.strongMatches(tag),
+                let stored = old.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+                stored.completeLength == complete, Int64(old.bodyLength) == stored.length,
+                stored.first <= new.last + 1, new.first <= stored.last + 1
+            else { continue }
+            let prefix = stored.first < new.first ? (old, Int64(0), new.first - 1 - stored.first) : nil
+            let suffix = stored.last > new.last ? (old, new.last + 1 - stored.first, stored.length - 1) : nil
+            let combined = ContentRange(
+                first: min(stored.first, new.first), last: max(stored.last, new.last), completeLength: complete)
+            var response = part
+            if combined.first == 0 && combined.last == complete - 1 {
+                response.status = 200
+                response.headers.remove("Content-Range")
+            } else {
+                response.headers.replace("Content-Range", with: combined.headerValue)
+            }
+            response.headers.replace("Content-Length", with: String(combined.length))
+            return (prefix, suffix, response)
+        }
+        return nil
+    }
+
+    /// Appends bytes `lower...upper` of a stored part to a new object.
+    private func copyStoredPart(
+        _ part: ObjectRecord, lower: Int64, upper: Int64, into writer: ObjectWriter
+    ) async throws {
+        let bytes = StoredBytes(
+            owner: part.id, length: Int64(part.bodyLength), chunkSize: Int64(part.chunkSize), inline: nil)
+        try await forEachStoredChunk(bytes, lower: lower, upper: upper) { try await writer.append($0) }
     }
 
     /// RFC 5861 §4 (and request max-stale): may this stale copy stand in for a failed fetch?

@@ -4,7 +4,7 @@ import HTTPCaching
 import NIOCore
 
 /// The stored bytes of one representation: where its chunks live and how long it is.
-private struct StoredBytes {
+struct StoredBytes {
     var owner: UInt64
     var length: Int64
     var chunkSize: Int64
@@ -237,7 +237,7 @@ extension CachePipeline {
 
     /// Hands bytes `lower...upper` to `body` chunk by chunk, each chunk read in its own short
     /// read transaction (never one held across an await).
-    private func forEachStoredChunk(
+    func forEachStoredChunk(
         _ bytes: StoredBytes, lower: Int64, upper: Int64, _ body: (ByteBuffer) async throws -> Void
     ) async throws {
         var index = Int(lower / bytes.chunkSize)

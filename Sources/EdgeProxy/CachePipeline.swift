@@ -165,6 +165,12 @@ final class CachePipeline: Sendable {
         if plan.collapsed {
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
         }
+        if configuration.cache.rangeFetchMaxSize == 0, request.headers.contains("Range") {
+            // range_fetch_max_size = 0: every range goes upstream as sent; its 206 is kept as a part.
+            var ranged = plan
+            ranged.forwardRange = true
+            return try await fetch(request, sink: sink, plan: ranged, coalescingKey: nil)
+        }
         let key = request.key.description
         switch coalescer.role(for: key, now: clock.now()) {
         case .leader:

@@ -62,6 +62,7 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var storeSetCookieWhenPublic = true
         /// `cache.range_fetch_max_size`: a Range request on a miss fetches the whole object (to
         /// store it) when it is at most this large; larger objects get the range forwarded.
+        /// 0 forwards every range as sent (and keeps the 206 as a stored part).
         public var rangeFetchMaxSize = 64 * 1024 * 1024
         /// `cache.debug_key`: add `key=` to Cache-Status.
         public var debugKey = false

@@ -285,3 +285,51 @@ struct PartialContentTests {
         }
     }
 }
+
+@Suite("EdgeProxy: combining stored parts")
+struct PartCombinationTests {
+    @Test("RFC 9111 §3.4: parts with the same strong validator combine, up to the complete object")
+    func combine() async throws {
+        let payload = testBytes(300_000)
+        try await withOutpost(
+            origin: PartialContentTests.rangingOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 100_000 }
+        ) { origin, outpost, client in
+            _ = try await client.get(outpost.base + "/v", [("Range", "bytes=0-99999")])
+            _ = try await client.get(outpost.base + "/v", [("Range", "bytes=100000-199999")])
+            // Straddles the two parts: only a combined part can answer it.
+            let straddle = try await client.get(outpost.base + "/v", [("Range", "bytes=99000-100999")])
+            #expect(straddle.isHit)
+            #expect(straddle.body == Array(payload[99_000...100_999]))
+            #expect(straddle.headers["Content-Range"] == "bytes 99000-100999/300000")
+            _ = try await client.get(outpost.base + "/v", [("Range", "bytes=200000-")])
+            let requests = origin.count("/v")
+            // Together the parts are the whole representation: a plain GET is a hit.
+            let whole = try await client.get(outpost.base + "/v")
+            #expect(whole.status == 200)
+            #expect(whole.isHit)
+            #expect(whole.body == payload)
+            #expect(whole.headers["Content-Range"] == nil)
+            #expect(origin.count("/v") == requests)
+        }
+    }
+}
+
+@Suite("EdgeProxy: forwarding every range")
+struct ForwardRangeTests {
+    @Test("range_fetch_max_size = 0 forwards ranges as sent and reuses the stored part")
+    func forwardAll() async throws {
+        let payload = testBytes(10_000)
+        try await withOutpost(
+            origin: PartialContentTests.rangingOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 0 }
+        ) { origin, outpost, client in
+            let first = try await client.get(outpost.base + "/p", [("Range", "bytes=10-19")])
+            #expect(first.status == 206)
+            #expect(origin.requests.first?.headers["Range"] == "bytes=10-19")
+            #expect(origin.count("/p") == 1)
+            let again = try await client.get(outpost.base + "/p", [("Range", "bytes=10-19")])
+            #expect(again.isHit)
+            #expect(again.body == Array(payload[10...19]))
+            #expect(origin.count("/p") == 1)
+        }
+    }
+}
