@@ -2,6 +2,7 @@ import CacheStore
 import ContentCoding
 import HTTPCaching
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The path of one request through the cache (docs/architecture.md): key → store lookup →
@@ -15,6 +16,9 @@ final class CachePipeline: Sendable {
     let coalescer: Coalescer
     let clock: any CacheClock
     let logger: Logger
+    /// Background refreshes in flight, so that shutdown can wait for them before the store closes.
+    private let background = NIOLockedValueBox<[Int: Task<Void, Never>]>([:])
+    private let backgroundCounter = NIOLockedValueBox(0)
 
     init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock,
@@ -144,12 +148,28 @@ final class CachePipeline: Sendable {
         let plan = FetchPlan(
             forward: .stale, revalidating: Validation.canValidate(stale.response) ? stale : nil, stale: stale,
             detail: "background refresh", collapsed: false)
-        Task {
-            do {
-                _ = try await self.fetch(refresh, sink: DiscardingSink(), plan: plan, coalescingKey: key)
-            } catch {
-                self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
+        let id = backgroundCounter.withLockedValue { counter -> Int in
+            counter += 1
+            return counter
+        }
+        // The task is registered before it can finish and remove itself (both under the lock).
+        let request = refresh
+        background.withLockedValue { tasks in
+            tasks[id] = Task {
+                do {
+                    _ = try await self.fetch(request, sink: DiscardingSink(), plan: plan, coalescingKey: key)
+                } catch {
+                    self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
+                }
+                _ = self.background.withLockedValue { $0.removeValue(forKey: id) }
             }
+        }
+    }
+
+    /// Waits for the background refreshes in flight (at shutdown, before the store closes).
+    func drainBackground() async {
+        while let task = background.withLockedValue({ $0.values.first }) {
+            await task.value
         }
     }
 

@@ -116,6 +116,7 @@ public final class OutpostServer: Sendable {
                 }
             }
         }
+        await pipeline.drainBackground()
         await upstream.shutdown()
         store.close()
         logger.info("outpost stopped")
