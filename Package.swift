@@ -85,14 +85,19 @@ let package = Package(
             name: "CacheStoreTests",
             dependencies: ["CacheStore", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Helpers shared by the test targets (running the system's gzip and brotli).
+        .target(name: "OutpostTestSupport", path: "Tests/OutpostTestSupport"),
         .testTarget(
             name: "ContentCodingTests",
-            dependencies: ["ContentCoding", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "ContentCoding", "HTTPCaching", "OutpostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "EdgeProxyTests",
             dependencies: [
                 "EdgeProxy",
+                "OutpostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

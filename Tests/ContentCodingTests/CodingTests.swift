@@ -2,29 +2,8 @@ import ContentCoding
 import Foundation
 import HTTPCaching
 import NIOCore
+import OutpostTestSupport
 import Testing
-
-/// Runs a system tool with `input` on stdin and returns its stdout (the independent check that
-/// our coded bytes are real gzip / brotli).
-func systemTool(_ path: String, _ arguments: [String], input: [UInt8]) throws -> [UInt8] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let stdin = Pipe()
-    let stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    try process.run()
-    // Write on another thread so a full stdout pipe cannot deadlock us.
-    let writer = Thread {
-        stdin.fileHandleForWriting.write(Data(input))
-        try? stdin.fileHandleForWriting.close()
-    }
-    writer.start()
-    let output = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return [UInt8](output)
-}
 
 func text(_ count: Int) -> [UInt8] {
     var bytes: [UInt8] = []

@@ -1,32 +1,8 @@
 import Foundation
 import HTTPCaching
 import NIOCore
+import OutpostTestSupport
 import Testing
-
-/// Runs a system tool with `input` on stdin and returns its stdout: decoding with `gzip -dc`
-/// and `brotli -dc` checks our coded bytes independently of our own coders.
-func systemTool(_ path: String, _ arguments: [String], input: [UInt8]) throws -> [UInt8] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let stdin = Pipe()
-    let stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    try process.run()
-    let writer = Thread {
-        stdin.fileHandleForWriting.write(Data(input))
-        try? stdin.fileHandleForWriting.close()
-    }
-    writer.start()
-    let output = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return [UInt8](output)
-}
-
-func systemDecode(_ coding: String, _ bytes: [UInt8]) throws -> [UInt8] {
-    try systemTool(coding == "br" ? "/usr/bin/brotli" : "/bin/gzip", ["-dc"], input: bytes)
-}
 
 func htmlPage(_ size: Int) -> [UInt8] {
     var bytes: [UInt8] = []
