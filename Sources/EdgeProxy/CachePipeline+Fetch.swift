@@ -166,6 +166,26 @@ extension CachePipeline {
                 writer = nil
             }
         }
+        // Completing a stored prefix: the client asked for the whole response and gets it as a
+        // 200 (stored bytes, then the new ones) — or, when the parts cannot be joined, from a
+        // plain fetch.
+        var completedPrefix: (part: ObjectRecord, lower: Int64, upper: Int64)?
+        if let prefixPart = plan.completing, status == 206 {
+            guard writer != nil, committed.status == 200,
+                let part = prefixPart.response.headers["Content-Range"]
+                    .flatMap(ContentRange.init(parsing:))
+            else {
+                writer?.abandon()
+                for try await _ in response.body {}
+                var plain = request
+                plain.headers.remove("Range")
+                plain.headers.remove("If-Range")
+                let fallback = FetchPlan(
+                    forward: .partial, revalidating: nil, stale: nil, detail: plan.detail, collapsed: plan.collapsed)
+                return try await fetch(plain, sink: sink, plan: fallback, coalescingKey: nil)
+            }
+            completedPrefix = (prefixPart, 0, part.length - 1)
+        }
         var reason: String?
         if case .doNotStore(let why) = decision { reason = why }
 
@@ -175,7 +195,8 @@ extension CachePipeline {
             detail: plan.detail ?? reason)
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
         var clientHeaders = coding.clientHeaders(
-            ResponseHeaders.forwarded(upstreamFields, date: responseTime, via: via))
+            ResponseHeaders.forwarded(
+                completedPrefix != nil ? committed.headers : upstreamFields, date: responseTime, via: via))
         clientHeaders.add("Cache-Status", cacheStatus.headerValue)
 
         // The client's own conditions, answered from the full response just fetched (for the
@@ -208,7 +229,19 @@ extension CachePipeline {
                 clientAlive = false
                 sentStatus = 416
             case .whole?, nil:
-                try await sink.sendHead(status: status, headers: clientHeaders)
+                if let completedPrefix {
+                    // The whole representation: the stored part's bytes first, then the rest.
+                    sentStatus = 200
+                    try await sink.sendHead(status: 200, headers: clientHeaders)
+                    let bytes = StoredBytes(
+                        owner: completedPrefix.part.id, length: Int64(completedPrefix.part.bodyLength),
+                        chunkSize: Int64(completedPrefix.part.chunkSize), inline: nil)
+                    try await forEachStoredChunk(bytes, lower: completedPrefix.lower, upper: completedPrefix.upper) {
+                        try await sink.sendBody($0)
+                    }
+                } else {
+                    try await sink.sendHead(status: status, headers: clientHeaders)
+                }
             }
         case .notModified:
             var notModified = Conditional.notModifiedHeaders(from: clientHeaders)

@@ -68,6 +68,14 @@ final class CachePipeline: Sendable {
             // RFC 9111 §3.4: a stored part answers only ranges it holds; otherwise go forward.
             if record.response.status == 206 && storedPart(of: record, covers: request) == nil {
                 if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
+                if let completion = completionRequest(for: request, part: record) {
+                    // RFC 9111 §3.4: ask only for the bytes after the stored part and combine.
+                    var plan = FetchPlan(
+                        forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
+                    plan.forwardRange = true
+                    plan.completing = record
+                    return try await fetch(completion, sink: sink, plan: plan, coalescingKey: nil)
+                }
                 let plan = FetchPlan(
                     forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
                 return try await fetchCoalesced(request, sink: sink, plan: plan)
@@ -126,6 +134,21 @@ final class CachePipeline: Sendable {
             ifRangeAllows(request.headers, stored: record.response)
         else { return nil }
         return lower...upper
+    }
+
+    /// For a plain GET of a URL whose stored part is a prefix of the representation: the same
+    /// request asking for the rest (`Range: bytes=N-`), guarded by If-Range with the part's
+    /// strong entity tag so a changed representation comes back whole.
+    func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? {
+        guard request.method == "GET", !request.headers.contains("Range"),
+            let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+            part.first == 0, let complete = part.completeLength, part.last < complete - 1,
+            let tag = record.response.entityTag, !tag.isWeak
+        else { return nil }
+        var completion = request
+        completion.headers.replace("Range", with: "bytes=\(part.last + 1)-")
+        completion.headers.replace("If-Range", with: tag.headerValue)
+        return completion
     }
 
     /// The directives that govern this cache for a stored or received response: a targeted
@@ -230,5 +253,7 @@ struct FetchPlan: Sendable {
     var detail: String?
     /// Send the client's Range (and its conditions) upstream and keep a 206 as a stored part.
     var forwardRange = false
+    /// The stored prefix part this fetch completes: the client asked for the whole response.
+    var completing: ObjectRecord?
     var collapsed: Bool
 }

@@ -309,3 +309,27 @@ struct ForwardRangeTests {
         }
     }
 }
+
+@Suite("EdgeProxy: completing a stored part")
+struct PartCompletionTests {
+    @Test("RFC 9111 §3.4: a plain GET on a stored prefix asks only for the rest and answers with the whole 200")
+    func completes() async throws {
+        let payload = testBytes(50_000)
+        try await withOutpost(
+            origin: PartialContentTests.rangingOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 0 }
+        ) { origin, outpost, client in
+            _ = try await client.get(outpost.base + "/c", [("Range", "bytes=0-9999")])
+            let whole = try await client.get(outpost.base + "/c")
+            #expect(whole.status == 200)
+            #expect(whole.body == payload)
+            #expect(whole.headers["Content-Length"] == "50000")
+            #expect(whole.cacheStatus.contains("fwd=partial"))
+            #expect(origin.requests.last?.headers["Range"] == "bytes=10000-")
+            #expect(origin.requests.last?.headers["If-Range"] == "\"whole\"")
+            let hit = try await client.get(outpost.base + "/c")
+            #expect(hit.isHit)
+            #expect(hit.body == payload)
+            #expect(origin.count("/c") == 2)
+        }
+    }
+}
