@@ -151,9 +151,11 @@ extension CachePipeline {
         // validator, same complete length) that touch are combined into one — into the complete
         // response when together they cover it.
         var committed = stored
+        var combined = false
         var suffix: (part: ObjectRecord, lower: Int64, upper: Int64)?
         if status == 206, let current = writer,
-            let combination = partCombination(stored, primaryKey: primaryKey, secondaryKey: current.secondaryKey)
+            let combination = partCombination(
+                stored, declaredLength: declaredLength, primaryKey: primaryKey, secondaryKey: current.secondaryKey)
         {
             do {
                 if let prefix = combination.prefix {
@@ -161,6 +163,7 @@ extension CachePipeline {
                 }
                 suffix = combination.suffix
                 committed = combination.response
+                combined = true
             } catch {
                 current.abandon()
                 writer = nil
@@ -323,6 +326,19 @@ extension CachePipeline {
             throw ConnectionAbort(reason: "upstream body for \(primaryKey) failed: \(error)")
         }
         let complete = declaredLength.map { $0 == received } ?? true
+        if let current = writer, status == 206, !combined {
+            // A part is stored as the bytes that came (a short one at the positions they were
+            // sent for), never as more than arrived.
+            if let sent = committed.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
+                let part = sent.received(Int64(received))
+            {
+                committed.headers.replace("Content-Range", with: part.headerValue)
+                committed.headers.replace("Content-Length", with: String(part.length))
+            } else {
+                current.abandon()
+                writer = nil
+            }
+        }
         if let current = writer {
             // A body that arrived whole is committed whether or not the client stayed.
             if complete {
@@ -392,18 +408,19 @@ extension CachePipeline {
     /// How a newly fetched part combines with a stored one: the stored bytes to write before
     /// and after the new ones (offsets within the stored part) and the combined response.
     private func partCombination(
-        _ part: StoredResponse, primaryKey: String, secondaryKey: String
+        _ part: StoredResponse, declaredLength: Int?, primaryKey: String, secondaryKey: String
     ) -> (
         prefix: (part: ObjectRecord, lower: Int64, upper: Int64)?,
         suffix: (part: ObjectRecord, lower: Int64, upper: Int64)?,
         response: StoredResponse
     )? {
         guard let new = part.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
-            let complete = new.completeLength, let tag = part.entityTag, !tag.isWeak,
+            let complete = new.completeLength, declaredLength.map(Int64.init) == new.length,
+            StrongValidator(of: part) != nil,
             let variants = try? store.variants(primaryKey)
         else { return nil }
         for old in variants where old.response.status == 206 && old.secondaryKey == secondaryKey {
-            guard let oldTag = old.response.entityTag, oldTag.strongMatches(tag),
+            guard StrongValidator.same(old.response, part),
                 let stored = old.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
                 stored.completeLength == complete, Int64(old.bodyLength) == stored.length,
                 stored.first <= new.last + 1, new.first <= stored.last + 1

@@ -110,7 +110,7 @@ extension CachePipeline {
         }
         if let inline = bytes.inline {
             // The common hit: the whole body came with the lookup; one write.
-            let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count))!
+            let slice = try storedSlice(inline, lower: lower, count: count, of: record)
             try await sink.sendResponse(status: status, headers: headers, body: slice)
         } else {
             try await sink.sendHead(status: status, headers: headers)
@@ -142,7 +142,7 @@ extension CachePipeline {
             owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
         let lower = wanted.lowerBound - part.first
         if let inline = bytes.inline {
-            let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count))!
+            let slice = try storedSlice(inline, lower: lower, count: count, of: record)
             try await sink.sendResponse(status: 206, headers: headers, body: slice)
         } else {
             try await sink.sendHead(status: 206, headers: headers)
@@ -150,6 +150,19 @@ extension CachePipeline {
             await sink.finish()
         }
         return RequestOutcome(status: 206, bytes: Int(count), cacheStatus: cacheStatus)
+    }
+
+    /// Bytes `lower..<lower+count` of a body that came inline with its record; a record whose
+    /// body is shorter than it claims aborts the response rather than the process.
+    private func storedSlice(
+        _ inline: ByteBuffer, lower: Int64, count: Int64, of record: ObjectRecord
+    ) throws
+        -> ByteBuffer
+    {
+        guard let slice = inline.getSlice(at: inline.readerIndex + Int(lower), length: Int(count)) else {
+            throw ConnectionAbort(reason: "stored body of \(record.primaryKey) is shorter than its record says")
+        }
+        return slice
     }
 
     /// RFC 9110 §14.6: several ranges as one multipart/byteranges 206, each part cut from the
@@ -169,8 +182,11 @@ extension CachePipeline {
         for part in multipart.parts {
             try await sink.sendBody(part.header)
             if let inline = bytes.inline {
-                let count = Int(part.upper - part.lower + 1)
-                try await sink.sendBody(inline.getSlice(at: inline.readerIndex + Int(part.lower), length: count)!)
+                guard
+                    let slice = inline.getSlice(
+                        at: inline.readerIndex + Int(part.lower), length: Int(part.upper - part.lower + 1))
+                else { throw ConnectionAbort(reason: "a stored body is shorter than its record says") }
+                try await sink.sendBody(slice)
             } else {
                 try await sendStoredChunks(bytes, lower: part.lower, upper: part.upper, sink: sink)
             }
@@ -220,12 +236,7 @@ extension CachePipeline {
     /// comparison, or a date equal to a strong Last-Modified).
     func ifRangeAllows(_ headers: HeaderFields, stored: StoredResponse) -> Bool {
         guard let value = headers["If-Range"] else { return true }
-        if let tag = EntityTag(parsing: value) {
-            guard let storedTag = stored.entityTag else { return false }
-            return tag.strongMatches(storedTag)
-        }
-        guard let date = HTTPDate.parse(value), let lastModified = stored.lastModified else { return false }
-        return date == lastModified
+        return StrongValidator.ifRangeMatches(value, stored: stored)
     }
 
     /// Streams bytes `lower...upper` of stored bytes chunk by chunk.

@@ -128,7 +128,8 @@ final class CachePipeline: Sendable {
     func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? {
         guard request.method == "GET",
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
-            let complete = part.completeLength, let spec = request.headers["Range"].flatMap({ ByteRangeSpec($0) }),
+            let complete = part.completeLength, Int64(record.bodyLength) == part.length,
+            let spec = request.headers["Range"].flatMap({ ByteRangeSpec($0) }),
             case .single(let lower, let upper) = spec.resolve(length: complete), lower >= part.first,
             upper <= part.last,
             ifRangeAllows(request.headers, stored: record.response)
@@ -138,16 +139,21 @@ final class CachePipeline: Sendable {
 
     /// For a plain GET of a URL whose stored part is a prefix of the representation: the same
     /// request asking for the rest (`Range: bytes=N-`), guarded by If-Range with the part's
-    /// strong entity tag so a changed representation comes back whole.
+    /// strong validator so a changed representation comes back whole. A part without a strong
+    /// validator still asks only for the rest; a 206 answer then cannot be combined with it
+    /// (RFC 9111 §3.4) and the whole response is fetched instead.
     func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? {
         guard request.method == "GET", !request.headers.contains("Range"),
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
-            part.first == 0, let complete = part.completeLength, part.last < complete - 1,
-            let tag = record.response.entityTag, !tag.isWeak
+            part.first == 0, let complete = part.completeLength, part.last < complete - 1
         else { return nil }
         var completion = request
         completion.headers.replace("Range", with: "bytes=\(part.last + 1)-")
-        completion.headers.replace("If-Range", with: tag.headerValue)
+        if let validator = StrongValidator(of: record.response) {
+            completion.headers.replace("If-Range", with: validator.ifRangeValue)
+        } else {
+            completion.headers.remove("If-Range")
+        }
         return completion
     }
 

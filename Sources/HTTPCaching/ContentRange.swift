@@ -33,6 +33,15 @@ public struct ContentRange: Sendable, Equatable {
     public var length: Int64 { last - first + 1 }
 
     public var headerValue: String { "bytes \(first)-\(last)/\(completeLength.map(String.init) ?? "*")" }
+
+    /// The part a 206 actually carried, given how many body bytes arrived: the declared part,
+    /// or its beginning when fewer bytes came (kept like an incomplete response, RFC 9111
+    /// §3.3: the bytes are stored at the positions they were sent for, and no further). Nil
+    /// when nothing arrived or more arrived than the part holds: such a part is not stored.
+    public func received(_ count: Int64) -> ContentRange? {
+        guard count > 0, count <= length else { return nil }
+        return ContentRange(first: first, last: first + count - 1, completeLength: completeLength)
+    }
 }
 
 extension DeltaSeconds {

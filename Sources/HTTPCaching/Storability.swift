@@ -41,13 +41,19 @@ public enum Storability {
         guard StatusCodes.isUnderstood(status) else {
             return .doNotStore(reason: "status not understood")
         }
-        // §3.3: a 206 is stored as a part of its representation only when it is a single part
-        // with its complete length and a strong validator (so parts can be trusted to belong
-        // together and to the complete representation).
+        // §3.3: a 206 is stored as a part of its representation when it is a single part with
+        // its complete length; it answers ranges inside it. Combining parts (§3.4) further
+        // needs a strong validator, checked when they are combined.
         if status == 206 {
             guard let range = response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
-                range.completeLength != nil, let tag = response.entityTag, !tag.isWeak
+                range.completeLength != nil
             else { return .doNotStore(reason: "partial content") }
+            // RFC 9110 §14.4: a part longer than its Content-Range says is malformed.
+            if let length = response.headers["Content-Length"].flatMap({ Int64($0.trimmingOWS()) }),
+                length > range.length
+            {
+                return .doNotStore(reason: "partial content longer than its Content-Range")
+            }
         }
         // §5.2.1.5: no-store on the request.
         guard !requestCacheControl.has("no-store") else { return .doNotStore(reason: "request no-store") }

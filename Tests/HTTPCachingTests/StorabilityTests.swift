@@ -103,20 +103,74 @@ struct PartialContentRuleTests {
         #expect(ContentRange(parsing: value) == expected)
     }
 
-    @Test("§3.3 a 206 is stored only as a single part with a complete length and a strong validator")
+    @Test("§3.3 a 206 is stored only as a single part with a complete length; no validator is needed to store it")
     func storable() {
         #expect(
             StorabilityTests.decide(
                 status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/100"), ("ETag", "\"s\"")]
             ).mayStore)
         #expect(
-            !StorabilityTests.decide(
+            StorabilityTests.decide(
                 status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/100"), ("ETag", "W/\"w\"")]
             ).mayStore)
+        #expect(
+            StorabilityTests.decide(status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 4-9/10")])
+                .mayStore)
         #expect(
             !StorabilityTests.decide(
                 status: 206, [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/*"), ("ETag", "\"s\"")]
             ).mayStore)
         #expect(!StorabilityTests.decide(status: 206, [("Cache-Control", "max-age=60"), ("ETag", "\"s\"")]).mayStore)
+        #expect(
+            !StorabilityTests.decide(
+                status: 206,
+                [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-9/100"), ("Content-Length", "11")]
+            ).mayStore)
+    }
+
+    @Test(
+        "§3.3 a part is kept as the bytes that arrived",
+        arguments: [(6, "bytes 4-9/10"), (5, "bytes 4-8/10"), (1, "bytes 4-4/10"), (0, nil), (7, nil)]
+            as [(Int, String?)])
+    func receivedPart(count: Int, expected: String?) {
+        let declared = ContentRange(first: 4, last: 9, completeLength: 10)
+        #expect(declared.received(Int64(count))?.headerValue == expected)
+    }
+
+    static let date = "Sun, 22 Nov 2026 10:00:00 GMT"
+    static let earlier = "Sun, 22 Nov 2026 09:00:00 GMT"
+
+    @Test(
+        "RFC 9110 §8.8: the strong validator of a response (entity tag first, else a strong Last-Modified)",
+        arguments: [
+            ([("ETag", "\"a\"")], "\"a\""),
+            ([("ETag", "W/\"a\""), ("Last-Modified", earlier)], nil),
+            ([("Last-Modified", earlier)], earlier),
+            // §8.8.2.2: a Last-Modified equal to Date is weak.
+            ([("Last-Modified", date)], nil),
+            ([(String, String)](), nil),
+        ])
+    func strongValidator(fields: [(String, String)], ifRange: String?) {
+        let response = response([("Date", Self.date)] + fields)
+        #expect(StrongValidator(of: response)?.ifRangeValue == ifRange)
+    }
+
+    @Test("RFC 9111 §3.4 / RFC 9110 §13.1.5: same strong validator, and If-Range against a stored response")
+    func sameValidator() {
+        let tagged = response([("Date", Self.date), ("ETag", "\"a\"")])
+        let otherTag = response([("Date", Self.date), ("ETag", "\"b\"")])
+        let dated = response([("Date", Self.date), ("Last-Modified", Self.earlier)])
+        let bare = response([("Date", Self.date)])
+        #expect(StrongValidator.same(tagged, tagged))
+        #expect(!StrongValidator.same(tagged, otherTag))
+        #expect(StrongValidator.same(dated, dated))
+        #expect(!StrongValidator.same(dated, tagged))
+        #expect(!StrongValidator.same(bare, bare))
+        #expect(StrongValidator.ifRangeMatches("\"a\"", stored: tagged))
+        #expect(!StrongValidator.ifRangeMatches("W/\"a\"", stored: tagged))
+        #expect(!StrongValidator.ifRangeMatches("\"a\"", stored: otherTag))
+        #expect(StrongValidator.ifRangeMatches(Self.earlier, stored: dated))
+        #expect(!StrongValidator.ifRangeMatches(Self.date, stored: dated))
+        #expect(!StrongValidator.ifRangeMatches(Self.earlier, stored: bare))
     }
 }
