@@ -45,11 +45,14 @@ public final class CacheStore: Sendable {
             do {
                 schema = try Schema(environment: environment, create: false)
             } catch {
-                throw StoreError.notAStore(path: path, reason: "missing the Outpost databases")
+                throw StoreError.notAStore(
+                    path: path,
+                    reason: "missing the Outpost databases (a store of an older format is upgraded when "
+                        + "`outpost serve` opens it)")
             }
             let meta = schema.meta
             let found = try environment.read { try $0.get(meta, formatKey) }.map { String(decoding: $0, as: UTF8.self) }
-            guard let found, StoreFormat.readable.contains(found) else {
+            guard let found, found == StoreFormat.identifier else {
                 throw StoreError.incompatibleFormat(
                     path: path, found: found ?? "none", expected: StoreFormat.identifier)
             }
@@ -64,8 +67,10 @@ public final class CacheStore: Sendable {
                 guard StoreFormat.readable.contains(format) else {
                     throw StoreError.incompatibleFormat(path: path, found: format, expected: StoreFormat.identifier)
                 }
-                // Version 1 records are read as they are; new ones are written as version 2.
+                // Older records are read as they are; new ones are written in the current
+                // version. Stores from before the URL and tag indexes get them built now.
                 if format != StoreFormat.identifier {
+                    try schema.buildIndexes(txn)
                     try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
                 }
             } else {
@@ -158,15 +163,37 @@ public final class CacheStore: Sendable {
         return try environment.read { try schema.usage($0) }
     }
 
-    /// Every stored primary key, in digest order, as far as `limit`.
-    public func primaryKeys(limit: Int = .max) throws -> [String] {
-        try environment.read { txn in
+    /// Stored primary keys in URL order, as far as `limit`: all of them, those starting with
+    /// `prefix`, or those with a variant tagged `tag`.
+    public func primaryKeys(prefix: String = "", tag: String? = nil, limit: Int = .max) throws -> [String] {
+        guard limit > 0 else { return [] }
+        return try environment.read { txn in
             var keys: [String] = []
-            try txn.scan(schema.entries) { _, value in
-                if let entry = try? EntryRecord(decoding: value) { keys.append(entry.primaryKey) }
+            if let tag {
+                for entry in try schema.entries(txn, tag: tag) where entry.primaryKey.hasPrefix(prefix) {
+                    let tagged = try entry.variants.contains { variant in
+                        try schema.object(txn, id: variant.objectID)?.tags.contains(tag) ?? false
+                    }
+                    if tagged { keys.append(entry.primaryKey) }
+                }
+                return Array(keys.sorted().prefix(limit))
+            }
+            try schema.entries(txn, prefix: prefix) { entry in
+                keys.append(entry.primaryKey)
                 return keys.count < limit
             }
             return keys
+        }
+    }
+
+    /// Purges by URL, prefix or tags: removes (or, soft, marks stale) every variant and coded
+    /// representation that matches, in one transaction, durable before it returns. Returns
+    /// how many objects it covered.
+    @discardableResult
+    public func purge(_ purge: Purge) async throws -> Int {
+        guard let writer else { throw StoreError.closed }
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.enqueue(.purge(purge, completion: { continuation.resume(with: $0) }))
         }
     }
 

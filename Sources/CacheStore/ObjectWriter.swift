@@ -26,6 +26,8 @@ public final class ObjectWriter {
     private let configuration: StoreConfiguration
     private var streams: [Stream]
     private var finished = false
+    /// The purge epoch when the write began (see `PurgeLog`).
+    private let purgeEpoch: UInt64
 
     public var bodyLength: Int { streams[0].length }
 
@@ -40,6 +42,7 @@ public final class ObjectWriter {
         self.varyNames = varyNames
         self.configuration = configuration
         self.streams = [Stream(coding: "", owner: id)]
+        self.purgeEpoch = writer.purgeEpoch
     }
 
     /// Opens another stream for the same content in `coding`; returns its number for
@@ -110,7 +113,7 @@ public final class ObjectWriter {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             writer.enqueue(
                 .commit(
-                    committed, requestHeaders: requestHeaders, varyNames: varyNames,
+                    committed, requestHeaders: requestHeaders, varyNames: varyNames, purgeEpoch: purgeEpoch,
                     completion: { continuation.resume(with: $0) }))
         }
         return record

@@ -6,7 +6,7 @@ import HTTPCaching
 //
 // Databases (named LMDB databases inside one environment):
 //
-//   meta     "format"            → UTF-8 "outpost-store/1"
+//   meta     "format"            → UTF-8 "outpost-store/3"
 //            "usage"             → UsageRecord
 //   entries  digest16(primary)   → EntryRecord    one per URL: its variants
 //   objects  u64 objectID        → ObjectRecord   one per stored response
@@ -14,17 +14,23 @@ import HTTPCaching
 //   access   u64 objectID        → AccessRecord   LRU position and counters
 //   lru      u64 tick ‖ u64 objectID → (empty)    ascending tick = least recently used first
 //   pending  u64 objectID        → (empty)        chunks written, object not yet committed
+//   urls     urlKey(primary)     → (empty)        every entry, in URL order (prefix purges)
+//   tags     tag ‖ 0x00 ‖ digest16(primary) → (empty)  entries carrying a Surrogate-Key/Cache-Tag
+//   urlKey = the primary key's first 400 UTF-8 bytes ‖ digest16(primary) (LMDB keys are
+//   bounded; the full key is in the entry and is what a prefix is compared with).
 //
 // EntryRecord (version 1):
 //   u8 version=1 | string32 primaryKey | u16 variantCount |
 //   variantCount × ( u64 objectID | string32 secondaryKey | string32 varyNames ("\n"-joined) )
 //   Variants are ordered newest first; a lookup takes the first that matches.
 //
-// ObjectRecord (version 2; version 1 is the same without the alternates and still read):
-//   u8 version=2 | u8 flags (reserved, 0) | u16 status | f64 requestTime | f64 responseTime |
+// ObjectRecord (version 3; versions 1 and 2 are still read: 1 has no alternates, neither has
+// softPurgedAt):
+//   u8 version=3 | u8 flags (reserved, 0) | u16 status | f64 requestTime | f64 responseTime |
 //   f64 storedAt | u64 bodyLength | u32 chunkSize | u32 chunkCount | string32 primaryKey |
 //   string32 secondaryKey | u16 headerCount | headerCount × ( string32 name | string32 value ) |
-//   u16 alternateCount | alternateCount × ( string32 coding | u64 chunkOwner | u64 length | u32 chunkCount )
+//   u16 alternateCount | alternateCount × ( string32 coding | u64 chunkOwner | u64 length | u32 chunkCount ) |
+//   f64 softPurgedAt (0 when the object was never soft-purged)
 //   The body as received is the primary representation (chunks under the object's own id);
 //   alternates are the same content in another coding, produced by this cache, with chunks
 //   under their own owner id.
@@ -36,9 +42,10 @@ import HTTPCaching
 //   u8 version=1 | u64 bytes | u64 objects | u64 evictions | u64 nextObjectID | u64 nextTick
 
 enum StoreFormat {
-    static let identifier = "outpost-store/2"
-    /// Formats this version reads (an older one is upgraded in place on a writable open).
-    static let readable: Set<String> = ["outpost-store/1", "outpost-store/2"]
+    static let identifier = "outpost-store/3"
+    /// Formats this version reads (an older one is upgraded in place on a writable open: its
+    /// records are read as they are, and the URL and tag indexes are built).
+    static let readable: Set<String> = ["outpost-store/1", "outpost-store/2", "outpost-store/3"]
 }
 
 struct VariantRef: Sendable, Equatable {
@@ -116,6 +123,11 @@ public struct ObjectRecord: Sendable, Equatable {
     public var chunkCount: Int
     /// Other codings of the same content, produced by this cache.
     public var alternates: [Alternate] = []
+    /// When a soft purge marked this object stale (it must be revalidated before reuse).
+    public var softPurgedAt: Double?
+
+    /// The purge tags the origin gave it (Surrogate-Key, Cache-Tag).
+    public var tags: [String] { SurrogateKeys.tags(in: response.headers) }
 
     /// Bytes this object counts against max_store_size: body, headers and a fixed overhead for
     /// its records.
@@ -126,7 +138,7 @@ public struct ObjectRecord: Sendable, Equatable {
 
     func encoded() -> [UInt8] {
         var writer = RecordWriter(capacity: 512)
-        writer.u8(2)
+        writer.u8(3)
         writer.u8(0)
         writer.u16(UInt16(clamping: response.status))
         writer.f64(response.requestTime)
@@ -149,6 +161,7 @@ public struct ObjectRecord: Sendable, Equatable {
             writer.u64(UInt64(alternate.length))
             writer.u32(UInt32(alternate.chunkCount))
         }
+        writer.f64(softPurgedAt ?? 0)
         return writer.bytes
     }
 
@@ -169,7 +182,7 @@ public struct ObjectRecord: Sendable, Equatable {
     init(id: UInt64, decoding bytes: [UInt8]) throws {
         var reader = RecordReader(bytes, context: "object \(id)")
         let version = try reader.u8()
-        guard version == 1 || version == 2 else { throw StoreError.corruptRecord("object \(id) version") }
+        guard (1...3).contains(version) else { throw StoreError.corruptRecord("object \(id) version") }
         _ = try reader.u8()
         let status = Int(try reader.u16())
         let requestTime = try reader.f64()
@@ -198,6 +211,10 @@ public struct ObjectRecord: Sendable, Equatable {
                 let chunks = Int(try reader.u32())
                 alternates.append(Alternate(coding: coding, chunkOwner: owner, length: length, chunkCount: chunks))
             }
+        }
+        if version >= 3 {
+            let purgedAt = try reader.f64()
+            softPurgedAt = purgedAt > 0 ? purgedAt : nil
         }
     }
 }

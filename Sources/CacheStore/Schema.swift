@@ -12,8 +12,10 @@ struct Schema: Sendable {
     let access: LMDBDatabase
     let lru: LMDBDatabase
     let pending: LMDBDatabase
+    let urls: LMDBDatabase
+    let tags: LMDBDatabase
 
-    static let databaseCount = 7
+    static let databaseCount = 9
 
     init(environment: LMDBEnvironment, create: Bool) throws {
         meta = try environment.openDatabase("meta", create: create)
@@ -23,7 +25,19 @@ struct Schema: Sendable {
         access = try environment.openDatabase("access", create: create)
         lru = try environment.openDatabase("lru", create: create)
         pending = try environment.openDatabase("pending", create: create)
+        urls = try environment.openDatabase("urls", create: create)
+        tags = try environment.openDatabase("tags", create: create)
     }
+
+    /// The longest URL prefix in a `urls` key; the rest of the URL is compared from the entry.
+    static let urlKeyPrefixLength = 400
+
+    static func urlKey(_ primaryKey: String, digest: [UInt8]) -> [UInt8] {
+        Array(primaryKey.utf8.prefix(urlKeyPrefixLength)) + digest
+    }
+
+    static func tagKey(_ tag: String, digest: [UInt8]) -> [UInt8] { tagScanPrefix(tag) + digest }
+    static func tagScanPrefix(_ tag: String) -> [UInt8] { Array(tag.utf8) + [0] }
 
     static func chunkKey(_ id: UInt64, _ index: Int) -> [UInt8] { id.bigEndianBytes + UInt32(index).bigEndianBytes }
     static func lruKey(_ tick: UInt64, _ id: UInt64) -> [UInt8] { tick.bigEndianBytes + id.bigEndianBytes }
@@ -45,11 +59,78 @@ struct Schema: Sendable {
         try txn.get(access, id.bigEndianBytes).map { try AccessRecord(decoding: $0) }
     }
 
+    /// The entries whose URL starts with `prefix`, in URL order, until `body` returns false.
+    func entries(
+        _ txn: LMDBTransaction, prefix: String, _ body: (EntryRecord) throws -> Bool
+    ) throws {
+        let scanPrefix = Array(prefix.utf8.prefix(Schema.urlKeyPrefixLength))
+        try txn.scan(urls, from: scanPrefix.isEmpty ? nil : scanPrefix) { key, _ in
+            guard key.starts(with: scanPrefix) else { return false }
+            guard key.count >= 16,
+                let bytes = try txn.get(entries, Array(key.suffix(16))),
+                let entry = try? EntryRecord(decoding: bytes),
+                entry.primaryKey.hasPrefix(prefix)
+            else { return true }
+            return try body(entry)
+        }
+    }
+
+    /// The entries indexed under `tag` (some of whose variants carry it).
+    func entries(_ txn: LMDBTransaction, tag: String) throws -> [EntryRecord] {
+        let scanPrefix = Schema.tagScanPrefix(tag)
+        var digests: [[UInt8]] = []
+        try txn.scan(tags, from: scanPrefix) { key, _ in
+            guard key.starts(with: scanPrefix) else { return false }
+            digests.append(Array(key.dropFirst(scanPrefix.count)))
+            return true
+        }
+        return try digests.compactMap { digest in
+            try txn.get(entries, digest).flatMap { try? EntryRecord(decoding: $0) }
+        }
+    }
+
+    /// The union of the tags of an entry's variants.
+    func tags(_ txn: LMDBTransaction, of entry: EntryRecord?) throws -> Set<String> {
+        guard let entry else { return [] }
+        var all = Set<String>()
+        for variant in entry.variants {
+            if let record = try? object(txn, id: variant.objectID) { all.formUnion(record.tags) }
+        }
+        return all
+    }
+
     func usage(_ txn: LMDBTransaction) throws -> StoreUsage {
         try txn.get(meta, Array("usage".utf8)).map { try StoreUsage(decoding: $0) } ?? StoreUsage()
     }
 
     // MARK: writes
+
+    /// Brings the URL and tag indexes in line with an entry after it changed: `before` is the
+    /// tag set it had, `entry` what it is now (nil when it is gone).
+    func reindex(
+        _ txn: LMDBTransaction, primaryKey: String, before: Set<String>, entry: EntryRecord?
+    ) throws {
+        let digest = KeyDigest.digest(primaryKey)
+        let after = try tags(txn, of: entry)
+        if entry == nil {
+            try txn.delete(urls, Schema.urlKey(primaryKey, digest: digest))
+        } else {
+            try txn.put(urls, Schema.urlKey(primaryKey, digest: digest), [])
+        }
+        for tag in before.subtracting(after) { try txn.delete(tags, Schema.tagKey(tag, digest: digest)) }
+        for tag in after.subtracting(before) { try txn.put(tags, Schema.tagKey(tag, digest: digest), []) }
+    }
+
+    /// Builds the URL and tag indexes from the entries (when a store of an older format is
+    /// first opened by this version).
+    func buildIndexes(_ txn: LMDBTransaction) throws {
+        var all: [EntryRecord] = []
+        try txn.scan(entries) { _, value in
+            if let entry = try? EntryRecord(decoding: value) { all.append(entry) }
+            return true
+        }
+        for entry in all { try reindex(txn, primaryKey: entry.primaryKey, before: [], entry: entry) }
+    }
 
     func putUsage(_ txn: LMDBTransaction, _ usage: StoreUsage) throws {
         try txn.put(meta, Array("usage".utf8), usage.encoded())
@@ -101,22 +182,29 @@ struct Schema: Sendable {
         guard let bytes = try txn.get(entries, digest) else { return 0 }
         let entry = try? EntryRecord(decoding: bytes)
         guard let entry, entry.primaryKey == primaryKey else { return 0 }
+        let before = try tags(txn, of: entry)
         for variant in entry.variants { try removeObject(txn, id: variant.objectID, usage: &usage) }
         try txn.delete(entries, digest)
+        try reindex(txn, primaryKey: primaryKey, before: before, entry: nil)
         return entry.variants.count
     }
 
-    /// Drops one variant from its entry after its object was removed (eviction).
-    func unlinkVariant(_ txn: LMDBTransaction, primaryKey: String, id: UInt64) throws {
+    /// Drops one variant from its entry after its object (`removed`) was removed.
+    func unlinkVariant(_ txn: LMDBTransaction, removed: ObjectRecord) throws {
+        let primaryKey = removed.primaryKey
         let digest = KeyDigest.digest(primaryKey)
         guard let bytes = try txn.get(entries, digest), var entry = try? EntryRecord(decoding: bytes),
             entry.primaryKey == primaryKey
         else { return }
-        entry.variants.removeAll { $0.objectID == id }
+        entry.variants.removeAll { $0.objectID == removed.id }
+        // The object is already gone from `objects`: its tags count as the entry's before.
+        let before = try tags(txn, of: entry).union(removed.tags)
         if entry.variants.isEmpty {
             try txn.delete(entries, digest)
+            try reindex(txn, primaryKey: primaryKey, before: before, entry: nil)
         } else {
             try txn.put(entries, digest, entry.encoded())
+            try reindex(txn, primaryKey: primaryKey, before: before, entry: entry)
         }
     }
 

@@ -12,6 +12,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case closed
     /// The store could not free enough space for a write.
     case full
+    /// A purge covering the object landed while it was being written; it is not stored.
+    case purgedWhileWriting
     case lmdb(LMDBError)
 
     public var description: String {
@@ -25,6 +27,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .objectTooLarge(let limit): return "object larger than max_object_size (\(limit) bytes)"
         case .closed: return "the store is closed"
         case .full: return "the store is full and nothing could be evicted"
+        case .purgedWhileWriting: return "a purge covering the object landed while it was being written"
         case .lmdb(let error): return error.description
         }
     }

@@ -13,12 +13,18 @@ final class StoreWriter: @unchecked Sendable {
     enum Operation {
         case putChunk(id: UInt64, index: Int, bytes: ByteBuffer)
         case commit(
-            ObjectRecord, requestHeaders: HeaderFields, varyNames: [String],
+            ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], purgeEpoch: UInt64,
             completion: @Sendable (Result<Void, Error>) -> Void)
         case discard(id: UInt64)
         case invalidate([String], completion: @Sendable (Result<Int, Error>) -> Void)
         case update(id: UInt64, response: StoredResponse, completion: @Sendable (Result<Bool, Error>) -> Void)
+        case purge(Purge, completion: @Sendable (Result<Int, Error>) -> Void)
         case barrier(@Sendable () -> Void)
+
+        var isPurge: Bool {
+            if case .purge = self { return true }
+            return false
+        }
 
         var byteCount: Int {
             if case .putChunk(_, _, let bytes) = self { return bytes.readableBytes }
@@ -40,6 +46,7 @@ final class StoreWriter: @unchecked Sendable {
     private var usageSnapshot: StoreUsage
     private var failedObjects: Set<UInt64> = []
     private var nextObjectID: UInt64
+    private var purges = PurgeLog()
 
     // Touched only by the writer thread.
     private var usage: StoreUsage
@@ -63,6 +70,13 @@ final class StoreWriter: @unchecked Sendable {
         let id = nextObjectID
         nextObjectID += 1
         return id
+    }
+
+    /// The purge epoch now; an object writer remembers it when it starts.
+    var purgeEpoch: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return purges.epoch
     }
 
     var currentUsage: StoreUsage {
@@ -186,6 +200,11 @@ final class StoreWriter: @unchecked Sendable {
                     usage.nextObjectID = max(usage.nextObjectID, currentNextObjectID())
                     try schema.putUsage(txn, usage)
                 }
+                if !configuration.syncCommits, batch.contains(where: \.isPurge) {
+                    // A purge is durable before it is answered, even when commits are not
+                    // synced: a restart must never bring back what it removed.
+                    try environment.sync()
+                }
                 if usage.bytes > UInt64(configuration.maxStoreSize) {
                     try? evict(toBytes: configuration.evictionTarget)
                 }
@@ -229,7 +248,8 @@ final class StoreWriter: @unchecked Sendable {
     private func fail(_ operation: Operation, _ error: Error) -> () -> Void {
         switch operation {
         case .putChunk, .discard: return {}
-        case .commit(_, _, _, let completion): return { completion(.failure(error)) }
+        case .commit(_, _, _, _, let completion): return { completion(.failure(error)) }
+        case .purge(_, let completion): return { completion(.failure(error)) }
         case .invalidate(_, let completion): return { completion(.failure(error)) }
         case .update(_, _, let completion): return { completion(.failure(error)) }
         case .barrier(let completion): return completion
@@ -250,7 +270,7 @@ final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             return {}
 
-        case .commit(let record, let requestHeaders, let varyNames, let completion):
+        case .commit(var record, let requestHeaders, let varyNames, let purgeEpoch, let completion):
             let owners = [record.id] + record.alternates.map(\.chunkOwner)
             if owners.contains(where: isFailed) {
                 for owner in owners { try schema.removeChunks(txn, id: owner) }
@@ -259,8 +279,27 @@ final class StoreWriter: @unchecked Sendable {
                 condition.unlock()
                 return { completion(.failure(StoreError.full)) }
             }
+            condition.lock()
+            let verdict = purges.verdict(for: record, startEpoch: purgeEpoch)
+            condition.unlock()
+            switch verdict {
+            case .drop:
+                for owner in owners { try schema.removeChunks(txn, id: owner) }
+                return { completion(.failure(StoreError.purgedWhileWriting)) }
+            case .markStale(let time):
+                record.softPurgedAt = time
+            case .keep:
+                break
+            }
             try commit(record, requestHeaders: requestHeaders, varyNames: varyNames, txn)
             return { completion(.success(())) }
+
+        case .purge(let purge, let completion):
+            let count = try apply(purge, txn)
+            condition.lock()
+            purges.record(purge)
+            condition.unlock()
+            return { completion(.success(count)) }
 
         case .invalidate(let keys, let completion):
             var removed = 0
@@ -270,9 +309,18 @@ final class StoreWriter: @unchecked Sendable {
         case .update(let id, let response, let completion):
             guard var record = try schema.object(txn, id: id) else { return { completion(.success(false)) } }
             usage.bytes -= min(usage.bytes, UInt64(record.cost))
+            let before = record.tags
             record.response = response
+            // A validated response is no longer soft-purged (RFC 9111 §4.3.4 freshened it).
+            record.softPurgedAt = nil
             usage.bytes += UInt64(record.cost)
             try txn.put(schema.objects, id.bigEndianBytes, record.encoded())
+            if record.tags != before, let entry = try schema.entry(txn, primaryKey: record.primaryKey) {
+                // A 304 may carry new Surrogate-Key / Cache-Tag fields.
+                try schema.reindex(
+                    txn, primaryKey: record.primaryKey, before: Set(before).union(try schema.tags(txn, of: entry)),
+                    entry: entry)
+            }
             return { completion(.success(true)) }
 
         case .barrier(let completion):
@@ -288,12 +336,16 @@ final class StoreWriter: @unchecked Sendable {
     ) throws {
         let digest = KeyDigest.digest(record.primaryKey)
         var variants: [VariantRef] = []
+        var before = Set<String>()
         if let bytes = try txn.get(schema.entries, digest) {
             if let existing = try? EntryRecord(decoding: bytes), existing.primaryKey == record.primaryKey {
                 variants = existing.variants
+                before = try schema.tags(txn, of: existing)
             } else if let existing = try? EntryRecord(decoding: bytes) {
                 // A digest collision or a damaged entry: the newcomer takes the slot.
+                let previous = try schema.tags(txn, of: existing)
                 for variant in existing.variants { try schema.removeObject(txn, id: variant.objectID, usage: &usage) }
+                try schema.reindex(txn, primaryKey: existing.primaryKey, before: previous, entry: nil)
             }
         }
         var kept: [VariantRef] = []
@@ -310,8 +362,10 @@ final class StoreWriter: @unchecked Sendable {
             let dropped = kept.removeLast()
             try schema.removeObject(txn, id: dropped.objectID, usage: &usage)
         }
-        try txn.put(schema.entries, digest, EntryRecord(primaryKey: record.primaryKey, variants: kept).encoded())
+        let entry = EntryRecord(primaryKey: record.primaryKey, variants: kept)
+        try txn.put(schema.entries, digest, entry.encoded())
         try txn.put(schema.objects, record.id.bigEndianBytes, record.encoded())
+        try schema.reindex(txn, primaryKey: record.primaryKey, before: before, entry: entry)
         let tick = usage.nextTick
         usage.nextTick += 1
         try txn.put(
@@ -322,6 +376,52 @@ final class StoreWriter: @unchecked Sendable {
         for alternate in record.alternates { try txn.delete(schema.pending, alternate.chunkOwner.bigEndianBytes) }
         usage.bytes += UInt64(record.cost)
         usage.objects += 1
+    }
+
+    /// Applies a purge inside the batch's transaction; returns how many objects it removed
+    /// (or, soft, marked stale).
+    private func apply(_ purge: Purge, _ txn: LMDBTransaction) throws -> Int {
+        var entries: [EntryRecord] = []
+        switch purge.target {
+        case .url(let url):
+            if let entry = try schema.entry(txn, primaryKey: url) { entries.append(entry) }
+        case .prefix(let prefix):
+            try schema.entries(txn, prefix: prefix) { entry in
+                entries.append(entry)
+                return true
+            }
+        case .tags(let tags):
+            var seen = Set<String>()
+            for tag in tags {
+                for entry in try schema.entries(txn, tag: tag) where seen.insert(entry.primaryKey).inserted {
+                    entries.append(entry)
+                }
+            }
+        }
+        var count = 0
+        for entry in entries {
+            var matched: [ObjectRecord] = []
+            for variant in entry.variants {
+                if let record = try? schema.object(txn, id: variant.objectID), purge.matches(record) {
+                    matched.append(record)
+                }
+            }
+            count += matched.count
+            if purge.soft {
+                for var record in matched where record.softPurgedAt == nil {
+                    record.softPurgedAt = purge.time
+                    try txn.put(schema.objects, record.id.bigEndianBytes, record.encoded())
+                }
+            } else if matched.count == entry.variants.count {
+                _ = try schema.removeEntry(txn, primaryKey: entry.primaryKey, usage: &usage)
+            } else {
+                for record in matched {
+                    try schema.removeObject(txn, id: record.id, usage: &usage)
+                    try schema.unlinkVariant(txn, removed: record)
+                }
+            }
+        }
+        return count
     }
 
     /// Removes least recently used objects until the store counts at most `target` bytes,
@@ -341,7 +441,7 @@ final class StoreWriter: @unchecked Sendable {
                     for (tick, id) in victims {
                         guard usage.bytes > UInt64(max(0, target)) else { break }
                         if let record = try schema.removeObject(txn, id: id, usage: &usage) {
-                            try schema.unlinkVariant(txn, primaryKey: record.primaryKey, id: id)
+                            try schema.unlinkVariant(txn, removed: record)
                             usage.evictions += 1
                         }
                         try txn.delete(schema.lru, Schema.lruKey(tick, id))

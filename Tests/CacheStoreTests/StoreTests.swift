@@ -35,7 +35,7 @@ func storedResponse(_ fields: [(String, String)] = [("Cache-Control", "max-age=6
 @discardableResult
 func put(
     _ store: CacheStore, _ key: String, body: ByteBuffer, vary: [String] = [], request: [(String, String)] = [],
-    in pieces: Int = 3
+    response: StoredResponse = storedResponse(), in pieces: Int = 3
 ) async throws -> ObjectRecord {
     let requestHeaders = HeaderFields(request)
     let secondary = Vary(fieldNames: vary).secondaryKey(for: requestHeaders)
@@ -45,7 +45,7 @@ func put(
     while remaining.readableBytes > 0 {
         try await writer.append(remaining.readSlice(length: min(piece, remaining.readableBytes))!)
     }
-    return try await writer.commit(response: storedResponse(), requestHeaders: requestHeaders, storedAt: 200)
+    return try await writer.commit(response: response, requestHeaders: requestHeaders, storedAt: 200)
 }
 
 /// Reads the whole body of a found object, inline or chunk by chunk.
@@ -395,33 +395,54 @@ struct FormatTests {
             guard let error = error as? StoreError, case .incompatibleFormat(_, let found, let expected) = error else {
                 return false
             }
-            return found == "outpost-store/9" && expected == "outpost-store/2" && error.description.contains(dir.path)
+            return found == "outpost-store/9" && expected == "outpost-store/3" && error.description.contains(dir.path)
         }
     }
 
-    @Test("a store marked with format 1 opens, its objects are read, and it is re-marked as format 2")
-    func upgradesVersionOne() async throws {
+    @Test(
+        "an older store opens, its objects are read, its URL and tag indexes are built, it is re-marked as format 3",
+        arguments: ["outpost-store/1", "outpost-store/2"])
+    func upgradesOlderFormats(format: String) async throws {
         let dir = TemporaryStore()
         defer { dir.cleanup() }
         do {
             let store = try CacheStore(configuration: dir.configuration())
-            try await put(store, "http://h/old", body: bytes(100))
+            try await put(
+                store, "http://h/old", body: bytes(100),
+                response: storedResponse([("Cache-Control", "max-age=60"), ("Surrogate-Key", "old-tag")]))
             store.close()
         }
         do {
-            // Mark the store as written by format 1 (its object records are a subset of 2's).
-            let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 8, readOnly: false)
+            // Mark the store as written by the older format (its records are a subset of 3's)
+            // and empty the indexes that format did not have.
+            let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 10, readOnly: false)
             let meta = try environment.openDatabase("meta", create: false)
-            try environment.write { try $0.put(meta, Array("format".utf8), Array("outpost-store/1".utf8)) }
+            let indexes = [
+                try environment.openDatabase("urls", create: false),
+                try environment.openDatabase("tags", create: false),
+            ]
+            try environment.write { txn in
+                try txn.put(meta, Array("format".utf8), Array(format.utf8))
+                for index in indexes {
+                    var keys: [[UInt8]] = []
+                    try txn.scan(index) { key, _ in
+                        keys.append(key)
+                        return true
+                    }
+                    for key in keys { try txn.delete(index, key) }
+                }
+            }
             environment.close()
         }
         let store = try CacheStore(configuration: dir.configuration())
         #expect(try body(of: store.lookup("http://h/old", requestHeaders: HeaderFields()), in: store) == bytes(100))
+        #expect(try store.primaryKeys(prefix: "http://h/") == ["http://h/old"])
+        #expect(try store.primaryKeys(tag: "old-tag") == ["http://h/old"])
         store.close()
-        let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 8, readOnly: true)
+        let environment = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20, maxDatabases: 10, readOnly: true)
         defer { environment.close() }
         let meta = try environment.openDatabase("meta", create: false)
-        let format = try environment.read { try $0.get(meta, Array("format".utf8)) }
-        #expect(format.map { String(decoding: $0, as: UTF8.self) } == "outpost-store/2")
+        let marked = try environment.read { try $0.get(meta, Array("format".utf8)) }
+        #expect(marked.map { String(decoding: $0, as: UTF8.self) } == "outpost-store/3")
     }
 }

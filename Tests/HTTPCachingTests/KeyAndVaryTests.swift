@@ -97,3 +97,21 @@ struct KeyAndVaryTests {
                 == "outpost; fwd=bypass; detail=\"a \\\"b\\\"\"")
     }
 }
+
+@Suite("Surrogate keys")
+struct SurrogateKeyTests {
+    @Test(
+        "Surrogate-Key is space-separated, Cache-Tag comma-separated; duplicates, empty and invalid tags are dropped",
+        arguments: [
+            ([("Surrogate-Key", "a b  c")], ["a", "b", "c"]),
+            ([("Cache-Tag", "a, b,,c ")], ["a", "b", "c"]),
+            ([("Surrogate-Key", "a b"), ("Cache-Tag", "b, c"), ("Surrogate-Key", "d")], ["a", "b", "d", "c"]),
+            ([("Surrogate-Key", "Case case")], ["Case", "case"]),
+            ([("Surrogate-Key", String(repeating: "x", count: 201) + " ok")], ["ok"]),
+            ([("Cache-Tag", "caf\u{e9}, ok")], ["ok"]),
+            ([(String, String)](), []),
+        ])
+    func tags(fields: [(String, String)], expected: [String]) {
+        #expect(SurrogateKeys.tags(in: HeaderFields(fields)) == expected)
+    }
+}
