@@ -157,6 +157,11 @@ public final class CacheStore: Sendable {
         try environment.read { try schema.accessRecord($0, id: id) }.map { ($0.hits, $0.lastAccess) }
     }
 
+    /// How many URLs have something stored.
+    public func entryCount() throws -> Int {
+        try environment.read { try $0.count(schema.entries) }
+    }
+
     /// Store-wide counters (bytes, objects, evictions), as last committed.
     public func usage() throws -> StoreUsage {
         if let writer { return writer.currentUsage }

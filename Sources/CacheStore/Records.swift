@@ -267,7 +267,7 @@ public struct StoreUsage: Sendable, Equatable {
         return writer.bytes
     }
 
-    init() {}
+    public init() {}
 
     init(decoding bytes: [UInt8]) throws {
         var reader = RecordReader(bytes, context: "usage")

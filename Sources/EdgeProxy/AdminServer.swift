@@ -1,44 +1,69 @@
+import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
 
-/// The admin listener, separate from traffic. For now it answers `GET /health` only.
+/// One connection to the admin listener (separate from traffic): reads each request with its
+/// body (up to `admin.max_body_size`) and writes the `AdminAPI`'s answer.
 struct AdminConnection {
     let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    let api: AdminAPI
     let logger: Logger
 
     func run() async {
+        let peer = channel.channel.remoteAddress?.ipAddress
         do {
             try await channel.executeThenClose { inbound, outbound in
-                for try await part in inbound {
+                var parts = inbound.makeAsyncIterator()
+                while let part = try await parts.next() {
                     guard case .head(let head) = part else { continue }
-                    let (status, body) = answer(head)
+                    let limit = api.settings().admin.maxBodySize
+                    var body: [UInt8] = []
+                    var tooLarge = false
+                    reading: while let next = try await parts.next() {
+                        switch next {
+                        case .body(let buffer):
+                            if body.count + buffer.readableBytes > limit {
+                                tooLarge = true
+                            } else {
+                                body += buffer.readableBytesView
+                            }
+                        case .end: break reading
+                        case .head: throw ConnectionAbort(reason: "request head inside a body")
+                        }
+                    }
+                    let response: AdminResponse
+                    if tooLarge {
+                        logger.notice("admin request body too large", metadata: ["peer": "\(peer ?? "-")"])
+                        response = .error(413, "request body larger than admin.max_body_size (\(limit) bytes)")
+                    } else {
+                        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                        response = await api.handle(
+                            AdminRequest(
+                                method: head.method.rawValue, path: path,
+                                headers: HeaderFields(
+                                    fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) }),
+                                body: body, peer: peer))
+                    }
+                    let keepAlive = head.isKeepAlive && !tooLarge
                     var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: "application/json")
-                    headers.add(name: "Content-Length", value: String(body.utf8.count))
+                    headers.add(name: "Content-Type", value: response.contentType)
+                    headers.add(name: "Content-Length", value: String(response.body.count))
                     headers.add(name: "Cache-Control", value: "no-store")
-                    if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
+                    for (name, value) in response.headers { headers.add(name: name, value: value) }
+                    if !keepAlive { headers.add(name: "Connection", value: "close") }
+                    let status = HTTPResponseStatus(statusCode: response.status)
                     try await outbound.write(
                         .head(HTTPResponseHead(version: head.version, status: status, headers: headers)))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+                    if head.method != .HEAD {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body))))
+                    }
                     try await outbound.write(.end(nil))
-                    if !head.isKeepAlive { break }
+                    if !keepAlive { break }
                 }
             }
         } catch {
             logger.debug("admin connection ended", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String) {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        switch (head.method, path) {
-        case (.GET, "/health"), (.HEAD, "/health"):
-            return (.ok, "{\"status\":\"ok\"}\n")
-        case (_, "/health"):
-            return (.methodNotAllowed, "{\"error\":\"method not allowed\"}\n")
-        default:
-            return (.notFound, "{\"error\":\"no such admin route: \(path.filter { $0 != "\"" && $0 != "\\" })\"}\n")
         }
     }
 }

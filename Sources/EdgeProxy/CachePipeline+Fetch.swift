@@ -379,6 +379,7 @@ extension CachePipeline {
         plan: FetchPlan, requestTime: Double, responseTime: Double, finish: (Coalescer.Outcome, Bool) -> Void
     ) async throws -> RequestOutcome {
         var refreshed = stale
+        refreshed.softPurgedAt = nil
         let variants = (try? store.variants(request.key.description)) ?? []
         for variant in variants
         where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified)
@@ -456,8 +457,7 @@ extension CachePipeline {
         let cacheControl = governingCacheControl(stale.response)
         return Reuse.staleIfErrorAllows(
             stored: stale.response, responseCacheControl: cacheControl,
-            lifetime: FreshnessLifetime.of(
-                stale.response, cacheControl: cacheControl, configuration: configuration.freshness),
+            lifetime: lifetime(of: stale),
             request: RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives),
             operatorWindow: configuration.cache.staleIfError, now: clock.now())
     }
@@ -467,8 +467,7 @@ extension CachePipeline {
         _ stale: ObjectRecord, request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, upstreamStatus: Int?
     ) async throws -> RequestOutcome {
         let now = clock.now()
-        let lifetime = FreshnessLifetime.of(
-            stale.response, cacheControl: governingCacheControl(stale.response), configuration: configuration.freshness)
+        let lifetime = lifetime(of: stale)
         let status = CacheStatus(
             forward: .stale, forwardStatus: upstreamStatus, collapsed: plan.collapsed,
             ttl: Int64((Double(lifetime.seconds) - Age.current(of: stale.response, now: now)).rounded(.down)),

@@ -16,13 +16,14 @@ final class CachePipeline: Sendable {
     let coalescer: Coalescer
     let clock: any CacheClock
     let logger: Logger
+    let telemetry: Telemetry
     /// Background refreshes in flight, so that shutdown can wait for them before the store closes.
-    private let background = NIOLockedValueBox<[Int: Task<Void, Never>]>([:])
-    private let backgroundCounter = NIOLockedValueBox(0)
+    private let background: NIOLockedValueBox<[Int: Task<Void, Never>]>
+    private let backgroundCounter: NIOLockedValueBox<Int>
 
     init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock,
-        logger: Logger
+        logger: Logger, telemetry: Telemetry = Telemetry()
     ) {
         self.configuration = configuration
         self.store = store
@@ -30,6 +31,27 @@ final class CachePipeline: Sendable {
         self.coalescer = Coalescer(uncacheableTTL: configuration.cache.uncacheableTTL)
         self.clock = clock
         self.logger = logger
+        self.telemetry = telemetry
+        self.background = NIOLockedValueBox([:])
+        self.backgroundCounter = NIOLockedValueBox(0)
+    }
+
+    /// The same pipeline under a reloaded configuration: store, coalescer, background work and
+    /// counters are shared, so requests in flight under the old one and new ones still coalesce.
+    private init(reconfiguring previous: CachePipeline, configuration: OutpostConfiguration, upstream: UpstreamPool) {
+        self.configuration = configuration
+        self.store = previous.store
+        self.upstream = upstream
+        self.coalescer = previous.coalescer
+        self.clock = previous.clock
+        self.logger = previous.logger
+        self.telemetry = previous.telemetry
+        self.background = previous.background
+        self.backgroundCounter = previous.backgroundCounter
+    }
+
+    func reconfigured(_ configuration: OutpostConfiguration, upstream: UpstreamPool) -> CachePipeline {
+        CachePipeline(reconfiguring: self, configuration: configuration, upstream: upstream)
     }
 
     var via: String { configuration.server.viaPseudonym }
@@ -81,13 +103,21 @@ final class CachePipeline: Sendable {
                 return try await fetchCoalesced(request, sink: sink, plan: plan)
             }
             let cacheControl = governingCacheControl(record.response)
-            let lifetime = FreshnessLifetime.of(
-                record.response, cacheControl: cacheControl, configuration: configuration.freshness)
+            let lifetime = lifetime(of: record)
             let now = clock.now()
             let age = Age.current(of: record.response, now: now)
-            let decision = Reuse.decide(
+            var decision = Reuse.decide(
                 stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
                 now: now)
+            if record.softPurgedAt != nil {
+                // A soft-purged object is revalidated before it is used again (no refresh behind
+                // the client); stale-if-error and the client's max-stale still apply.
+                switch decision {
+                case .staleWhileRevalidate, .mustValidate(reason: "stale"):
+                    decision = .mustValidate(reason: "soft purge")
+                default: break
+                }
+            }
             var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
             status.collapsed = collapsed
             switch decision {
@@ -155,6 +185,15 @@ final class CachePipeline: Sendable {
             completion.headers.remove("If-Range")
         }
         return completion
+    }
+
+    /// The freshness lifetime of a stored object, ended at its soft purge if it had one.
+    func lifetime(of record: ObjectRecord) -> FreshnessLifetime {
+        let lifetime = FreshnessLifetime.of(
+            record.response, cacheControl: governingCacheControl(record.response),
+            configuration: configuration.freshness)
+        guard let purgedAt = record.softPurgedAt else { return lifetime }
+        return Reuse.softPurged(lifetime, stored: record.response, purgedAt: purgedAt)
     }
 
     /// The directives that govern this cache for a stored or received response: a targeted
@@ -227,6 +266,7 @@ final class CachePipeline: Sendable {
         case .bypass:
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
         case .follower:
+            telemetry.recordCoalescedWait()
             switch await coalescer.wait(for: key) {
             case .stored:
                 let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)

@@ -8,6 +8,9 @@ struct ChannelResponseSink: ResponseSink {
     let writer: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
     let version: HTTPVersion
     let keepAlive: Bool
+    /// Remove Surrogate-Key and Cache-Tag (the origin's purge tags are for this cache only,
+    /// unless `cache.expose_surrogate_keys`).
+    var stripSurrogateKeys = true
     /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
     let mustClose = NIOLockedValueBox(false)
 
@@ -36,7 +39,10 @@ struct ChannelResponseSink: ResponseSink {
     private func makeHead(status: Int, headers: HeaderFields) -> HTTPResponseHead {
         var nioHeaders = HTTPHeaders()
         nioHeaders.reserveCapacity(headers.count + 1)
-        for field in headers { nioHeaders.add(name: field.name, value: field.value) }
+        for field in headers {
+            if stripSurrogateKeys && SurrogateKeys.isTagField(field.name) { continue }
+            nioHeaders.add(name: field.name, value: field.value)
+        }
         let delimited = nioHeaders.contains(name: "Content-Length") || status == 204 || status == 304 || status < 200
         if !keepAlive || (version.minor == 0 && !delimited) {
             mustClose.withLockedValue { $0 = true }

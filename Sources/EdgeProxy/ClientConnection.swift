@@ -8,12 +8,13 @@ import NIOHTTP1
 /// requests wait in NIO's pipeline handler). A failure ends this connection only.
 struct ClientConnection {
     let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    let pipeline: CachePipeline
+    /// The pipeline in force; each request takes the current one, so a reloaded
+    /// configuration applies from the next request on, also on open connections.
+    let pipelines: PipelineHolder
     let registry: ConnectionRegistry
     let accessLog: AccessLog
+    let telemetry: Telemetry
     let logger: Logger
-
-    private var configuration: OutpostConfiguration { pipeline.configuration }
 
     func run() async {
         let id = registry.register(channel.channel)
@@ -41,9 +42,13 @@ struct ClientConnection {
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, peer: String?
     ) async throws -> Bool {
         let started = ContinuousClock.now
+        let pipeline = pipelines.current
+        let configuration = pipeline.configuration
+        let strip = !configuration.cache.exposeSurrogateKeys
         let headers = HeaderFields(fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
         let keepAlive = head.isKeepAlive && !registry.isDraining
-        let sink = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: keepAlive)
+        let sink = ChannelResponseSink(
+            writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
         let method = head.method.rawValue
         let limits = RequestValidation.Limits(
             maxURILength: configuration.server.maxURILength, maxHeaderBytes: configuration.server.maxHeaderBytes,
@@ -56,6 +61,7 @@ struct ClientConnection {
             accessLog.record(
                 method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
                 cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
+            telemetry.record(status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
         }
 
         if let rejection = RequestValidation.check(
@@ -65,7 +71,8 @@ struct ClientConnection {
             logger.notice(
                 "rejected request",
                 metadata: ["status": "\(rejection.status)", "reason": "\(rejection.reason)", "peer": "\(peer ?? "-")"])
-            let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
+            let closing = ChannelResponseSink(
+                writer: outbound, version: head.version, keepAlive: false, stripSurrogateKeys: strip)
             let outcome = try await pipeline.sendError(
                 status: rejection.status, message: rejection.reason, sink: closing,
                 cacheStatus: CacheStatus(forward: .bypass, detail: "rejected"), proxyError: nil)
@@ -75,7 +82,8 @@ struct ClientConnection {
         // HTTP/1.0 clients may omit Host; they get the default origin's site.
         let host = headers["Host"] ?? (head.version.minor == 0 ? configuration.upstream.defaultOrigin?.authority : nil)
         guard let target = RequestTarget(uri: head.uri, host: host) else {
-            let closing = ChannelResponseSink(writer: outbound, version: head.version, keepAlive: false)
+            let closing = ChannelResponseSink(
+                writer: outbound, version: head.version, keepAlive: false, stripSurrogateKeys: strip)
             let outcome = try await pipeline.sendError(
                 status: 400, message: "invalid request target", sink: closing,
                 cacheStatus: CacheStatus(forward: .bypass, detail: "rejected"), proxyError: nil)
@@ -83,7 +91,7 @@ struct ClientConnection {
             return false
         }
         let key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
-        guard let origin = route(key) else {
+        guard let origin = route(key, configuration.upstream) else {
             let error = ProxyError.destinationNotFound("no origin configured for \(key.authority)")
             let outcome = try await pipeline.sendError(
                 status: 502, message: error.details, sink: sink,
@@ -99,7 +107,8 @@ struct ClientConnection {
             clientAddress: peer, body: nil)
         let outcome: RequestOutcome
         do {
-            outcome = try await answer(request, head: head, parts: &parts, outbound: outbound, sink: sink)
+            outcome = try await answer(
+                request, pipeline: pipeline, head: head, parts: &parts, outbound: outbound, sink: sink)
         } catch {
             // The response was cut short (client gone, origin failed mid-body): still one line.
             accessLog.record(
@@ -113,7 +122,7 @@ struct ClientConnection {
 
     /// Runs the pipeline, streaming the request body to it when there is one.
     private func answer(
-        _ request: ClientRequest, head: HTTPRequestHead,
+        _ request: ClientRequest, pipeline: CachePipeline, head: HTTPRequestHead,
         parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, sink: ChannelResponseSink
     ) async throws -> RequestOutcome {
@@ -129,7 +138,7 @@ struct ClientConnection {
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
             request.body = .stream(stream, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
             let finalRequest = request
-            let limit = configuration.server.maxRequestBodySize
+            let limit = pipeline.configuration.server.maxRequestBodySize
             outcome = try await withThrowingTaskGroup(of: RequestOutcome.self) { group in
                 group.addTask { try await pipeline.handle(finalRequest, sink: sink) }
                 var total = 0
@@ -178,9 +187,9 @@ struct ClientConnection {
     }
 
     /// The origin for a request: by Host (with or without port), else the default origin.
-    private func route(_ key: CacheKey) -> OriginURL? {
-        let hosts = configuration.upstream.hosts
-        return hosts[key.authority] ?? hosts[key.host] ?? configuration.upstream.defaultOrigin
+    private func route(_ key: CacheKey, _ upstream: OutpostConfiguration.Upstream) -> OriginURL? {
+        let hosts = upstream.hosts
+        return hosts[key.authority] ?? hosts[key.host] ?? upstream.defaultOrigin
     }
 }
 

@@ -75,6 +75,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `cache.stale_if_error`: seconds past expiry a stale response may be served when the
         /// origin fails, for responses that do not say so themselves; 0 is off.
         public var staleIfError: Int64 = 0
+        /// `cache.expose_surrogate_keys`: send the origin's Surrogate-Key and Cache-Tag fields
+        /// on to clients (they are instructions to this cache, removed by default).
+        public var exposeSurrogateKeys = false
     }
 
     public struct Compression: Sendable, Equatable {
@@ -96,8 +99,17 @@ public struct OutpostConfiguration: Sendable, Equatable {
     }
 
     public struct Admin: Sendable, Equatable {
-        /// `admin.listen`: address of the admin listener (loopback by default).
+        /// `admin.listen`: address of the admin listener (loopback by default). A non-loopback
+        /// address is refused unless a token is configured.
         public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8090)
+        /// `admin.token_file`: a file holding the bearer token the admin API requires
+        /// (`OUTPOST_ADMIN_TOKEN` in the environment takes precedence).
+        public var tokenFile: String?
+        /// `admin.max_body_size`: bytes of request body an admin request may carry; beyond → 413.
+        public var maxBodySize = 64 * 1024
+        /// The token in force, resolved from the environment or `token_file` (see
+        /// ``AdminToken``); not a configuration key of its own.
+        public var token: String?
     }
 
     public struct Log: Sendable, Equatable {

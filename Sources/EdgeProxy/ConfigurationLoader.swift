@@ -68,6 +68,7 @@ public enum ConfigurationLoader {
             try cache.string("targeted_field") { configuration.cache.targetedField = $0 }
             try cache.integer("default_ttl", minimum: 0) { configuration.cache.defaultTTL = Int64($0) }
             try cache.integer("stale_if_error", minimum: 0) { configuration.cache.staleIfError = Int64($0) }
+            try cache.bool("expose_surrogate_keys") { configuration.cache.exposeSurrogateKeys = $0 }
         }
         try reader.table("store") { store in
             try store.string("path") { configuration.store.path = $0 }
@@ -90,6 +91,8 @@ public enum ConfigurationLoader {
         }
         try reader.table("admin") { admin in
             try admin.address("listen") { configuration.admin.listen = $0 }
+            try admin.string("token_file") { configuration.admin.tokenFile = $0 }
+            try admin.size("max_body_size", minimum: 1024) { configuration.admin.maxBodySize = $0 }
         }
         try reader.table("log") { log in
             try log.string("level") { level in

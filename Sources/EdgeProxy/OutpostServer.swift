@@ -9,41 +9,56 @@ import NIOPosix
 /// ordered graceful shutdown (stop accepting → let in-flight requests finish → close the
 /// origin clients → close the store).
 public final class OutpostServer: Sendable {
-    public let configuration: OutpostConfiguration
+    /// The configuration in force (the reloaded one after SIGHUP).
+    public var configuration: OutpostConfiguration { live.withLockedValue { $0 } }
     /// The address the traffic listener is bound to (the real port when 0 was asked for).
     public let trafficAddress: SocketAddress
     public let adminAddress: SocketAddress
     public let store: CacheStore
+    /// Counters for /stats and /metrics.
+    public let telemetry: Telemetry
 
     private typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     private let traffic: NIOAsyncChannel<ConnectionChannel, Never>
     private let admin: NIOAsyncChannel<ConnectionChannel, Never>
-    private let pipeline: CachePipeline
-    private let upstream: UpstreamPool
+    private let live: NIOLockedValueBox<OutpostConfiguration>
+    private let pipelines: PipelineHolder
+    /// The origin clients in use, and those replaced by reloads (closed at shutdown, once no
+    /// request can still be using them).
+    private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
+    private let clock: any CacheClock
     private let logger: Logger
     private let shuttingDown = NIOLockedValueBox(false)
 
     /// Opens the store and binds both listeners; call ``run()`` to serve.
-    public init(configuration: OutpostConfiguration, clock: any CacheClock = SystemClock(), logger: Logger) async throws
-    {
+    public init(
+        configuration: OutpostConfiguration, clock: any CacheClock = SystemClock(), logger: Logger,
+        telemetry: Telemetry = Telemetry()
+    ) async throws {
         guard configuration.upstream.defaultOrigin != nil || !configuration.upstream.hosts.isEmpty else {
             throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
         }
-        self.configuration = configuration
+        try AdminToken.checkExposure(configuration.admin)
+        let live = NIOLockedValueBox(configuration)
+        self.live = live
+        self.clock = clock
         self.logger = logger
+        self.telemetry = telemetry
         let store = try CacheStore(configuration: configuration.store)
         self.store = store
         let group = MultiThreadedEventLoopGroup.singleton
-        let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group)
-        self.upstream = upstream
-        self.pipeline = CachePipeline(
-            configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger)
+        let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group, telemetry: telemetry)
+        self.upstreams = NIOLockedValueBox((upstream, []))
+        self.pipelines = PipelineHolder(
+            CachePipeline(
+                configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger,
+                telemetry: telemetry))
         do {
             traffic = try await OutpostServer.bind(
-                configuration.server.listen, configuration: configuration, logger: logger, timeouts: true)
+                configuration.server.listen, live: live, logger: logger, timeouts: true)
             admin = try await OutpostServer.bind(
-                configuration.admin.listen, configuration: configuration, logger: logger, timeouts: false)
+                configuration.admin.listen, live: live, logger: logger, timeouts: false)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -51,27 +66,80 @@ public final class OutpostServer: Sendable {
         }
         trafficAddress = traffic.channel.localAddress!
         adminAddress = admin.channel.localAddress!
+        if configuration.admin.token == nil {
+            logger.notice("the admin API has no token: it answers anyone who can reach \(configuration.admin.listen)")
+        }
+    }
+
+    /// Applies a reloaded configuration without dropping connections: origins, limits,
+    /// timeouts, caching and compression settings and the admin token take effect for the
+    /// next request (timeouts for the next connection). The listeners and the store cannot
+    /// move while running; changes to them are reported and wait for a restart. Returns what
+    /// changed, for the log.
+    @discardableResult
+    public func reload(_ proposed: OutpostConfiguration) throws -> [String] {
+        guard proposed.upstream.defaultOrigin != nil || !proposed.upstream.hosts.isEmpty else {
+            throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
+        }
+        let current = configuration
+        var next = proposed
+        var notes: [String] = []
+        if next.server.listen != current.server.listen {
+            notes.append("server.listen needs a restart; still \(current.server.listen)")
+            next.server.listen = current.server.listen
+        }
+        if next.admin.listen != current.admin.listen {
+            notes.append("admin.listen needs a restart; still \(current.admin.listen)")
+            next.admin.listen = current.admin.listen
+        }
+        if next.store != current.store {
+            notes.append("store.* needs a restart; unchanged")
+            next.store = current.store
+        }
+        if next.log.access != current.log.access {
+            notes.append("log.access needs a restart; unchanged")
+            next.log.access = current.log.access
+        }
+        try AdminToken.checkExposure(next.admin)
+        var upstream = upstreams.withLockedValue { $0.current }
+        if next.upstream != current.upstream {
+            let replacement = UpstreamPool(
+                configuration: next.upstream, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                telemetry: telemetry)
+            upstreams.withLockedValue { pools in
+                pools.retired.append(pools.current)
+                pools.current = replacement
+            }
+            upstream = replacement
+            notes.append("upstream reloaded")
+        }
+        if next.admin.token != current.admin.token { notes.append("admin token changed") }
+        pipelines.replace(pipelines.current.reconfigured(next, upstream: upstream))
+        live.withLockedValue { $0 = next }
+        logger.info("configuration reloaded", metadata: ["changes": "\(notes.joined(separator: "; "))"])
+        return notes
     }
 
     private static func bind(
-        _ address: SocketAddressSpec, configuration: OutpostConfiguration, logger: Logger, timeouts: Bool
+        _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool
     ) async throws -> NIOAsyncChannel<ConnectionChannel, Never> {
-        let server = configuration.server
-        // The decoder's own limits sit above ours so that RequestValidation can tell a long URI
-        // (414) from a large header section (431); far beyond both, the decoder stops reading.
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = 2 * max(server.maxHeaderBytes, server.maxURILength)
-        limits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
-        limits.maxHeaderFieldCount = server.maxHeaders + 1
-        let decoderLimits = limits
-        let via = server.viaPseudonym
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .bind(host: address.host, port: address.port) { channel in
-                channel.pipeline.configureHTTPServerPipeline(
+                // Each connection takes the limits and timeouts in force when it opens.
+                let server = live.withLockedValue { $0.server }
+                // The decoder's own limits sit above ours so that RequestValidation can tell a
+                // long URI (414) from a large header section (431); far beyond both, the decoder
+                // stops reading.
+                var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+                decoderLimits.maxHeaderFieldSize = 2 * max(server.maxHeaderBytes, server.maxURILength)
+                decoderLimits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
+                decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
+                let via = server.viaPseudonym
+                return channel.pipeline.configureHTTPServerPipeline(
                     withErrorHandling: false, withDecoderLimitConfiguration: decoderLimits
                 ).flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
@@ -88,7 +156,7 @@ public final class OutpostServer: Sendable {
     }
 
     /// Requests waiting right now for another request's fetch of the same URL.
-    public var coalescedWaiters: Int { pipeline.coalescer.waitingCount }
+    public var coalescedWaiters: Int { pipelines.current.coalescer.waitingCount }
 
     /// Serves until ``shutdown()``; returns after the store is closed.
     public func run() async {
@@ -105,21 +173,28 @@ public final class OutpostServer: Sendable {
             group.addTask {
                 await self.accept(self.traffic) { connection in
                     await ClientConnection(
-                        channel: connection, pipeline: self.pipeline, registry: self.registry, accessLog: accessLog,
-                        logger: self.logger
+                        channel: connection, pipelines: self.pipelines, registry: self.registry, accessLog: accessLog,
+                        telemetry: self.telemetry, logger: self.logger
                     ).run()
                 }
             }
             group.addTask {
                 await self.accept(self.admin) { connection in
-                    await AdminConnection(channel: connection, logger: self.logger).run()
+                    await AdminConnection(channel: connection, api: self.adminAPI, logger: self.logger).run()
                 }
             }
         }
-        await pipeline.drainBackground()
-        await upstream.shutdown()
+        await pipelines.current.drainBackground()
+        let pools = upstreams.withLockedValue { [$0.current] + $0.retired }
+        for pool in pools { await pool.shutdown() }
         store.close()
         logger.info("outpost stopped")
+    }
+
+    private var adminAPI: AdminAPI {
+        let live = self.live
+        return AdminAPI(
+            settings: { live.withLockedValue { $0 } }, store: store, telemetry: telemetry, clock: clock, logger: logger)
     }
 
     private func accept(

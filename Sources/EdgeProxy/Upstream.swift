@@ -21,8 +21,11 @@ final class UpstreamPool: Sendable {
     private let clients: [String: HTTPClient]
     private let fallback: HTTPClient
     private let responseTimeout: TimeAmount
+    private let telemetry: Telemetry?
 
-    init(configuration: OutpostConfiguration.Upstream, eventLoopGroup: any EventLoopGroup) {
+    init(configuration: OutpostConfiguration.Upstream, eventLoopGroup: any EventLoopGroup, telemetry: Telemetry? = nil)
+    {
+        self.telemetry = telemetry
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             timeout: .init(
@@ -54,9 +57,13 @@ final class UpstreamPool: Sendable {
         for field in request.headers { headers.add(name: field.name, value: field.value) }
         outgoing.headers = headers
         outgoing.body = request.body
+        let started = ContinuousClock.now
         do {
-            return try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
+            let response = try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
+            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
+            return response
         } catch {
+            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
             throw UpstreamPool.classify(error, origin: request.origin)
         }
     }

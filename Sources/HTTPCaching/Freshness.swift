@@ -34,6 +34,11 @@ public struct FreshnessLifetime: Sendable, Equatable {
     public var seconds: Int64
     public var source: Source
 
+    public init(seconds: Int64, source: Source) {
+        self.seconds = seconds
+        self.source = source
+    }
+
     public var isExplicit: Bool { source == .sMaxAge || source == .maxAge || source == .expires }
 
     /// Computes the lifetime of a response for a shared cache, first rule that applies:

@@ -98,6 +98,16 @@ public enum Reuse {
         return staleness <= Double(window)
     }
 
+    /// A soft purge (the operator's word that the stored response is out of date) makes it
+    /// stale from that moment: its lifetime ends at the age it had then. Staleness, and so
+    /// stale-if-error and max-stale windows, count from the purge.
+    public static func softPurged(
+        _ lifetime: FreshnessLifetime, stored: StoredResponse, purgedAt: Double
+    ) -> FreshnessLifetime {
+        let ageThen = Int64(max(0, Age.current(of: stored, now: purgedAt)).rounded(.down))
+        return FreshnessLifetime(seconds: min(lifetime.seconds, ageThen), source: lifetime.source)
+    }
+
     /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and `no-cache` forbid
     /// serving a stale response for any reason (§4.2.4).
     public static func forbidsStale(_ cacheControl: CacheControl) -> Bool {

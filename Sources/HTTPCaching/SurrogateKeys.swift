@@ -5,6 +5,13 @@ public enum SurrogateKeys {
     /// Field names that carry tags; removed from client responses unless configured otherwise.
     public static let fieldNames = ["Surrogate-Key", "Cache-Tag"]
 
+    /// Is this field one of the tag fields? (Cheap enough for every response head.)
+    public static func isTagField(_ name: String) -> Bool {
+        let count = name.utf8.count
+        guard count == 13 || count == 9 else { return false }
+        return name.equalsIgnoringASCIICase("Surrogate-Key") || name.equalsIgnoringASCIICase("Cache-Tag")
+    }
+
     /// The longest tag indexed (bytes); longer ones are ignored (LMDB keys are bounded).
     public static let maxTagLength = 200
 

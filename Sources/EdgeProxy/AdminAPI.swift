@@ -1,0 +1,135 @@
+import CacheStore
+import Foundation
+import HTTPCaching
+import Logging
+
+/// One request to the admin listener, body included.
+struct AdminRequest: Sendable {
+    var method: String
+    var path: String
+    var headers: HeaderFields
+    var body: [UInt8]
+    var peer: String?
+}
+
+/// An admin answer: JSON, or Prometheus text for /metrics.
+struct AdminResponse: Sendable {
+    var status: Int
+    var contentType = "application/json"
+    var body: [UInt8]
+    var headers: [(String, String)] = []
+
+    static func json(_ status: Int, _ object: [String: Any]) -> AdminResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return AdminResponse(status: status, body: Array(data) + [0x0A])
+    }
+
+    static func error(_ status: Int, _ message: String) -> AdminResponse {
+        json(status, ["error": message])
+    }
+}
+
+/// The admin API (docs/admin-api.md): routes, authentication and the work behind them. The
+/// listener (`AdminConnection`) only moves bytes.
+struct AdminAPI: Sendable {
+    let settings: @Sendable () -> OutpostConfiguration
+    let store: CacheStore
+    let telemetry: Telemetry
+    let clock: any CacheClock
+    let logger: Logger
+
+    func handle(_ request: AdminRequest) async -> AdminResponse {
+        let route = (request.method, request.path)
+        if request.path == "/health" {
+            guard request.method == "GET" || request.method == "HEAD" else { return methodNotAllowed("GET") }
+            return .json(200, ["status": "ok"])
+        }
+        let known = ["/purge": "POST", "/stats": "GET", "/metrics": "GET"]
+        guard let allowed = known[request.path] else {
+            return .error(404, "no such admin route: \(request.path)")
+        }
+        // Every route but /health needs the token when one is configured (RFC 6750).
+        if let token = settings().admin.token, !AdminToken.authorizes(request.headers["Authorization"], token: token) {
+            logger.warning(
+                "admin request refused: missing or wrong bearer token",
+                metadata: ["path": "\(request.path)", "peer": "\(request.peer ?? "-")"])
+            var response = AdminResponse.error(401, "a valid bearer token is required (Authorization: Bearer …)")
+            response.headers.append(("WWW-Authenticate", "Bearer realm=\"outpost-admin\""))
+            return response
+        }
+        guard request.method == allowed || (allowed == "GET" && request.method == "HEAD") else {
+            return methodNotAllowed(allowed)
+        }
+        switch route.1 {
+        case "/purge": return await purge(request)
+        case "/stats": return stats()
+        default: return metrics()
+        }
+    }
+
+    private func methodNotAllowed(_ allowed: String) -> AdminResponse {
+        var response = AdminResponse.error(405, "method not allowed: use \(allowed)")
+        response.headers.append(("Allow", allowed == "GET" ? "GET, HEAD" : allowed))
+        return response
+    }
+
+    private func purge(_ request: AdminRequest) async -> AdminResponse {
+        let parsed: PurgeRequest
+        do {
+            parsed = try PurgeRequest.parse(request.body)
+        } catch {
+            logger.notice(
+                "bad purge request", metadata: ["error": "\(error.message)", "peer": "\(request.peer ?? "-")"])
+            return .error(400, error.message)
+        }
+        let purge = Purge(parsed.target, soft: parsed.soft, time: clock.now())
+        do {
+            let count = try await store.purge(purge)
+            telemetry.recordPurge(purge, objects: count)
+            logger.info(
+                "purged",
+                metadata: [
+                    "target": "\(describe(parsed.target))", "soft": "\(parsed.soft)", "objects": "\(count)",
+                    "peer": "\(request.peer ?? "-")",
+                ])
+            var answer: [String: Any] = ["purged": count, "soft": parsed.soft]
+            switch parsed.target {
+            case .url(let url): answer["url"] = url
+            case .prefix(let prefix): answer["prefix"] = prefix
+            case .tags(let tags): answer["tags"] = tags
+            }
+            return .json(200, answer)
+        } catch {
+            logger.error("purge failed", metadata: ["target": "\(describe(parsed.target))", "error": "\(error)"])
+            return .error(500, "purge failed: \(error)")
+        }
+    }
+
+    private func describe(_ target: Purge.Target) -> String {
+        switch target {
+        case .url(let url): "url \(url)"
+        case .prefix(let prefix): "prefix \(prefix)"
+        case .tags(let tags): "tags \(tags.joined(separator: " "))"
+        }
+    }
+
+    private func storeFigures() -> (StoreUsage, Int) {
+        let usage = (try? store.usage()) ?? StoreUsage()
+        let entries = (try? store.entryCount()) ?? 0
+        return (usage, entries)
+    }
+
+    private func stats() -> AdminResponse {
+        let (usage, entries) = storeFigures()
+        return .json(
+            200, telemetry.statistics(usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize))
+    }
+
+    private func metrics() -> AdminResponse {
+        let (usage, entries) = storeFigures()
+        telemetry.updateStore(usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize)
+        return AdminResponse(
+            status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+            body: telemetry.registry.emitToBuffer())
+    }
+}

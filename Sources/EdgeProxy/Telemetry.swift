@@ -1,0 +1,211 @@
+import CacheStore
+import Foundation
+import HTTPCaching
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// What happened to a request, as counted in /stats and /metrics (`result` dimension).
+enum CacheResult: String, CaseIterable, Sendable {
+    /// Answered from storage, fresh.
+    case hit
+    /// Answered from storage while stale (stale-while-revalidate, stale-if-error, max-stale).
+    case stale
+    /// Nothing usable stored: fetched.
+    case miss
+    /// A stored response was validated and the origin answered 304.
+    case revalidated
+    /// A stored response was stale (or the request asked to bypass it) and was replaced.
+    case refreshed
+    /// Only part of the representation was stored, not the part asked for.
+    case partial
+    /// Not served from storage by design: other methods, no-store requests, bypasses.
+    case pass
+
+    init(_ status: CacheStatus) {
+        if status.hit {
+            let stale = status.detail.map { $0.hasPrefix("stale") || $0.contains("max-stale") } ?? false
+            self = stale ? .stale : .hit
+            return
+        }
+        switch status.forward {
+        case .uriMiss?, .varyMiss?, .miss?: self = .miss
+        case .stale?, .request?: self = status.forwardStatus == 304 ? .revalidated : .refreshed
+        case .partial?: self = .partial
+        case .bypass?, .method?, nil: self = .pass
+        }
+    }
+}
+
+/// The node's counters: kept since start for `GET /stats`, and reported through
+/// swift-metrics to a Prometheus registry for `GET /metrics` (names prefixed `outpost_`).
+public final class Telemetry: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let startedAt = Date()
+
+    private struct Counts {
+        var byResult: [String: Int] = [:]
+        var byStatus: [Int: Int] = [:]
+        var bytesSent = 0
+        var purges = 0
+        var purgedObjects = 0
+        var coalescedWaits = 0
+        var upstreamErrors = 0
+        var evictionsReported: UInt64?
+    }
+
+    private let counts = NIOLockedValueBox(Counts())
+    private let requests: [CacheResult: Metrics.Counter]
+    private let statusCounters = NIOLockedValueBox<[Int: Metrics.Counter]>([:])
+    private let factory: PrometheusMetricsFactory
+    private let bytesSent: Metrics.Counter
+    private let upstreamLatency: Metrics.Timer
+    private let upstreamErrors: Metrics.Counter
+    private let storeBytes: Metrics.Gauge
+    private let storeObjects: Metrics.Gauge
+    private let storeEntries: Metrics.Gauge
+    private let storeMaxBytes: Metrics.Gauge
+    private let evictions: Metrics.Counter
+    private let purgedObjects: Metrics.Counter
+    private let coalescedWaits: Metrics.Counter
+
+    /// Reports into `registry` (each server its own, so tests and several servers in one
+    /// process never share counters; swift-metrics' global bootstrap is not used).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["outpost_upstream_latency_seconds"] = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+            .seconds(5), .seconds(10), .seconds(30),
+        ]
+        self.factory = factory
+        var requests: [CacheResult: Metrics.Counter] = [:]
+        for result in CacheResult.allCases {
+            requests[result] = Metrics.Counter(
+                label: "outpost_requests_total", dimensions: [("result", result.rawValue)], factory: factory)
+        }
+        self.requests = requests
+        bytesSent = Metrics.Counter(label: "outpost_bytes_sent_total", factory: factory)
+        upstreamLatency = Metrics.Timer(label: "outpost_upstream_latency_seconds", factory: factory)
+        upstreamErrors = Metrics.Counter(label: "outpost_upstream_errors_total", factory: factory)
+        storeBytes = Metrics.Gauge(label: "outpost_store_bytes", factory: factory)
+        storeObjects = Metrics.Gauge(label: "outpost_store_objects", factory: factory)
+        storeEntries = Metrics.Gauge(label: "outpost_store_entries", factory: factory)
+        storeMaxBytes = Metrics.Gauge(label: "outpost_store_max_bytes", factory: factory)
+        evictions = Metrics.Counter(label: "outpost_evictions_total", factory: factory)
+        purgedObjects = Metrics.Counter(label: "outpost_purged_objects_total", factory: factory)
+        coalescedWaits = Metrics.Counter(label: "outpost_coalesced_waits_total", factory: factory)
+    }
+
+    /// One answered request.
+    func record(status: Int, bytes: Int, cacheStatus: CacheStatus) {
+        let result = CacheResult(cacheStatus)
+        counts.withLockedValue { counts in
+            counts.byResult[result.rawValue, default: 0] += 1
+            counts.byStatus[status, default: 0] += 1
+            counts.bytesSent += bytes
+        }
+        requests[result]?.increment()
+        statusCounter(status).increment()
+        if bytes > 0 { bytesSent.increment(by: bytes) }
+    }
+
+    private func statusCounter(_ status: Int) -> Metrics.Counter {
+        statusCounters.withLockedValue { counters in
+            if let counter = counters[status] { return counter }
+            let counter = Metrics.Counter(
+                label: "outpost_responses_total", dimensions: [("status", String(status))], factory: factory)
+            counters[status] = counter
+            return counter
+        }
+    }
+
+    /// Time from sending a request upstream to its response head (or failure).
+    func recordUpstream(latency: Duration, failed: Bool) {
+        upstreamLatency.recordNanoseconds(latency.nanoseconds)
+        if failed {
+            upstreamErrors.increment()
+            counts.withLockedValue { $0.upstreamErrors += 1 }
+        }
+    }
+
+    /// A request that waited for another request's fetch of the same URL.
+    func recordCoalescedWait() {
+        coalescedWaits.increment()
+        counts.withLockedValue { $0.coalescedWaits += 1 }
+    }
+
+    /// A purge, with the number of objects it covered.
+    func recordPurge(_ purge: Purge, objects: Int) {
+        let kind: String
+        switch purge.target {
+        case .url: kind = "url"
+        case .prefix: kind = "prefix"
+        case .tags: kind = "tag"
+        }
+        Metrics.Counter(
+            label: "outpost_purges_total", dimensions: [("kind", kind), ("mode", purge.soft ? "soft" : "hard")],
+            factory: factory
+        ).increment()
+        if objects > 0 { purgedObjects.increment(by: objects) }
+        counts.withLockedValue { counts in
+            counts.purges += 1
+            counts.purgedObjects += objects
+        }
+    }
+
+    /// Brings the store gauges (and the eviction counter, kept by the store) up to date; called
+    /// before the registry is read.
+    func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int) {
+        storeBytes.record(Int(clamping: usage.bytes))
+        storeObjects.record(Int(clamping: usage.objects))
+        storeEntries.record(entries)
+        storeMaxBytes.record(maxBytes)
+        let delta = counts.withLockedValue { counts -> UInt64 in
+            // The first report counts evictions since this process started at zero.
+            guard let reported = counts.evictionsReported else {
+                counts.evictionsReported = usage.evictions
+                return 0
+            }
+            counts.evictionsReported = max(reported, usage.evictions)
+            return usage.evictions > reported ? usage.evictions - reported : 0
+        }
+        if delta > 0 { evictions.increment(by: Int(clamping: delta)) }
+    }
+
+    /// The counters for `GET /stats`.
+    func statistics(usage: StoreUsage, entries: Int, maxBytes: Int) -> [String: Any] {
+        let counts = counts.withLockedValue { $0 }
+        let total = counts.byResult.values.reduce(0, +)
+        let hits = (counts.byResult[CacheResult.hit.rawValue] ?? 0) + (counts.byResult[CacheResult.stale.rawValue] ?? 0)
+        var byResult: [String: Int] = [:]
+        for result in CacheResult.allCases { byResult[result.rawValue] = counts.byResult[result.rawValue] ?? 0 }
+        return [
+            "entries": entries,
+            "objects": Int(clamping: usage.objects),
+            "bytes": Int(clamping: usage.bytes),
+            "max_bytes": maxBytes,
+            "requests": total,
+            "hits": hits,
+            "misses": counts.byResult[CacheResult.miss.rawValue] ?? 0,
+            "hit_ratio": total == 0 ? 0.0 : Double(hits) / Double(total),
+            "by_result": byResult,
+            "by_status": Dictionary(uniqueKeysWithValues: counts.byStatus.map { (String($0.key), $0.value) }),
+            "bytes_sent": counts.bytesSent,
+            "evictions": Int(clamping: usage.evictions),
+            "purges": counts.purges,
+            "purged_objects": counts.purgedObjects,
+            "coalesced_waits": counts.coalescedWaits,
+            "upstream_errors": counts.upstreamErrors,
+            "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
+        ]
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
