@@ -8,15 +8,22 @@ import NIOHTTP1
 struct AdminConnection {
     let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     let api: AdminAPI
+    /// Admin connections drain with the traffic ones at shutdown (an idle keep-alive scraper
+    /// must not hold the process up).
+    let registry: ConnectionRegistry
     let logger: Logger
 
     func run() async {
+        let id = registry.register(channel.channel)
+        defer { registry.unregister(id) }
         let peer = channel.channel.remoteAddress?.ipAddress
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var parts = inbound.makeAsyncIterator()
                 while let part = try await parts.next() {
                     guard case .head(let head) = part else { continue }
+                    registry.setBusy(id, true)
+                    defer { registry.setBusy(id, false) }
                     let limit = api.settings().admin.maxBodySize
                     var body: [UInt8] = []
                     var tooLarge = false
@@ -45,7 +52,7 @@ struct AdminConnection {
                                     fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) }),
                                 body: body, peer: peer))
                     }
-                    let keepAlive = head.isKeepAlive && !tooLarge
+                    let keepAlive = head.isKeepAlive && !tooLarge && !registry.isDraining
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: response.contentType)
                     headers.add(name: "Content-Length", value: String(response.body.count))

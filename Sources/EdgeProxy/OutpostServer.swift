@@ -180,7 +180,9 @@ public final class OutpostServer: Sendable {
             }
             group.addTask {
                 await self.accept(self.admin) { connection in
-                    await AdminConnection(channel: connection, api: self.adminAPI, logger: self.logger).run()
+                    await AdminConnection(
+                        channel: connection, api: self.adminAPI, registry: self.registry, logger: self.logger
+                    ).run()
                 }
             }
         }
