@@ -157,6 +157,18 @@ public final class CacheStore: Sendable {
         try environment.read { try schema.accessRecord($0, id: id) }.map { ($0.hits, $0.lastAccess) }
     }
 
+    /// The hits recorded on the objects now stored (a scan: for inspection, not the hot path).
+    public func totalHits() throws -> UInt64 {
+        try environment.read { txn in
+            var total: UInt64 = 0
+            try txn.scan(schema.access) { _, value in
+                total += (try? AccessRecord(decoding: value))?.hits ?? 0
+                return true
+            }
+            return total
+        }
+    }
+
     /// How many URLs have something stored.
     public func entryCount() throws -> Int {
         try environment.read { try $0.count(schema.entries) }

@@ -20,7 +20,9 @@ struct AdminResponse: Sendable {
     var headers: [(String, String)] = []
 
     static func json(_ status: Int, _ object: [String: Any]) -> AdminResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
         return AdminResponse(status: status, body: Array(data) + [0x0A])
     }
 

@@ -350,6 +350,9 @@ extension CachePipeline {
                         response: committed, requestHeaders: request.headers, storedAt: responseTime)
                     finish(.stored, false)
                     coalescer.markCacheable(primaryKey)
+                } catch StoreError.purgedWhileWriting {
+                    // A purge covering this URL landed during the fetch: what came may predate it.
+                    logger.info("not stored: purged while it was being fetched", metadata: ["url": "\(primaryKey)"])
                 } catch {
                     current.abandon()
                     logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])

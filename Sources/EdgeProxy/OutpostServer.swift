@@ -64,6 +64,10 @@ public final class OutpostServer: Sendable {
             store.close()
             throw error
         }
+        // Evictions are counted from here on (the store keeps its lifetime total).
+        telemetry.updateStore(
+            usage: (try? store.usage()) ?? StoreUsage(), entries: (try? store.entryCount()) ?? 0,
+            maxBytes: configuration.store.maxStoreSize)
         trafficAddress = traffic.channel.localAddress!
         adminAddress = admin.channel.localAddress!
         if configuration.admin.token == nil {
@@ -95,6 +99,10 @@ public final class OutpostServer: Sendable {
         if next.store != current.store {
             notes.append("store.* needs a restart; unchanged")
             next.store = current.store
+        }
+        if next.log.level != current.log.level {
+            notes.append("log.level needs a restart; unchanged")
+            next.log.level = current.log.level
         }
         if next.log.access != current.log.access {
             notes.append("log.access needs a restart; unchanged")

@@ -15,6 +15,14 @@ struct PurgeRequest: Equatable {
 
     static let fields: Set<String> = ["url", "prefix", "tags", "soft"]
 
+    /// A URL as Outpost keys it. Outpost speaks plain HTTP to its clients (TLS ends in front of
+    /// it), so every key is `http://`; an `https://` URL names the same object and is keyed as
+    /// such (its default port, 443, dropped first).
+    static func cacheKey(_ url: String) -> String? {
+        guard let key = CacheKey(absoluteURI: url) else { return nil }
+        return CacheKey(scheme: "http", authority: key.authority, pathAndQuery: key.pathAndQuery).description
+    }
+
     /// Any JSON object key.
     private struct Key: CodingKey {
         var stringValue: String
@@ -85,16 +93,16 @@ struct PurgeRequest: Equatable {
         switch given[0] {
         case "url":
             guard case .string(let text)? = object["url"] else { throw Invalid("\"url\" must be a string") }
-            guard let key = CacheKey(absoluteURI: text) else {
+            guard let key = PurgeRequest.cacheKey(text) else {
                 throw Invalid("\"url\" must be an absolute http:// or https:// URL, got \"\(text)\"")
             }
-            return PurgeRequest(target: .url(key.description), soft: soft)
+            return PurgeRequest(target: .url(key), soft: soft)
         case "prefix":
             guard case .string(let text)? = object["prefix"] else { throw Invalid("\"prefix\" must be a string") }
-            guard let key = CacheKey(absoluteURI: text) else {
+            guard let key = PurgeRequest.cacheKey(text) else {
                 throw Invalid("\"prefix\" must start with http:// or https:// and a host, got \"\(text)\"")
             }
-            return PurgeRequest(target: .prefix(key.description), soft: soft)
+            return PurgeRequest(target: .prefix(key), soft: soft)
         default:
             guard case .strings(let list)? = object["tags"] else {
                 throw Invalid("\"tags\" must be an array of strings")

@@ -28,8 +28,14 @@ enum CacheResult: String, CaseIterable, Sendable {
             self = stale ? .stale : .hit
             return
         }
+        // A stale copy served because the origin failed (RFC 5861 §4) went forward first.
+        if status.detail == "stale-if-error" {
+            self = .stale
+            return
+        }
         switch status.forward {
         case .uriMiss?, .varyMiss?, .miss?: self = .miss
+        case .request? where status.detail == "no-store": self = .pass
         case .stale?, .request?: self = status.forwardStatus == 304 ? .revalidated : .refreshed
         case .partial?: self = .partial
         case .bypass?, .method?, nil: self = .pass

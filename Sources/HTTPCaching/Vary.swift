@@ -45,6 +45,17 @@ public struct Vary: Sendable, Equatable {
         return key
     }
 
+    /// The request values a secondary key was made from, in order: each Vary field name with
+    /// its normalised value, or nil when the request did not have the field (for inspection).
+    public static func selectingValues(fromSecondaryKey key: String) -> [(name: String, value: String?)] {
+        key.split(separator: "\n").map { line in
+            if let equals = line.firstIndex(of: "=") {
+                return (String(line[..<equals]), String(line[line.index(after: equals)...]))
+            }
+            return (String(line.filter { $0 != "\u{1}" }), nil)
+        }
+    }
+
     static func normalise(_ lines: [String]) -> String {
         lines.flatMap { line -> [String] in
             // Whitespace inside a member matters only as a single separator.

@@ -20,5 +20,5 @@ struct Outpost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "outpost",
         abstract: "Outpost: a caching CDN edge node.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Inspect.self, PurgeCommand.self])
 }

@@ -33,11 +33,19 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (log.level).")
     var logLevel: String?
 
+    /// The configuration file, then the flags over it, then the admin token: at start and on
+    /// every SIGHUP.
+    private func loadConfiguration() throws -> OutpostConfiguration {
+        var configuration = try config.map(ConfigurationLoader.load(path:)) ?? OutpostConfiguration()
+        try applyFlags(to: &configuration)
+        try AdminToken.resolve(&configuration, environment: ProcessInfo.processInfo.environment)
+        return configuration
+    }
+
     func run() async throws {
-        var configuration: OutpostConfiguration
+        let configuration: OutpostConfiguration
         do {
-            configuration = try config.map(ConfigurationLoader.load(path:)) ?? OutpostConfiguration()
-            try applyFlags(to: &configuration)
+            configuration = try loadConfiguration()
         } catch let error as ConfigurationError {
             throw ValidationError(error.message)
         }
@@ -60,12 +68,30 @@ struct Serve: AsyncParsableCommand {
         // SIGTERM / SIGINT start a graceful shutdown; `run` returns once it is complete.
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
-        let sources = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
+        var sources = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { server.shutdown() }
             source.resume()
             return source
         }
+        // SIGHUP reloads the configuration file (and flags and token) without dropping
+        // connections; a file that does not load is reported and the running one stays.
+        signal(SIGHUP, SIG_IGN)
+        let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "outpost.reload"))
+        reload.setEventHandler {
+            do {
+                let notes = try server.reload(try loadConfiguration())
+                logger.notice(
+                    "SIGHUP: configuration reloaded", metadata: ["changes": "\(notes.joined(separator: "; "))"])
+            } catch let error as ConfigurationError {
+                logger.error(
+                    "SIGHUP: reload failed, the running configuration stays", metadata: ["error": "\(error.message)"])
+            } catch {
+                logger.error("SIGHUP: reload failed, the running configuration stays", metadata: ["error": "\(error)"])
+            }
+        }
+        reload.resume()
+        sources.append(reload)
         print(
             "outpost listening on http://\(server.trafficAddress.ipAddress ?? "?"):\(server.trafficAddress.port ?? 0)"
                 + " (admin http://\(server.adminAddress.ipAddress ?? "?"):\(server.adminAddress.port ?? 0))")

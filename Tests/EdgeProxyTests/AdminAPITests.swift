@@ -1,5 +1,6 @@
 import CacheStore
 import Foundation
+import HTTPCaching
 import NIOConcurrencyHelpers
 import OutpostTestSupport
 import Testing
@@ -329,8 +330,9 @@ struct AdminParsingTests {
             (#"{"url": "HTTP://Example.COM:80/a?b#frag"}"#, "url http://example.com/a?b soft=false"),
             (
                 #"{"prefix": "https://example.com:443/docs/", "soft": true}"#,
-                "prefix https://example.com/docs/ soft=true"
+                "prefix http://example.com/docs/ soft=true"
             ),
+            (#"{"url": "https://example.com:8443/a"}"#, "url http://example.com:8443/a soft=false"),
             (#"{"tags": ["a", "b", "a"], "soft": false}"#, "tags a,b soft=false"),
         ])
     func valid(body: String, expected: String) throws {
@@ -422,5 +424,40 @@ struct PrometheusText {
 extension [PrometheusText.Sample] {
     func value(_ name: String, _ labels: [String: String]) -> Double? {
         first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
+    }
+}
+
+@Suite("EdgeProxy: request results as counted")
+struct CacheResultTests {
+    @Test(
+        "Cache-Status → the result /stats and /metrics count",
+        arguments: [
+            ("outpost; hit; ttl=5", CacheResult.hit),
+            ("outpost; hit; detail=stale-while-revalidate", .stale),
+            ("outpost; hit; detail=max-stale", .stale),
+            ("outpost; fwd=stale; detail=stale-if-error", .stale),
+            ("outpost; fwd=uri-miss; stored", .miss),
+            ("outpost; fwd=vary-miss", .miss),
+            ("outpost; fwd=stale; fwd-status=304", .revalidated),
+            ("outpost; fwd=request; fwd-status=304", .revalidated),
+            ("outpost; fwd=stale; fwd-status=200; stored", .refreshed),
+            ("outpost; fwd=request; detail=no-store", .pass),
+            ("outpost; fwd=partial", .partial),
+            ("outpost; fwd=method", .pass),
+            ("outpost; fwd=bypass", .pass),
+        ])
+    func classify(header: String, expected: CacheResult) {
+        var status = CacheStatus()
+        for member in header.split(separator: ";").dropFirst().map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let parts = member.split(separator: "=", maxSplits: 1).map(String.init)
+            switch parts[0] {
+            case "hit": status.hit = true
+            case "fwd": status.forward = CacheStatus.Forward(rawValue: parts[1])
+            case "fwd-status": status.forwardStatus = Int(parts[1])
+            case "detail": status.detail = parts[1]
+            default: break
+            }
+        }
+        #expect(CacheResult(status) == expected)
     }
 }

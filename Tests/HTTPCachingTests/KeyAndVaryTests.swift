@@ -115,3 +115,16 @@ struct SurrogateKeyTests {
         #expect(SurrogateKeys.tags(in: HeaderFields(fields)) == expected)
     }
 }
+
+@Suite("Vary: reading a secondary key back")
+struct SecondaryKeyReadingTests {
+    @Test("the values a secondary key was made from, absent fields as nil")
+    func roundTrip() {
+        let vary = Vary(fieldNames: ["accept-language", "x-device", "accept-encoding"])
+        let key = vary.secondaryKey(for: HeaderFields([("Accept-Language", "fr,  en"), ("Accept-Encoding", "gzip")]))
+        let values = Vary.selectingValues(fromSecondaryKey: key)
+        #expect(values.map(\.name) == ["accept-language", "x-device", "accept-encoding"])
+        #expect(values.map(\.value) == ["fr,en", nil, "gzip"])
+        #expect(Vary.selectingValues(fromSecondaryKey: "").isEmpty)
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import CacheStore
+import EdgeProxy
+import Foundation
+
+/// `outpost inspect`: reads the store read-only (also while `outpost serve` runs on it).
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Look inside a store: what is held, for which URL, and why.",
+        subcommands: [List.self, Show.self, Stats.self])
+
+    struct StoreOptions: ParsableArguments {
+        @Option(help: "Store directory (store.path of the running server).")
+        var store: String
+
+        @Option(help: "Configuration file, for the freshness rules (heuristics, targeted field).")
+        var config: String?
+
+        @Flag(help: "Print JSON for scripts instead of a table.")
+        var json = false
+
+        func open() throws -> (CacheStore, OutpostConfiguration) {
+            var configuration: OutpostConfiguration
+            do {
+                configuration = try config.map(ConfigurationLoader.load(path:)) ?? OutpostConfiguration()
+            } catch let error as ConfigurationError {
+                throw ValidationError(error.message)
+            }
+            configuration.store.path = store
+            configuration.store.readOnly = true
+            do {
+                return (try CacheStore(configuration: configuration.store), configuration)
+            } catch {
+                throw ValidationError("cannot open the store: \(error)")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the stored URLs.")
+
+        @OptionGroup var options: StoreOptions
+
+        @Option(help: "Only URLs starting with this (e.g. http://example.com/docs/).")
+        var prefix: String?
+
+        @Option(help: "Only URLs with a variant carrying this Surrogate-Key / Cache-Tag.")
+        var tag: String?
+
+        @Option(help: "At most this many URLs.")
+        var limit = 1000
+
+        func run() throws {
+            let (store, configuration) = try options.open()
+            defer { store.close() }
+            let entries = try Inspection(store: store, configuration: configuration).list(
+                prefix: prefix ?? "", tag: tag, limit: limit)
+            print(
+                options.json ? try Inspection.json(entries) : Inspection.table(entries),
+                terminator: options.json ? "\n" : "")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show every variant stored for a URL: what selected it, its headers, freshness and codings.")
+
+        @Argument(help: "The URL as clients reach it, e.g. http://example.com/path?q.")
+        var url: String
+
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let (store, configuration) = try options.open()
+            defer { store.close() }
+            guard let report = try Inspection(store: store, configuration: configuration).show(url: url) else {
+                throw ValidationError("nothing is stored for \(url)")
+            }
+            print(
+                options.json ? try Inspection.json(report) : Inspection.table(report),
+                terminator: options.json ? "\n" : "")
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Store statistics: entries, objects, bytes, hits.")
+
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            let (store, configuration) = try options.open()
+            defer { store.close() }
+            let report = try Inspection(store: store, configuration: configuration).stats()
+            print(
+                options.json ? try Inspection.json(report) : Inspection.table(report),
+                terminator: options.json ? "\n" : "")
+        }
+    }
+}

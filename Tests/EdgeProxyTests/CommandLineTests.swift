@@ -1,0 +1,254 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Runs an `outpost` command to completion (killed after `deadline`) and returns its exit
+/// status and output. The waiting happens on a Dispatch thread, never on one of the
+/// concurrency pool's few threads that the other tests run on.
+func runOutpost(
+    _ arguments: [String], environment: [String: String] = [:], deadline: TimeInterval = 60
+) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(
+                with: Result { try runOutpostBlocking(arguments, environment: environment, deadline: deadline) })
+        }
+    }
+}
+
+private func runOutpostBlocking(
+    _ arguments: [String], environment: [String: String], deadline: TimeInterval
+) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = try outpostExecutable()
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.removeValue(forKey: "OUTPOST_ADMIN_TOKEN")
+    env.merge(environment) { $1 }
+    process.environment = env
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let watchdog = DispatchWorkItem { process.terminate() }
+    DispatchQueue.global().asyncAfter(deadline: .now() + deadline, execute: watchdog)
+    let stdout = output.fileHandleForReading.readDataToEndOfFile()
+    let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    watchdog.cancel()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// `outpost serve --config FILE` as a child process, with both bound ports read back.
+final class ServeProcess: Sendable {
+    let process: Process
+    let port: Int
+    let adminPort: Int
+
+    static func start(config: String, environment: [String: String]) async throws -> ServeProcess {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try ServeProcess(config: config, environment: environment) })
+            }
+        }
+    }
+
+    private init(config: String, environment: [String: String]) throws {
+        let process = Process()
+        process.executableURL = try outpostExecutable()
+        process.arguments = ["serve", "--config", config]
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var line = Data()
+        let handle = output.fileHandleForReading
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty { throw CrashTestError("outpost exited before listening") }
+            line.append(byte)
+        }
+        // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
+        let ports = String(decoding: line, as: UTF8.self).components(separatedBy: "127.0.0.1:").dropFirst().compactMap {
+            Int($0.prefix { $0.isNumber })
+        }
+        guard ports.count == 2 else {
+            throw CrashTestError("unexpected first line: \(String(decoding: line, as: UTF8.self))")
+        }
+        self.process = process
+        self.port = ports[0]
+        self.adminPort = ports[1]
+    }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    func terminate() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
+final class KeepAliveConnection {
+    private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private var pending = ""
+
+    init(port: Int) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        inbound = channel.inbound.makeAsyncIterator()
+        outbound = channel.outbound
+    }
+
+    /// Sends a GET and returns the status line, headers and body of its response.
+    func get(_ path: String, host: String) async throws -> (head: String, body: String) {
+        try await outbound.write(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n"))
+        while !pending.contains("\r\n\r\n") {
+            guard let buffer = try await inbound.next() else { throw CrashTestError("connection closed") }
+            pending += String(buffer: buffer)
+        }
+        let split = pending.range(of: "\r\n\r\n")!
+        let head = String(pending[..<split.lowerBound])
+        pending = String(pending[split.upperBound...])
+        let lengthLine = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+        let length = Int(lengthLine?.split(separator: ":")[1].trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+        while pending.utf8.count < length {
+            guard let buffer = try await inbound.next() else { throw CrashTestError("connection closed") }
+            pending += String(buffer: buffer)
+        }
+        let body = String(pending.prefix(length))
+        pending = String(pending.dropFirst(length))
+        return (head, body)
+    }
+
+    func close() async { try? await channel.channel.close() }
+}
+
+@Suite("outpost command line: serve, inspect, purge, SIGHUP")
+struct CommandLineTests {
+    static func writeConfig(_ path: String, origin: String, store: String, tag: String = "") throws {
+        try """
+        # \(tag)
+        [server]
+        listen = "127.0.0.1:0"
+        [upstream]
+        default = "\(origin)"
+        [store]
+        path = "\(store)"
+        sync_commits = false
+        [admin]
+        listen = "127.0.0.1:0"
+        [log]
+        level = "error"
+        access = false
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    @Test("inspect list/show/stats read the store of a running server; outpost purge works; SIGHUP switches origin")
+    func endToEnd() async throws {
+        let origin = try await TestOrigin.start(taggedOrigin())
+        let second = try await TestOrigin.start { request in
+            OriginResponse(headers: [("Cache-Control", "max-age=600")], body: "second origin \(request.path)")
+        }
+        let directory = NSTemporaryDirectory() + "outpost-cli-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let store = directory + "/store"
+        let config = directory + "/outpost.toml"
+        try Self.writeConfig(config, origin: origin.url, store: store)
+        let server = try await ServeProcess.start(config: config, environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
+        let client = TestClient()
+        defer {
+            server.terminate()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let base = "http://127.0.0.1:\(server.port)"
+        let admin = "http://127.0.0.1:\(server.adminPort)"
+        for path in ["/p/1", "/p/2", "/news/a", "/docs/x"] { _ = try await client.get(base + path) }
+        _ = try await client.get(base + "/p/1")
+
+        // inspect, while the server runs.
+        let list = try await runOutpost(["inspect", "list", "--store", store])
+        #expect(list.status == 0, "\(list.stderr)")
+        for path in ["/p/1", "/p/2", "/news/a", "/docs/x"] { #expect(list.stdout.contains(base + path)) }
+        let tagged = try await runOutpost(["inspect", "list", "--store", store, "--tag", "catalog", "--json"])
+        let taggedURLs = try #require(
+            try JSONSerialization.jsonObject(with: Data(tagged.stdout.utf8)) as? [[String: Any]]
+        ).compactMap { $0["url"] as? String }
+        #expect(taggedURLs == [base + "/p/1", base + "/p/2"])
+        let show = try await runOutpost(["inspect", "show", base + "/p/1", "--store", store, "--json"])
+        #expect(show.status == 0, "\(show.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
+        let variants = try #require(report["variants"] as? [[String: Any]])
+        #expect(variants.count == 1)
+        #expect(variants.first?["status"] as? Int == 200)
+        #expect(variants.first?["etag"] as? String == "\"v-/p/1\"")
+        #expect(variants.first?["tags"] as? [String] == ["product-1", "catalog"])
+        #expect(variants.first?["fresh"] as? Bool == true)
+        #expect(variants.first?["freshness_lifetime"] as? Int == 600)
+        #expect((variants.first?["codings"] as? [[String: Any]])?.first?["coding"] as? String == "identity")
+        let table = try await runOutpost(["inspect", "show", base + "/p/1", "--store", store])
+        #expect(table.stdout.contains("freshness") && table.stdout.contains("fresh for"))
+        let missing = try await runOutpost(["inspect", "show", base + "/nothing", "--store", store])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("nothing is stored"))
+        let stats = try await runOutpost(["inspect", "stats", "--store", store, "--json"])
+        let figures = try #require(try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any])
+        #expect(figures["entries"] as? Int == 4)
+        #expect(figures["objects"] as? Int == 4)
+
+        // outpost purge: without the token it fails with the reason; with it, the URL goes.
+        let refused = try await runOutpost(["purge", "--url", base + "/p/1", "--admin", admin])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("401"))
+        let purged = try await runOutpost(
+            ["purge", "--url", base + "/p/1", "--admin", admin], environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
+        #expect(purged.status == 0, "\(purged.stderr)")
+        #expect(purged.stdout.contains("\"purged\":1"))
+        let byTag = try await runOutpost(
+            ["purge", "--tag", "front", "--soft", "--admin", admin], environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
+        #expect(byTag.stdout.contains("\"purged\":1"))
+        let unreachable = try await runOutpost(["purge", "--prefix", base + "/", "--admin", "http://127.0.0.1:1"])
+        #expect(unreachable.status != 0)
+        #expect(unreachable.stderr.contains("cannot reach"))
+        let usage = try await runOutpost(["purge", "--url", base + "/a", "--tag", "x"])
+        #expect(usage.status != 0)
+        let requestsBefore = origin.count("/p/1")
+        _ = try await client.get(base + "/p/1")
+        #expect(origin.count("/p/1") == requestsBefore + 1)
+        #expect(try await client.get(base + "/p/2").isHit)
+
+        // SIGHUP: a new origin from the rewritten file, without dropping an open connection.
+        let connection = try await KeepAliveConnection(port: server.port)
+        let before = try await connection.get("/fresh-1", host: "127.0.0.1:\(server.port)")
+        #expect(before.body == "body of /fresh-1")
+        try Self.writeConfig(config, origin: second.url, store: store, tag: "reloaded")
+        server.signal(SIGHUP)
+        #expect(
+            try await eventually {
+                try await client.get(base + "/probe-\(UUID().uuidString)").text.hasPrefix("second origin")
+            })
+        let after = try await connection.get("/fresh-2", host: "127.0.0.1:\(server.port)")
+        #expect(after.body == "second origin /fresh-2")
+        // A file that does not load leaves the running configuration in force.
+        try "this is not toml [".write(toFile: config, atomically: true, encoding: .utf8)
+        server.signal(SIGHUP)
+        let still = try await connection.get("/fresh-3", host: "127.0.0.1:\(server.port)")
+        #expect(still.body == "second origin /fresh-3")
+        await connection.close()
+        await client.shutdown()
+        await origin.stop()
+        await second.stop()
+    }
+}
