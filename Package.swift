@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "outpost", targets: ["outpost"]),
         .executable(name: "outpost-sample-origin", targets: ["OutpostSampleOrigin"]),
+        .executable(name: "outpost-purge-bench", targets: ["OutpostPurgeBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -84,6 +85,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "tools/sample-origin"
+        ),
+        .executableTarget(
+            name: "OutpostPurgeBench",
+            dependencies: ["CacheStore", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")],
+            path: "tools/purge-bench"
         ),
         .testTarget(name: "HTTPCachingTests", dependencies: ["HTTPCaching"]),
         .testTarget(

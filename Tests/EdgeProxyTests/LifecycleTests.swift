@@ -62,3 +62,38 @@ struct LifecycleTests {
         await origin.stop()
     }
 }
+
+@Suite("EdgeProxy: configuration reload")
+struct ReloadTests {
+    @Test("a reload switches origins and limits for the next request, on a connection opened before it")
+    func reloadKeepsConnections() async throws {
+        let second = try await TestOrigin.start { request in
+            OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "second \(request.path)")
+        }
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60")])) { _, outpost, _ in
+            let connection = try await KeepAliveConnection(port: outpost.port)
+            let host = "127.0.0.1:\(outpost.port)"
+            #expect(try await connection.get("/a", host: host).body == "body of /a")
+            var next = outpost.server.configuration
+            next.upstream.defaultOrigin = OriginURL(parsing: second.url)
+            next.server.maxURILength = 64
+            next.store.maxStoreSize = 1 << 20
+            let notes = try outpost.server.reload(next)
+            #expect(notes.contains("upstream reloaded"))
+            #expect(notes.contains { $0.hasPrefix("store.*") })
+            #expect(outpost.server.configuration.store.maxStoreSize == 256 << 20)
+            #expect(try await connection.get("/b", host: host).body == "second /b")
+            // Stored before the reload: still a hit.
+            #expect(try await connection.get("/a", host: host).body == "body of /a")
+            let long = try await connection.get("/" + String(repeating: "x", count: 100), host: host)
+            #expect(long.head.hasPrefix("HTTP/1.1 414"))
+            // A configuration without an origin is refused and changes nothing.
+            var broken = next
+            broken.upstream.defaultOrigin = nil
+            #expect(throws: ConfigurationError.self) { try outpost.server.reload(broken) }
+            #expect(outpost.server.configuration.upstream.defaultOrigin == OriginURL(parsing: second.url))
+            await connection.close()
+        }
+        await second.stop()
+    }
+}
