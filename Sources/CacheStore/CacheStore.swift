@@ -217,11 +217,14 @@ public final class CacheStore: Sendable {
     // MARK: writes
 
     /// Starts writing a new object. Nothing is visible until ``ObjectWriter/commit(response:requestHeaders:storedAt:)``.
-    public func makeObjectWriter(primaryKey: String, secondaryKey: String, varyNames: [String]) throws -> ObjectWriter {
+    public func makeObjectWriter(
+        primaryKey: String, secondaryKey: String, varyNames: [String], purgeEpoch: UInt64? = nil
+    ) throws -> ObjectWriter {
         guard let writer else { throw StoreError.closed }
         return ObjectWriter(
             writer: writer, id: writer.allocateObjectID(), primaryKey: primaryKey, secondaryKey: secondaryKey,
-            varyNames: varyNames, configuration: configuration, allocator: allocator)
+            varyNames: varyNames, configuration: configuration, allocator: allocator,
+            purgeEpoch: purgeEpoch ?? writer.purgeEpoch)
     }
 
     /// Removes every stored response for these URLs (RFC 9111 §4.4). Returns how many objects went.
@@ -235,13 +238,25 @@ public final class CacheStore: Sendable {
 
     /// Replaces an object's stored response (after a 304, RFC 9111 §4.3.4). False when the
     /// object is gone.
+    ///
+    /// - Parameter purgeEpoch: ``purgeEpoch`` when the validation began; a purge covering the
+    ///   object since then keeps it marked stale. Nil: now.
     @discardableResult
-    public func update(objectID: UInt64, response: StoredResponse) async throws -> Bool {
+    public func update(objectID: UInt64, response: StoredResponse, purgeEpoch: UInt64? = nil) async throws -> Bool {
         guard let writer else { throw StoreError.closed }
+        let epoch = purgeEpoch ?? writer.purgeEpoch
         return try await withCheckedThrowingContinuation { continuation in
-            writer.enqueue(.update(id: objectID, response: response, completion: { continuation.resume(with: $0) }))
+            writer.enqueue(
+                .update(
+                    id: objectID, response: response, purgeEpoch: epoch, completion: { continuation.resume(with: $0) }))
         }
     }
+
+    /// The number of purges so far. A fetch reads it before it asks the origin, and hands it to
+    /// ``makeObjectWriter(primaryKey:secondaryKey:varyNames:purgeEpoch:)`` or
+    /// ``update(objectID:response:purgeEpoch:)``, so that a purge landing while the origin
+    /// answers is not undone by what it answered.
+    public var purgeEpoch: UInt64 { writer?.purgeEpoch ?? 0 }
 
     /// Notes a hit for the LRU order and the hit counter; never blocks.
     public func recordHit(objectID: UInt64, at time: Double) {

@@ -33,7 +33,7 @@ public final class ObjectWriter {
 
     init(
         writer: StoreWriter, id: UInt64, primaryKey: String, secondaryKey: String, varyNames: [String],
-        configuration: StoreConfiguration, allocator: ByteBufferAllocator
+        configuration: StoreConfiguration, allocator: ByteBufferAllocator, purgeEpoch: UInt64
     ) {
         self.writer = writer
         self.id = id
@@ -42,7 +42,7 @@ public final class ObjectWriter {
         self.varyNames = varyNames
         self.configuration = configuration
         self.streams = [Stream(coding: "", owner: id)]
-        self.purgeEpoch = writer.purgeEpoch
+        self.purgeEpoch = purgeEpoch
     }
 
     /// Opens another stream for the same content in `coding`; returns its number for

@@ -14,6 +14,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case full
     /// A purge covering the object landed while it was being written; it is not stored.
     case purgedWhileWriting
+    /// The change committed, but syncing it to disk failed: a power loss could undo it.
+    case notDurable(String)
     case lmdb(LMDBError)
 
     public var description: String {
@@ -28,6 +30,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .closed: return "the store is closed"
         case .full: return "the store is full and nothing could be evicted"
         case .purgedWhileWriting: return "a purge covering the object landed while it was being written"
+        case .notDurable(let reason): return "committed, but syncing the store to disk failed: \(reason)"
         case .lmdb(let error): return error.description
         }
     }

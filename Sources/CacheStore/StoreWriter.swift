@@ -17,7 +17,9 @@ final class StoreWriter: @unchecked Sendable {
             completion: @Sendable (Result<Void, Error>) -> Void)
         case discard(id: UInt64)
         case invalidate([String], completion: @Sendable (Result<Int, Error>) -> Void)
-        case update(id: UInt64, response: StoredResponse, completion: @Sendable (Result<Bool, Error>) -> Void)
+        case update(
+            id: UInt64, response: StoredResponse, purgeEpoch: UInt64,
+            completion: @Sendable (Result<Bool, Error>) -> Void)
         case purge(Purge, completion: @Sendable (Result<Int, Error>) -> Void)
         case barrier(@Sendable () -> Void)
 
@@ -47,6 +49,13 @@ final class StoreWriter: @unchecked Sendable {
     private var failedObjects: Set<UInt64> = []
     private var nextObjectID: UInt64
     private var purges = PurgeLog()
+    /// Set when the sync after a batch with purges failed; read by that batch's completions
+    /// (which run after it is set, on this thread). Replaced for each batch.
+    private var syncFailure = SyncFailure()
+
+    final class SyncFailure: @unchecked Sendable {
+        var error: Error?
+    }
 
     // Touched only by the writer thread.
     private var usage: StoreUsage
@@ -187,9 +196,13 @@ final class StoreWriter: @unchecked Sendable {
     /// Applies a batch in one transaction (retrying once after eviction when the map is
     /// full) and returns the completions to run after it committed or failed.
     private func apply(_ batch: [Operation], hits: [UInt64: (count: UInt64, last: Double)]) -> [() -> Void] {
+        syncFailure = SyncFailure()
         var lastError: Error?
         for attempt in 0..<2 {
             let before = usage
+            condition.lock()
+            let purgesBefore = purges
+            condition.unlock()
             do {
                 var completions: [() -> Void] = []
                 try environment.write { txn in
@@ -202,8 +215,13 @@ final class StoreWriter: @unchecked Sendable {
                 }
                 if !configuration.syncCommits, batch.contains(where: \.isPurge) {
                     // A purge is durable before it is answered, even when commits are not
-                    // synced: a restart must never bring back what it removed.
-                    try environment.sync()
+                    // synced: a restart must never bring back what it removed. The batch is
+                    // committed either way; a failed sync fails the purges' answers only.
+                    do {
+                        try environment.sync()
+                    } catch {
+                        syncFailure.error = error
+                    }
                 }
                 if usage.bytes > UInt64(configuration.maxStoreSize) {
                     try? evict(toBytes: configuration.evictionTarget)
@@ -211,6 +229,9 @@ final class StoreWriter: @unchecked Sendable {
                 return completions
             } catch let error as LMDBError where error.isMapFull && attempt == 0 {
                 usage = before
+                condition.lock()
+                purges = purgesBefore
+                condition.unlock()
                 lastError = error
                 // Free a tenth of the store (or the batch's size, if larger) and try again.
                 let batchBytes = UInt64(batch.reduce(0) { $0 + $1.byteCount })
@@ -218,6 +239,9 @@ final class StoreWriter: @unchecked Sendable {
                 try? evict(toBytes: Int(target))
             } catch {
                 usage = before
+                condition.lock()
+                purges = purgesBefore
+                condition.unlock()
                 lastError = error
                 break
             }
@@ -251,7 +275,7 @@ final class StoreWriter: @unchecked Sendable {
         case .commit(_, _, _, _, let completion): return { completion(.failure(error)) }
         case .purge(_, let completion): return { completion(.failure(error)) }
         case .invalidate(_, let completion): return { completion(.failure(error)) }
-        case .update(_, _, let completion): return { completion(.failure(error)) }
+        case .update(_, _, _, let completion): return { completion(.failure(error)) }
         case .barrier(let completion): return completion
         }
     }
@@ -299,27 +323,47 @@ final class StoreWriter: @unchecked Sendable {
             condition.lock()
             purges.record(purge)
             condition.unlock()
-            return { completion(.success(count)) }
+            let sync = syncFailure
+            return {
+                if let error = sync.error {
+                    completion(.failure(StoreError.notDurable(error.localizedDescription)))
+                } else {
+                    completion(.success(count))
+                }
+            }
 
         case .invalidate(let keys, let completion):
             var removed = 0
             for key in keys { removed += try schema.removeEntry(txn, primaryKey: key, usage: &usage) }
             return { completion(.success(removed)) }
 
-        case .update(let id, let response, let completion):
+        case .update(let id, let response, let purgeEpoch, let completion):
             guard var record = try schema.object(txn, id: id) else { return { completion(.success(false)) } }
+            let entry = try schema.entry(txn, primaryKey: record.primaryKey)
+            // The entry's tags before this update (read before the record changes).
+            let before = try schema.tags(txn, of: entry)
+            let oldTags = record.tags
             usage.bytes -= min(usage.bytes, UInt64(record.cost))
-            let before = record.tags
             record.response = response
-            // A validated response is no longer soft-purged (RFC 9111 §4.3.4 freshened it).
-            record.softPurgedAt = nil
+            condition.lock()
+            let verdict = purges.verdict(for: record, startEpoch: purgeEpoch)
+            condition.unlock()
+            switch verdict {
+            case .keep:
+                // Validated after any soft purge: fresh again (RFC 9111 §4.3.4 freshened it).
+                record.softPurgedAt = nil
+            case .markStale(let time):
+                // A soft purge landed while the validation was under way: it still holds.
+                record.softPurgedAt = min(record.softPurgedAt ?? time, time)
+            case .drop:
+                // A hard purge covering the new response landed meanwhile: keep it stale.
+                record.softPurgedAt = record.softPurgedAt ?? record.response.responseTime
+            }
             usage.bytes += UInt64(record.cost)
             try txn.put(schema.objects, id.bigEndianBytes, record.encoded())
-            if record.tags != before, let entry = try schema.entry(txn, primaryKey: record.primaryKey) {
+            if record.tags != oldTags, let entry {
                 // A 304 may carry new Surrogate-Key / Cache-Tag fields.
-                try schema.reindex(
-                    txn, primaryKey: record.primaryKey, before: Set(before).union(try schema.tags(txn, of: entry)),
-                    entry: entry)
+                try schema.reindex(txn, primaryKey: record.primaryKey, before: before, entry: entry)
             }
             return { completion(.success(true)) }
 

@@ -30,11 +30,12 @@ struct AdminConnection {
                     reading: while let next = try await parts.next() {
                         switch next {
                         case .body(let buffer):
-                            if body.count + buffer.readableBytes > limit {
+                            guard body.count + buffer.readableBytes <= limit else {
+                                // Answer now and close: the rest is never read.
                                 tooLarge = true
-                            } else {
-                                body += buffer.readableBytesView
+                                break reading
                             }
+                            body += buffer.readableBytesView
                         case .end: break reading
                         case .head: throw ConnectionAbort(reason: "request head inside a body")
                         }

@@ -36,9 +36,14 @@ public enum AdminToken {
                 + "set \(environmentVariable) or admin.token_file, or listen on 127.0.0.1")
     }
 
+    /// `localhost`, `::1` or an IPv4 address in 127.0.0.0/8 (written as one: a host name that
+    /// merely starts with "127." is not loopback).
     static func isLoopback(_ host: String) -> Bool {
         let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
-        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+        if bare == "localhost" || bare == "::1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127"
+            && octets.allSatisfy { $0.count <= 3 && Int($0).map { (0...255).contains($0) } == true }
     }
 
     /// RFC 6750 §2.1: `Authorization: Bearer <token>`, compared in time independent of where

@@ -56,6 +56,8 @@ extension CachePipeline {
         }
 
         let requestTime = clock.now()
+        // Purges from here on apply to what this fetch stores (see CacheStore.purgeEpoch).
+        let purgeEpoch = store.purgeEpoch
         let response: HTTPClientResponse
         do {
             response = try await upstream.execute(
@@ -93,7 +95,7 @@ extension CachePipeline {
             for try await _ in response.body {}
             return try await applyNotModified(
                 stale, headers: upstreamFields, request: request, sink: sink, plan: plan,
-                requestTime: requestTime, responseTime: responseTime, finish: finish)
+                requestTime: requestTime, responseTime: responseTime, purgeEpoch: purgeEpoch, finish: finish)
         }
 
         var storedHeaders = HopByHop.storableHeaders(upstreamFields)
@@ -140,7 +142,7 @@ extension CachePipeline {
             do {
                 let newWriter = try store.makeObjectWriter(
                     primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers),
-                    varyNames: vary.fieldNames)
+                    varyNames: vary.fieldNames, purgeEpoch: purgeEpoch)
                 coding.attach(to: newWriter.addAlternate(coding:))
                 writer = newWriter
             } catch {
@@ -379,7 +381,8 @@ extension CachePipeline {
     /// other stored variant it selects); the client gets the updated stored response.
     private func applyNotModified(
         _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: some ResponseSink,
-        plan: FetchPlan, requestTime: Double, responseTime: Double, finish: (Coalescer.Outcome, Bool) -> Void
+        plan: FetchPlan, requestTime: Double, responseTime: Double, purgeEpoch: UInt64,
+        finish: (Coalescer.Outcome, Bool) -> Void
     ) async throws -> RequestOutcome {
         var refreshed = stale
         refreshed.softPurgedAt = nil
@@ -389,12 +392,12 @@ extension CachePipeline {
         {
             let updated = Validation.updated(
                 variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
-            _ = try? await store.update(objectID: variant.id, response: updated)
+            _ = try? await store.update(objectID: variant.id, response: updated, purgeEpoch: purgeEpoch)
         }
         refreshed.response = Validation.updated(
             stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
         do {
-            try await store.update(objectID: stale.id, response: refreshed.response)
+            try await store.update(objectID: stale.id, response: refreshed.response, purgeEpoch: purgeEpoch)
         } catch {
             logger.error("store update failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
         }
@@ -481,10 +484,9 @@ extension CachePipeline {
     /// RFC 9111 §4.3.5: a 200 to a HEAD request freshens the stored GET responses it selects
     /// (same validators, same length), like a 304 would.
     private func freshenFromHead(
-        _ request: ClientRequest, headers: HeaderFields, requestTime: Double, responseTime: Double
-    )
-        async
-    {
+        _ request: ClientRequest, headers: HeaderFields, requestTime: Double, responseTime: Double,
+        purgeEpoch: UInt64
+    ) async {
         guard let variants = try? store.variants(request.key.description), !variants.isEmpty else { return }
         let length = headers["Content-Length"]
         for variant in variants
@@ -494,7 +496,7 @@ extension CachePipeline {
         {
             let updated = Validation.updated(
                 variant.response, withNotModified: headers, requestTime: requestTime, responseTime: responseTime)
-            _ = try? await store.update(objectID: variant.id, response: updated)
+            _ = try? await store.update(objectID: variant.id, response: updated, purgeEpoch: purgeEpoch)
         }
     }
 
@@ -504,6 +506,7 @@ extension CachePipeline {
         _ request: ClientRequest, sink: some ResponseSink, status cacheStatus: CacheStatus, invalidate: Bool
     ) async throws -> RequestOutcome {
         let requestTime = clock.now()
+        let purgeEpoch = store.purgeEpoch
         let response: HTTPClientResponse
         do {
             response = try await upstream.execute(
@@ -523,7 +526,8 @@ extension CachePipeline {
         let upstreamFields = ResponseHeaders.fields(response.headers)
         if request.method == "HEAD" && status == 200 {
             await freshenFromHead(
-                request, headers: upstreamFields, requestTime: requestTime, responseTime: responseTime)
+                request, headers: upstreamFields, requestTime: requestTime, responseTime: responseTime,
+                purgeEpoch: purgeEpoch)
         }
         if invalidate {
             let keys = Invalidation.keys(

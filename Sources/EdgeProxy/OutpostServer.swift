@@ -57,8 +57,9 @@ public final class OutpostServer: Sendable {
         do {
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true)
+            // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
-                configuration.admin.listen, live: live, logger: logger, timeouts: false)
+                configuration.admin.listen, live: live, logger: logger, timeouts: true)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -82,6 +83,9 @@ public final class OutpostServer: Sendable {
     /// changed, for the log.
     @discardableResult
     public func reload(_ proposed: OutpostConfiguration) throws -> [String] {
+        guard !shuttingDown.withLockedValue({ $0 }) else {
+            throw ConfigurationError("shutting down: the configuration is not reloaded")
+        }
         guard proposed.upstream.defaultOrigin != nil || !proposed.upstream.hosts.isEmpty else {
             throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
         }

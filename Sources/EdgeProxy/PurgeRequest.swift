@@ -15,11 +15,23 @@ struct PurgeRequest: Equatable {
 
     static let fields: Set<String> = ["url", "prefix", "tags", "soft"]
 
+    /// A value quoted for an error message, control characters escaped.
+    static func quoted(_ text: String) -> String {
+        "\""
+            + String(text.prefix(200)).unicodeScalars.map {
+                $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F ? String($0) : $0.escaped(asASCII: true)
+            }.joined() + "\""
+    }
+
     /// A URL as Outpost keys it. Outpost speaks plain HTTP to its clients (TLS ends in front of
     /// it), so every key is `http://`; an `https://` URL names the same object and is keyed as
     /// such (its default port, 443, dropped first).
     static func cacheKey(_ url: String) -> String? {
-        guard let key = CacheKey(absoluteURI: url) else { return nil }
+        // A request target is visible ASCII (RFC 9112 §3.2): anything else names nothing
+        // stored, and must not reach the log as it is.
+        guard url.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), let key = CacheKey(absoluteURI: url) else {
+            return nil
+        }
         return CacheKey(scheme: "http", authority: key.authority, pathAndQuery: key.pathAndQuery).description
     }
 
@@ -45,7 +57,8 @@ struct PurgeRequest: Equatable {
             let container = try decoder.container(keyedBy: Key.self)
             for key in container.allKeys {
                 guard PurgeRequest.fields.contains(key.stringValue) else {
-                    throw Invalid("unknown field \"\(key.stringValue)\": expected url, prefix or tags, and soft")
+                    throw Invalid(
+                        "unknown field \(PurgeRequest.quoted(key.stringValue)): expected url, prefix or tags, and soft")
                 }
                 switch key.stringValue {
                 case "soft":
@@ -94,13 +107,14 @@ struct PurgeRequest: Equatable {
         case "url":
             guard case .string(let text)? = object["url"] else { throw Invalid("\"url\" must be a string") }
             guard let key = PurgeRequest.cacheKey(text) else {
-                throw Invalid("\"url\" must be an absolute http:// or https:// URL, got \"\(text)\"")
+                throw Invalid("\"url\" must be an absolute http:// or https:// URL, got \(PurgeRequest.quoted(text))")
             }
             return PurgeRequest(target: .url(key), soft: soft)
         case "prefix":
             guard case .string(let text)? = object["prefix"] else { throw Invalid("\"prefix\" must be a string") }
             guard let key = PurgeRequest.cacheKey(text) else {
-                throw Invalid("\"prefix\" must start with http:// or https:// and a host, got \"\(text)\"")
+                throw Invalid(
+                    "\"prefix\" must start with http:// or https:// and a host, got \(PurgeRequest.quoted(text))")
             }
             return PurgeRequest(target: .prefix(key), soft: soft)
         default:
@@ -109,11 +123,14 @@ struct PurgeRequest: Equatable {
             }
             guard !list.isEmpty else { throw Invalid("\"tags\" is empty: give at least one tag") }
             var tags: [String] = []
+            var seen = Set<String>()
             for tag in list {
                 guard SurrogateKeys.isValid(tag) else {
-                    throw Invalid("invalid tag \"\(tag)\": 1 to 200 visible ASCII characters, no spaces or commas")
+                    throw Invalid(
+                        "invalid tag \(PurgeRequest.quoted(tag)): 1 to 200 visible ASCII characters, no spaces or commas"
+                    )
                 }
-                if !tags.contains(tag) { tags.append(tag) }
+                if seen.insert(tag).inserted { tags.append(tag) }
             }
             return PurgeRequest(target: .tags(tags), soft: soft)
         }

@@ -186,3 +186,53 @@ struct PurgeTests {
         #expect(try store.primaryKeys(prefix: "http://h/").sorted() == stored.sorted())
     }
 }
+
+@Suite("CacheStore: purges racing fetches and validations")
+struct PurgeRaceTests {
+    @Test("a 304 that brings a new tag indexes it; one that drops a tag unindexes it")
+    func updateReindexes() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        let record = try await put(store, "http://h/u", body: bytes(10), response: tagged("a"))
+        try await store.update(objectID: record.id, response: tagged("a b"))
+        #expect(try store.primaryKeys(tag: "b") == ["http://h/u"])
+        try await store.update(objectID: record.id, response: tagged("b"))
+        #expect(try store.primaryKeys(tag: "a").isEmpty)
+        #expect(try await store.purge(Purge(.tags(["b"]), time: 1)) == 1)
+        #expect(try !isStored(store, "http://h/u"))
+    }
+
+    @Test("a validation that began before a soft purge does not clear it; one that began after does")
+    func validationAfterSoftPurge() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        let record = try await put(store, "http://h/v", body: bytes(10), response: tagged("t"))
+        let began = store.purgeEpoch
+        try await store.purge(Purge(.url("http://h/v"), soft: true, time: 50))
+        try await store.update(objectID: record.id, response: tagged("t"), purgeEpoch: began)
+        #expect(try store.variants("http://h/v").first?.softPurgedAt == 50)
+        try await store.update(objectID: record.id, response: tagged("t"), purgeEpoch: store.purgeEpoch)
+        #expect(try store.variants("http://h/v").first?.softPurgedAt == nil)
+    }
+
+    @Test("a write whose fetch began before a purge is dropped even if the writer starts after it")
+    func fetchBeganBeforePurge() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        let began = store.purgeEpoch
+        try await store.purge(Purge(.url("http://h/w"), time: 1))
+        let writer = try store.makeObjectWriter(
+            primaryKey: "http://h/w", secondaryKey: "", varyNames: [], purgeEpoch: began)
+        try await writer.append(bytes(10))
+        await #expect(throws: StoreError.purgedWhileWriting) {
+            try await writer.commit(response: storedResponse(), requestHeaders: HeaderFields(), storedAt: 2)
+        }
+        #expect(try !isStored(store, "http://h/w"))
+    }
+}

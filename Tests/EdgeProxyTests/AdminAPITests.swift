@@ -461,3 +461,59 @@ struct CacheResultTests {
         #expect(CacheResult(status) == expected)
     }
 }
+
+@Suite("EdgeProxy: purges racing a fetch")
+struct PurgeRaceEndToEndTests {
+    @Test("a purge landing while the origin is still answering keeps that answer out of the store")
+    func purgeDuringFetch() async throws {
+        let gate = Gate()
+        let first = NIOLockedValueBox(true)
+        let handler: TestOrigin.Handler = { _ in
+            var response = OriginResponse(headers: [("Cache-Control", "max-age=600")], body: "old")
+            if first.withLockedValue({ value in
+                defer { value = false }
+                return value
+            }) {
+                response.headGate = gate
+            } else {
+                response = OriginResponse(headers: [("Cache-Control", "max-age=600")], body: "new")
+            }
+            return response
+        }
+        try await withAdmin(origin: handler) { origin, outpost, client, admin in
+            async let slow = client.get(outpost.base + "/race")
+            #expect(try await eventually { origin.count("/race") == 1 })
+            let purged = try await admin.post("/purge", #"{"url": "http://127.0.0.1:\#(outpost.port)/race"}"#)
+            #expect(purged.status == 200)
+            gate.open()
+            #expect(try await slow.text == "old")
+            let next = try await client.get(outpost.base + "/race")
+            #expect(next.text == "new")
+            #expect(!next.isHit)
+        }
+    }
+
+    @Test("loopback is 127.0.0.0/8, ::1 and localhost, written as such")
+    func loopback() {
+        #expect(AdminToken.isLoopback("127.0.0.1"))
+        #expect(AdminToken.isLoopback("127.1.2.3"))
+        #expect(AdminToken.isLoopback("[::1]"))
+        #expect(AdminToken.isLoopback("localhost"))
+        #expect(!AdminToken.isLoopback("127.example.com"))
+        #expect(!AdminToken.isLoopback("0.0.0.0"))
+        #expect(!AdminToken.isLoopback("10.0.0.1"))
+        #expect(!AdminToken.isLoopback("127.0.0.256"))
+    }
+
+    @Test("a purge URL with control characters is refused, and not echoed raw")
+    func controlCharacters() throws {
+        #expect(throws: PurgeRequest.Invalid.self) {
+            try PurgeRequest.parse(Array(#"{"url": "http://h/a\nlevel=error"}"#.utf8))
+        }
+        do {
+            _ = try PurgeRequest.parse(Array(#"{"url": "http://h/a\nb"}"#.utf8))
+        } catch {
+            #expect(!error.message.contains("\n"))
+        }
+    }
+}

@@ -35,6 +35,8 @@ struct OriginResponse: Sendable {
     var delay: Duration?
     /// Wait for this gate after the first body chunk.
     var gate: Gate?
+    /// Wait for this gate before sending the head.
+    var headGate: Gate?
     /// Add a Date field when the script has none (origins normally do).
     var addDate = true
 
@@ -163,6 +165,7 @@ final class TestOrigin: Sendable {
                     recorded.withLockedValue { $0.append(request) }
                     let response = await handler(request)
                     if let delay = response.delay { try await Task.sleep(for: delay) }
+                    if let headGate = response.headGate { await headGate.wait() }
                     if case .hangUp = response.action { return }
                     var headers = HTTPHeaders(response.headers)
                     if response.addDate && !headers.contains(name: "Date") {
