@@ -42,56 +42,21 @@ private func runOutpostBlocking(
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
-/// `outpost serve --config FILE` as a child process, with both bound ports read back.
-final class ServeProcess: Sendable {
-    let process: Process
-    let port: Int
-    let adminPort: Int
-
-    static func start(config: String, environment: [String: String]) async throws -> ServeProcess {
+extension OutpostProcess {
+    /// Starts `outpost serve --config FILE` from a Dispatch thread (the start blocks reading
+    /// the first line, which must not tie up one of the concurrency pool's few threads).
+    static func start(config: String, environment: [String: String]) async throws -> OutpostProcess {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try ServeProcess(config: config, environment: environment) })
+                continuation.resume(
+                    with: Result {
+                        try OutpostProcess(arguments: ["serve", "--config", config], environment: environment)
+                    })
             }
         }
     }
 
-    private init(config: String, environment: [String: String]) throws {
-        let process = Process()
-        process.executableURL = try outpostExecutable()
-        process.arguments = ["serve", "--config", config]
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { $1 }
-        process.environment = env
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var line = Data()
-        let handle = output.fileHandleForReading
-        while !line.contains(UInt8(ascii: "\n")) {
-            let byte = handle.readData(ofLength: 1)
-            if byte.isEmpty { throw CrashTestError("outpost exited before listening") }
-            line.append(byte)
-        }
-        // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
-        let ports = String(decoding: line, as: UTF8.self).components(separatedBy: "127.0.0.1:").dropFirst().compactMap {
-            Int($0.prefix { $0.isNumber })
-        }
-        guard ports.count == 2 else {
-            throw CrashTestError("unexpected first line: \(String(decoding: line, as: UTF8.self))")
-        }
-        self.process = process
-        self.port = ports[0]
-        self.adminPort = ports[1]
-    }
-
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
-
-    func terminate() {
-        process.terminate()
-        process.waitUntilExit()
-    }
 }
 
 /// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
@@ -167,7 +132,7 @@ struct CommandLineTests {
         let store = directory + "/store"
         let config = directory + "/outpost.toml"
         try Self.writeConfig(config, origin: origin.url, store: store)
-        let server = try await ServeProcess.start(config: config, environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
+        let server = try await OutpostProcess.start(config: config, environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
         let client = TestClient()
         defer {
             server.terminate()

@@ -20,23 +20,31 @@ struct CrashTestError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// `outpost serve` as a child process, so that it can be killed with SIGKILL.
+/// `outpost serve` as a child process (to kill with SIGKILL, signal, or run the CLI beside).
 final class OutpostProcess: Sendable {
     let process: Process
     let port: Int
+    let adminPort: Int
 
-    init(origin: String, store: String) throws {
-        let process = Process()
-        process.executableURL = try outpostExecutable()
-        process.arguments = [
+    convenience init(origin: String, store: String) throws {
+        try self.init(arguments: [
             "serve", "--origin", origin, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", store,
             "--log-level", "error",
-        ]
+        ])
+    }
+
+    /// Starts `outpost` with these arguments (and these variables added to the environment)
+    /// and reads both bound ports back from its first line.
+    init(arguments: [String], environment: [String: String] = [:]) throws {
+        let process = Process()
+        process.executableURL = try outpostExecutable()
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // The first line names the bound port: "outpost listening on http://127.0.0.1:PORT (...)".
+        // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
         var line = Data()
         let handle = output.fileHandleForReading
         while !line.contains(UInt8(ascii: "\n")) {
@@ -45,12 +53,11 @@ final class OutpostProcess: Sendable {
             line.append(byte)
         }
         let text = String(decoding: line, as: UTF8.self)
-        guard let range = text.range(of: "127.0.0.1:"), let port = Int(text[range.upperBound...].prefix { $0.isNumber })
-        else {
-            throw CrashTestError("unexpected first line: \(text)")
-        }
+        let ports = text.components(separatedBy: "127.0.0.1:").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
+        guard ports.count == 2 else { throw CrashTestError("unexpected first line: \(text)") }
         self.process = process
-        self.port = port
+        self.port = ports[0]
+        self.adminPort = ports[1]
     }
 
     func kill9() {
