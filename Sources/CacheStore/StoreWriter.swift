@@ -339,10 +339,11 @@ final class StoreWriter: @unchecked Sendable {
 
         case .update(let id, let response, let purgeEpoch, let completion):
             guard var record = try schema.object(txn, id: id) else { return { completion(.success(false)) } }
-            let entry = try schema.entry(txn, primaryKey: record.primaryKey)
-            // The entry's tags before this update (read before the record changes).
-            let before = try schema.tags(txn, of: entry)
-            let oldTags = record.tags
+            // A 304 may carry new Surrogate-Key / Cache-Tag fields: then the entry's tags before
+            // the update are read now, before the record changes (most 304s leave them alone).
+            let retagged = SurrogateKeys.tags(in: response.headers) != record.tags
+            let entry = retagged ? try schema.entry(txn, primaryKey: record.primaryKey) : nil
+            let before = entry != nil ? try schema.tags(txn, of: entry) : []
             usage.bytes -= min(usage.bytes, UInt64(record.cost))
             record.response = response
             condition.lock()
@@ -361,8 +362,7 @@ final class StoreWriter: @unchecked Sendable {
             }
             usage.bytes += UInt64(record.cost)
             try txn.put(schema.objects, id.bigEndianBytes, record.encoded())
-            if record.tags != oldTags, let entry {
-                // A 304 may carry new Surrogate-Key / Cache-Tag fields.
+            if let entry {
                 try schema.reindex(txn, primaryKey: record.primaryKey, before: before, entry: entry)
             }
             return { completion(.success(true)) }

@@ -50,7 +50,7 @@ public final class Telemetry: Sendable {
     private let startedAt = Date()
 
     private struct Counts {
-        var byResult: [String: Int] = [:]
+        var byResult: [CacheResult: Int] = [:]
         var byStatus: [Int: Int] = [:]
         var bytesSent = 0
         var purges = 0
@@ -108,7 +108,7 @@ public final class Telemetry: Sendable {
     func record(status: Int, bytes: Int, cacheStatus: CacheStatus) {
         let result = CacheResult(cacheStatus)
         counts.withLockedValue { counts in
-            counts.byResult[result.rawValue, default: 0] += 1
+            counts.byResult[result, default: 0] += 1
             counts.byStatus[status, default: 0] += 1
             counts.bytesSent += bytes
         }
@@ -184,9 +184,9 @@ public final class Telemetry: Sendable {
     func statistics(usage: StoreUsage, entries: Int, maxBytes: Int) -> [String: Any] {
         let counts = counts.withLockedValue { $0 }
         let total = counts.byResult.values.reduce(0, +)
-        let hits = (counts.byResult[CacheResult.hit.rawValue] ?? 0) + (counts.byResult[CacheResult.stale.rawValue] ?? 0)
+        let hits = (counts.byResult[.hit] ?? 0) + (counts.byResult[.stale] ?? 0)
         var byResult: [String: Int] = [:]
-        for result in CacheResult.allCases { byResult[result.rawValue] = counts.byResult[result.rawValue] ?? 0 }
+        for result in CacheResult.allCases { byResult[result.rawValue] = counts.byResult[result] ?? 0 }
         return [
             "entries": entries,
             "objects": Int(clamping: usage.objects),
@@ -194,7 +194,7 @@ public final class Telemetry: Sendable {
             "max_bytes": maxBytes,
             "requests": total,
             "hits": hits,
-            "misses": counts.byResult[CacheResult.miss.rawValue] ?? 0,
+            "misses": counts.byResult[.miss] ?? 0,
             "hit_ratio": total == 0 ? 0.0 : Double(hits) / Double(total),
             "by_result": byResult,
             "by_status": Dictionary(uniqueKeysWithValues: counts.byStatus.map { (String($0.key), $0.value) }),
