@@ -13,7 +13,6 @@ struct ClientConnection {
     let pipelines: PipelineHolder
     let registry: ConnectionRegistry
     let accessLog: AccessLog
-    let telemetry: Telemetry
     let logger: Logger
 
     func run() async {
@@ -61,7 +60,7 @@ struct ClientConnection {
             accessLog.record(
                 method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
                 cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
-            telemetry.record(status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
+            pipeline.telemetry.record(status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
         }
 
         if let rejection = RequestValidation.check(

@@ -186,7 +186,7 @@ public final class OutpostServer: Sendable {
                 await self.accept(self.traffic) { connection in
                     await ClientConnection(
                         channel: connection, pipelines: self.pipelines, registry: self.registry, accessLog: accessLog,
-                        telemetry: self.telemetry, logger: self.logger
+                        logger: self.logger
                     ).run()
                 }
             }
