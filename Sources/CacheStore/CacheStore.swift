@@ -1,6 +1,7 @@
 import Foundation
 import HTTPCaching
 import NIOCore
+import Synchronization
 
 /// The cache's storage: stored responses and their bodies in an LMDB environment.
 ///
@@ -14,7 +15,9 @@ public final class CacheStore: Sendable {
     let environment: LMDBEnvironment
     let schema: Schema
     private let writer: StoreWriter?
-    private let allocator = ByteBufferAllocator()
+    let allocator = ByteBufferAllocator()
+    /// The event loops' read sessions, ended by ``close()`` before the environment closes.
+    private let sessions = Mutex<[StoreReadSession]>([])
 
     /// Opens the store, creating it in an empty directory. A writable open also removes the
     /// chunks of objects that were being written when the previous process stopped.
@@ -94,6 +97,7 @@ public final class CacheStore: Sendable {
 
     /// Stops the writer after the queued work and closes the environment.
     public func close() {
+        for session in sessions.withLock({ $0 }) { session.close() }
         writer?.stop()
         if !configuration.readOnly { try? environment.sync() }
         environment.close()
@@ -116,20 +120,46 @@ public final class CacheStore: Sendable {
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
         try environment.read { txn in
             guard let entry = try schema.entry(txn, primaryKey: primaryKey) else { return .noEntry }
-            for variant in entry.variants {
-                let vary = Vary(fieldNames: variant.varyNames)
-                guard vary.secondaryKey(for: requestHeaders) == variant.secondaryKey else { continue }
-                guard let record = try schema.object(txn, id: variant.objectID) else { continue }
-                var body: ByteBuffer?
-                if record.chunkCount == 0 {
-                    body = allocator.buffer(capacity: 0)
-                } else if record.chunkCount == 1 {
-                    body = try txn.getBuffer(schema.chunks, Schema.chunkKey(record.id, 0), allocator: allocator)
-                    guard body?.readableBytes == record.bodyLength else { continue }
-                }
-                return .found(record, body: body)
+            for variant in entry.variants where variant.matches(requestHeaders) {
+                guard let record = try schema.object(txn, id: variant.objectID),
+                    let body = try inlineBody(txn, of: record)
+                else { continue }
+                return .found(record, body: body.buffer)
             }
             return .noMatchingVariant
+        }
+    }
+
+    /// A new read session for one event loop's hits (see ``StoreReadSession``), keeping up to
+    /// `hotRecords` decoded records of each kind.
+    public func makeReadSession(hotRecords: Int) throws -> StoreReadSession {
+        let session = try StoreReadSession(store: self, capacity: hotRecords)
+        sessions.withLock { $0.append(session) }
+        return session
+    }
+
+    /// How a lookup hands out a body: whole when it is one chunk (read in the lookup's
+    /// transaction), or to be streamed chunk by chunk.
+    enum InlineBody {
+        case whole(ByteBuffer)
+        case chunked
+
+        var buffer: ByteBuffer? {
+            if case .whole(let buffer) = self { return buffer }
+            return nil
+        }
+    }
+
+    /// The body of a one-chunk object, copied once out of the map; nil when the stored chunk
+    /// does not have the length the record says (the variant is skipped, never served wrong).
+    func inlineBody(_ txn: LMDBTransaction, of record: ObjectRecord) throws -> InlineBody? {
+        switch record.chunkCount {
+        case 0: return .whole(allocator.buffer(capacity: 0))
+        case 1:
+            let body = try txn.getBuffer(schema.chunks, Schema.chunkKey(record.id, 0), allocator: allocator)
+            guard let body, body.readableBytes == record.bodyLength else { return nil }
+            return .whole(body)
+        default: return .chunked
         }
     }
 
@@ -260,7 +290,13 @@ public final class CacheStore: Sendable {
 
     /// Notes a hit for the LRU order and the hit counter; never blocks.
     public func recordHit(objectID: UInt64, at time: Double) {
-        writer?.recordHit(objectID, at: time)
+        writer?.recordHits([objectID: (1, time)])
+    }
+
+    /// Notes hits gathered by an event loop since its last report (count and latest time per
+    /// object), so that hits touch the writer's shared state once per batch, not per hit.
+    public func recordHits(_ hits: [UInt64: (count: Int, last: Double)]) {
+        writer?.recordHits(hits)
     }
 
     /// Returns once everything enqueued before it is committed.

@@ -5,14 +5,30 @@
 /// serve one URL's object for another. Two independent 64-bit FNV-1a streams, each finished
 /// with a 64-bit avalanche mix (MurmurHash3's fmix64).
 enum KeyDigest {
+    /// The digest as two integers (the hit path builds its LMDB key on the stack from it).
+    struct Value: Hashable {
+        var high: UInt64
+        var low: UInt64
+
+        /// The 16 key bytes, big-endian, as `digest(_:)` gives them.
+        func withBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+            try withUnsafeBytes(of: (high.bigEndian, low.bigEndian), body)
+        }
+    }
+
     static func digest(_ key: String) -> [UInt8] {
+        let value = value(key)
+        return value.high.bigEndianBytes + value.low.bigEndianBytes
+    }
+
+    static func value(_ key: String) -> Value {
         var a: UInt64 = 0xcbf2_9ce4_8422_2325
         var b: UInt64 = 0x8422_2325_cbf2_9ce4
         for byte in key.utf8 {
             a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
             b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 &+ 0x9E37_79B9_7F4A_7C15
         }
-        return mix(a ^ UInt64(key.utf8.count)).bigEndianBytes + mix(b).bigEndianBytes
+        return Value(high: mix(a ^ UInt64(key.utf8.count)), low: mix(b))
     }
 
     private static func mix(_ value: UInt64) -> UInt64 {

@@ -38,6 +38,7 @@ public struct LMDBDatabase: Sendable {
 /// the caller guarantees a single writer.
 public final class LMDBEnvironment: @unchecked Sendable {
     private let env: OpaquePointer
+    fileprivate var handle: OpaquePointer { env }
     public let readOnly: Bool
     private var closed = false
 
@@ -133,6 +134,38 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 }
 
+/// A read transaction kept for reuse by one thread at a time (an event loop): reset between
+/// reads and renewed for the next (`mdb_txn_reset` / `mdb_txn_renew`), so a read costs no
+/// allocation and no reader-slot lookup. A reset transaction pins no pages; a renewed one is
+/// reset again before ``read(_:)`` returns, so a reader never outlives the call that used it
+/// (an open reader would keep the writer from reusing pages and make the map grow).
+public final class LMDBReader {
+    private let transaction: LMDBTransaction
+    private var closed = false
+
+    public init(environment: LMDBEnvironment) throws {
+        transaction = try LMDBTransaction(env: environment.handle, readOnly: true)
+        mdb_txn_reset(transaction.txn)
+    }
+
+    /// Runs `body` in the renewed transaction; values it sees are valid until it returns.
+    public func read<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+        guard !closed else { throw LMDBError(code: MDB_BAD_TXN, operation: "read after close") }
+        try LMDBError.check(mdb_txn_renew(transaction.txn), "mdb_txn_renew")
+        defer { mdb_txn_reset(transaction.txn) }
+        return try body(transaction)
+    }
+
+    /// Frees the transaction; must happen before the environment closes.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        transaction.abort()
+    }
+
+    deinit { close() }
+}
+
 /// One LMDB transaction. Only valid inside the closure it was handed to.
 public final class LMDBTransaction {
     fileprivate let txn: OpaquePointer
@@ -174,13 +207,19 @@ public final class LMDBTransaction {
     public func withValue<T>(
         _ db: LMDBDatabase, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T
     ) throws -> T? {
-        try withKey(key) { keyVal in
-            var value = MDB_val()
-            let code = mdb_get(txn, db.dbi, &keyVal, &value)
-            if code == MDB_NOTFOUND { return nil }
-            try LMDBError.check(code, "mdb_get")
-            return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
-        }
+        try key.withUnsafeBytes { try withValue(db, key: $0, body) }
+    }
+
+    /// The same, with the key given as raw bytes (a key built on the stack).
+    public func withValue<T>(
+        _ db: LMDBDatabase, key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> T
+    ) throws -> T? {
+        var keyVal = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var value = MDB_val()
+        let code = mdb_get(txn, db.dbi, &keyVal, &value)
+        if code == MDB_NOTFOUND { return nil }
+        try LMDBError.check(code, "mdb_get")
+        return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
     }
 
     public func put(_ db: LMDBDatabase, _ key: [UInt8], _ value: [UInt8]) throws {

@@ -18,6 +18,9 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var writeQueueLimit: Int
     /// Open for inspection only.
     public var readOnly: Bool
+    /// Records (entries and objects, each) an event loop keeps decoded for its hits
+    /// (`hot_records`); a record whose bytes changed is decoded again, so this bounds memory only.
+    public var hotRecords: Int = 16384
 
     public init(
         path: String, maxStoreSize: Int = 1 << 30, maxObjectSize: Int = 64 << 20, chunkSize: Int = 256 << 10,

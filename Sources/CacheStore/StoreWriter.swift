@@ -136,10 +136,12 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     /// Records a hit; applied to the LRU index with the next batch, so a hit never waits.
-    func recordHit(_ id: UInt64, at time: Double) {
+    func recordHits(_ batch: [UInt64: (count: Int, last: Double)]) {
         condition.lock()
-        let previous = hits[id]
-        hits[id] = ((previous?.count ?? 0) + 1, max(previous?.last ?? 0, time))
+        for (id, hit) in batch {
+            let previous = hits[id]
+            hits[id] = ((previous?.count ?? 0) + UInt64(hit.count), max(previous?.last ?? 0, hit.last))
+        }
         condition.unlock()
     }
 

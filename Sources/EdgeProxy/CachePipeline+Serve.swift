@@ -34,13 +34,10 @@ extension CachePipeline {
                 proxyError: nil)
         }
         let age = Age.headerValue(Age.current(of: record.response, now: now))
-        var headers = representation.headers(
-            from: record.response.headers, varies: Representation.variesByCoding(record))
         // The representation's own view of the response: its entity tag is what conditions
         // and If-Range compare against.
-        let selected = StoredResponse(
-            status: record.response.status, headers: headers, requestTime: record.response.requestTime,
-            responseTime: record.response.responseTime)
+        let selected = representationView(record, representation)
+        var headers = selected.headers
         headers.replace("Age", with: age)
         headers.add("Via", "1.1 \(via)")
         headers.add("Cache-Status", cacheStatus.headerValue)
@@ -48,10 +45,7 @@ extension CachePipeline {
         // RFC 9110 §13.2.2: preconditions are evaluated against the stored response.
         switch Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: selected) {
         case .notModified:
-            var notModified = Conditional.notModifiedHeaders(from: selected.headers)
-            notModified.add("Age", age)
-            notModified.add("Via", "1.1 \(via)")
-            notModified.add("Cache-Status", cacheStatus.headerValue)
+            let notModified = notModifiedHeaders(selected, age: age, cacheStatus: cacheStatus)
             try await sink.sendResponse(status: 304, headers: notModified, body: nil)
             return RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus)
         case .preconditionFailed:
@@ -61,18 +55,12 @@ extension CachePipeline {
             break
         }
 
-        let bytes: StoredBytes
-        switch representation.source {
-        case .primary:
-            bytes = StoredBytes(
-                owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
-        case .alternate(let alternate):
-            bytes = StoredBytes(
-                owner: alternate.chunkOwner, length: Int64(alternate.length), chunkSize: Int64(record.chunkSize),
-                inline: nil)
-        case .decoded(let coding):
+        if case .decoded(let coding) = representation.source {
             return try await sendDecoded(
                 record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
+        }
+        guard let bytes = storedBytes(record, representation, inline: inline) else {
+            throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)")
         }
 
         let length = bytes.length
@@ -81,10 +69,7 @@ extension CachePipeline {
         var status = record.response.status
         if status == 200 {
             headers.replace("Accept-Ranges", with: "bytes")
-            // RFC 9110 §14: ranges are cut from the selected representation's stored bytes.
-            if request.method == "GET", let rangeValue = request.headers["Range"], let spec = ByteRangeSpec(rangeValue),
-                ifRangeAllows(request.headers, stored: selected)
-            {
+            if let spec = rangeSpec(of: request, selected: selected) {
                 switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
                 case .multiple(let ranges):
                     return try await sendMultipart(
@@ -118,6 +103,49 @@ extension CachePipeline {
             await sink.finish()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
+    }
+
+    /// The header fields of a representation and its view of the stored response: its own
+    /// entity tag and coding, which conditions and If-Range compare against.
+    func representationView(_ record: ObjectRecord, _ representation: Representation) -> StoredResponse {
+        StoredResponse(
+            status: record.response.status,
+            headers: representation.headers(
+                from: record.response.headers, varies: Representation.variesByCoding(record)),
+            requestTime: record.response.requestTime, responseTime: record.response.responseTime)
+    }
+
+    /// Where a representation's bytes are stored; nil when it is decoded while it is sent.
+    func storedBytes(_ record: ObjectRecord, _ representation: Representation, inline: ByteBuffer?) -> StoredBytes? {
+        switch representation.source {
+        case .primary:
+            return StoredBytes(
+                owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
+        case .alternate(let alternate):
+            return StoredBytes(
+                owner: alternate.chunkOwner, length: Int64(alternate.length), chunkSize: Int64(record.chunkSize),
+                inline: nil)
+        case .decoded:
+            return nil
+        }
+    }
+
+    /// RFC 9111 §4.3.2: a 304 to the client's conditional, from the selected representation.
+    func notModifiedHeaders(_ selected: StoredResponse, age: String, cacheStatus: CacheStatus) -> HeaderFields {
+        var notModified = Conditional.notModifiedHeaders(from: selected.headers)
+        notModified.add("Age", age)
+        notModified.add("Via", "1.1 \(via)")
+        notModified.add("Cache-Status", cacheStatus.headerValue)
+        return notModified
+    }
+
+    /// The Range a GET asks of a stored 200, when If-Range still allows it (RFC 9110 §14:
+    /// ranges are cut from the selected representation's stored bytes).
+    func rangeSpec(of request: ClientRequest, selected: StoredResponse) -> ByteRangeSpec? {
+        guard request.method == "GET", let value = request.headers["Range"], let spec = ByteRangeSpec(value),
+            ifRangeAllows(request.headers, stored: selected)
+        else { return nil }
+        return spec
     }
 
     /// RFC 9111 §3.4: a range inside a stored 206 part, cut from the part's bytes.

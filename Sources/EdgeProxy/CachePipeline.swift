@@ -106,18 +106,8 @@ final class CachePipeline: Sendable {
             let lifetime = lifetime(of: record)
             let now = clock.now()
             let age = Age.current(of: record.response, now: now)
-            var decision = Reuse.decide(
-                stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
-                now: now)
-            if record.softPurgedAt != nil {
-                // A soft-purged object is revalidated before it is used again (no refresh behind
-                // the client); stale-if-error and the client's max-stale still apply.
-                switch decision {
-                case .staleWhileRevalidate, .mustValidate(reason: "stale"):
-                    decision = .mustValidate(reason: "soft purge")
-                default: break
-                }
-            }
+            let decision = reuseDecision(
+                record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
             var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
             status.collapsed = collapsed
             switch decision {
@@ -151,6 +141,22 @@ final class CachePipeline: Sendable {
         if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
         let plan = FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
         return try await fetchCoalesced(request, sink: sink, plan: plan)
+    }
+
+    /// How a stored response may serve a request (`Reuse.decide`), for the pipeline and the
+    /// hit path alike. A soft-purged object is revalidated before it is used again (no refresh
+    /// behind the client); stale-if-error and the client's max-stale still apply.
+    func reuseDecision(
+        _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
+        directives: RequestDirectives
+    ) -> ReuseDecision {
+        let decision = Reuse.decide(
+            age: age, responseCacheControl: cacheControl, lifetime: lifetime, request: directives)
+        guard record.softPurgedAt != nil else { return decision }
+        switch decision {
+        case .staleWhileRevalidate, .mustValidate(reason: "stale"): return .mustValidate(reason: "soft purge")
+        default: return decision
+        }
     }
 
     /// The bytes (positions in the complete representation) a stored 206 part gives this

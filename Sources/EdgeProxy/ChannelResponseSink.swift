@@ -37,6 +37,20 @@ struct ChannelResponseSink: ResponseSink {
     }
 
     private func makeHead(status: Int, headers: HeaderFields) -> HTTPResponseHead {
+        let (head, closes) = ChannelResponseSink.head(
+            status: status, headers: headers, version: version, keepAlive: keepAlive,
+            stripSurrogateKeys: stripSurrogateKeys)
+        if closes { mustClose.withLockedValue { $0 = true } }
+        return head
+    }
+
+    /// The NIO response head for these fields (the hit path builds its heads with it too):
+    /// purge tags stripped unless exposed, and `Connection` set for a connection that closes
+    /// after the response or an HTTP/1.0 one kept alive. `closes` is true when the connection
+    /// must close after it.
+    static func head(
+        status: Int, headers: HeaderFields, version: HTTPVersion, keepAlive: Bool, stripSurrogateKeys: Bool
+    ) -> (head: HTTPResponseHead, closes: Bool) {
         var nioHeaders = HTTPHeaders()
         nioHeaders.reserveCapacity(headers.count + 1)
         for field in headers {
@@ -44,12 +58,16 @@ struct ChannelResponseSink: ResponseSink {
             nioHeaders.add(name: field.name, value: field.value)
         }
         let delimited = nioHeaders.contains(name: "Content-Length") || status == 204 || status == 304 || status < 200
+        var closes = false
         if !keepAlive || (version.minor == 0 && !delimited) {
-            mustClose.withLockedValue { $0 = true }
+            closes = true
             nioHeaders.replaceOrAdd(name: "Connection", value: "close")
         } else if version.minor == 0 {
             nioHeaders.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders)
+        return (
+            HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders),
+            closes
+        )
     }
 }

@@ -49,9 +49,7 @@ struct ClientConnection {
         let sink = ChannelResponseSink(
             writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
         let method = head.method.rawValue
-        let limits = RequestValidation.Limits(
-            maxURILength: configuration.server.maxURILength, maxHeaderBytes: configuration.server.maxHeaderBytes,
-            maxHeaders: configuration.server.maxHeaders, maxRequestBodySize: configuration.server.maxRequestBodySize)
+        let limits = RequestValidation.Limits(configuration.server)
 
         func log(_ outcome: RequestOutcome, url: String) {
             let seconds =
@@ -90,7 +88,7 @@ struct ClientConnection {
             return false
         }
         let key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
-        guard let origin = route(key, configuration.upstream) else {
+        guard let origin = configuration.upstream.origin(for: key) else {
             let error = ProxyError.destinationNotFound("no origin configured for \(key.authority)")
             let outcome = try await pipeline.sendError(
                 status: 502, message: error.details, sink: sink,
@@ -185,10 +183,20 @@ struct ClientConnection {
         }
     }
 
+}
+
+extension OutpostConfiguration.Upstream {
     /// The origin for a request: by Host (with or without port), else the default origin.
-    private func route(_ key: CacheKey, _ upstream: OutpostConfiguration.Upstream) -> OriginURL? {
-        let hosts = upstream.hosts
-        return hosts[key.authority] ?? hosts[key.host] ?? upstream.defaultOrigin
+    func origin(for key: CacheKey) -> OriginURL? {
+        hosts[key.authority] ?? hosts[key.host] ?? defaultOrigin
+    }
+}
+
+extension RequestValidation.Limits {
+    init(_ server: OutpostConfiguration.Server) {
+        self.init(
+            maxURILength: server.maxURILength, maxHeaderBytes: server.maxHeaderBytes, maxHeaders: server.maxHeaders,
+            maxRequestBodySize: server.maxRequestBodySize)
     }
 }
 

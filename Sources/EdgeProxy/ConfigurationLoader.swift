@@ -78,6 +78,7 @@ public enum ConfigurationLoader {
             try store.integer("max_variants", minimum: 1) { configuration.store.maxVariants = $0 }
             try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
+            try store.integer("hot_records", minimum: 1) { configuration.store.hotRecords = $0 }
         }
         try reader.table("compression") { compression in
             try compression.bool("enabled") { configuration.compression.enabled = $0 }

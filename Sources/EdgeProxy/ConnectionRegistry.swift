@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The open client connections, so that a graceful shutdown can close the idle ones at once
 /// and let the busy ones finish their response first.
@@ -10,30 +11,31 @@ final class ConnectionRegistry: Sendable {
     }
 
     private struct State {
-        var next = 0
-        var entries: [Int: Entry] = [:]
+        var entries: [ObjectIdentifier: Entry] = [:]
         var draining = false
     }
 
     private let state = NIOLockedValueBox(State())
+    /// `state.draining`, readable without the lock (every request asks).
+    private let drainingFlag = Atomic<Bool>(false)
 
-    func register(_ channel: any Channel) -> Int {
-        state.withLockedValue { state in
-            state.next += 1
-            state.entries[state.next] = Entry(channel: channel, busy: false)
-            return state.next
-        }
+    /// Registers a connection; its id is the channel's identity, so the hit path
+    /// (``HitHandler``) can mark the same connection busy while it streams a stored body.
+    func register(_ channel: any Channel) -> ObjectIdentifier {
+        let id = ObjectIdentifier(channel)
+        state.withLockedValue { $0.entries[id] = Entry(channel: channel, busy: false) }
+        return id
     }
 
-    func unregister(_ id: Int) {
+    func unregister(_ id: ObjectIdentifier) {
         state.withLockedValue { _ = $0.entries.removeValue(forKey: id) }
     }
 
-    func setBusy(_ id: Int, _ busy: Bool) {
+    func setBusy(_ id: ObjectIdentifier, _ busy: Bool) {
         state.withLockedValue { $0.entries[id]?.busy = busy }
     }
 
-    var isDraining: Bool { state.withLockedValue { $0.draining } }
+    var isDraining: Bool { drainingFlag.load(ordering: .relaxed) }
 
     var count: Int { state.withLockedValue { $0.entries.count } }
 
@@ -41,6 +43,7 @@ final class ConnectionRegistry: Sendable {
     func beginDrain() {
         let idle = state.withLockedValue { state -> [any Channel] in
             state.draining = true
+            drainingFlag.store(true, ordering: .relaxed)
             return state.entries.values.filter { !$0.busy }.map(\.channel)
         }
         for channel in idle { channel.close(promise: nil) }

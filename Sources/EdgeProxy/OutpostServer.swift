@@ -30,6 +30,7 @@ public final class OutpostServer: Sendable {
     private let clock: any CacheClock
     private let logger: Logger
     private let shuttingDown = NIOLockedValueBox(false)
+    private let accessLog: AccessLog
 
     /// Opens the store and binds both listeners; call ``run()`` to serve.
     public init(
@@ -50,16 +51,26 @@ public final class OutpostServer: Sendable {
         let group = MultiThreadedEventLoopGroup.singleton
         let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group, telemetry: telemetry)
         self.upstreams = NIOLockedValueBox((upstream, []))
-        self.pipelines = PipelineHolder(
+        let pipelines = PipelineHolder(
             CachePipeline(
                 configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger,
                 telemetry: telemetry))
+        self.pipelines = pipelines
+        let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
+        self.accessLog = accessLog
+        let registry = self.registry
         do {
+            let hitPath = try LoopHitStates(group: group) { loop in
+                try LoopHitState(
+                    eventLoop: loop, store: store, hotRecords: configuration.store.hotRecords,
+                    counters: telemetry.makeLoopCounters(), pipeline: LoopPipeline(pipelines), registry: registry,
+                    accessLog: accessLog, logger: logger)
+            }
             traffic = try await OutpostServer.bind(
-                configuration.server.listen, live: live, logger: logger, timeouts: true)
+                configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath)
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
-                configuration.admin.listen, live: live, logger: logger, timeouts: true)
+                configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -133,7 +144,8 @@ public final class OutpostServer: Sendable {
     }
 
     private static func bind(
-        _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool
+        _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
+        hitPath: LoopHitStates?
     ) async throws -> NIOAsyncChannel<ConnectionChannel, Never> {
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
@@ -162,6 +174,9 @@ public final class OutpostServer: Sendable {
                         try sync.addHandler(FirstByteObserver(timeouts: handler), position: .first)
                         try sync.addHandler(handler)
                     }
+                    if let state = hitPath?.state(for: channel.eventLoop) {
+                        try sync.addHandler(HitHandler(state: state))
+                    }
                     return try ConnectionChannel(wrappingChannelSynchronously: channel)
                 }
             }
@@ -172,7 +187,7 @@ public final class OutpostServer: Sendable {
 
     /// Serves until ``shutdown()``; returns after the store is closed.
     public func run() async {
-        let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
+        let accessLog = self.accessLog
         logger.info(
             "outpost serving",
             metadata: [

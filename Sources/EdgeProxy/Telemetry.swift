@@ -4,6 +4,7 @@ import HTTPCaching
 import Metrics
 import NIOConcurrencyHelpers
 import Prometheus
+import Synchronization
 
 /// What happened to a request, as counted in /stats and /metrics (`result` dimension).
 enum CacheResult: String, CaseIterable, Sendable {
@@ -57,10 +58,15 @@ public final class Telemetry: Sendable {
         var purgedObjects = 0
         var coalescedWaits = 0
         var upstreamErrors = 0
+        /// Requests answered on their event loop by the hit path.
+        var hitPath = 0
         var evictionsReported: UInt64?
     }
 
     private let counts = NIOLockedValueBox(Counts())
+    /// Each event loop's own counters for the requests it answers on the hit path, and what of
+    /// them has been folded into `counts` and the metrics so far.
+    private let loops = NIOLockedValueBox<[(counters: LoopCounters, folded: LoopCounters.Snapshot)]>([])
     private let requests: [CacheResult: Metrics.Counter]
     private let statusCounters = NIOLockedValueBox<[Int: Metrics.Counter]>([:])
     private let factory: PrometheusMetricsFactory
@@ -74,6 +80,7 @@ public final class Telemetry: Sendable {
     private let evictions: Metrics.Counter
     private let purgedObjects: Metrics.Counter
     private let coalescedWaits: Metrics.Counter
+    private let hitPathRequests: Metrics.Counter
 
     /// Reports into `registry` (each server its own, so tests and several servers in one
     /// process never share counters; swift-metrics' global bootstrap is not used).
@@ -102,6 +109,7 @@ public final class Telemetry: Sendable {
         evictions = Metrics.Counter(label: "outpost_evictions_total", factory: factory)
         purgedObjects = Metrics.Counter(label: "outpost_purged_objects_total", factory: factory)
         coalescedWaits = Metrics.Counter(label: "outpost_coalesced_waits_total", factory: factory)
+        hitPathRequests = Metrics.Counter(label: "outpost_hit_path_requests_total", factory: factory)
     }
 
     /// One answered request.
@@ -124,6 +132,40 @@ public final class Telemetry: Sendable {
                 label: "outpost_responses_total", dimensions: [("status", String(status))], factory: factory)
             counters[status] = counter
             return counter
+        }
+    }
+
+    /// Counters for one event loop's hits: written only by that loop (no lock, no shared cache
+    /// line), folded into /stats and /metrics when those are read.
+    func makeLoopCounters() -> LoopCounters {
+        let counters = LoopCounters()
+        loops.withLockedValue { $0.append((counters, LoopCounters.Snapshot())) }
+        return counters
+    }
+
+    /// Adds what the event loops counted since the last fold to `counts` and the metrics.
+    private func foldLoopCounters() {
+        loops.withLockedValue { loops in
+            for index in loops.indices {
+                let now = loops[index].counters.snapshot()
+                let delta = now.minus(loops[index].folded)
+                loops[index].folded = now
+                guard delta.requests > 0 else { continue }
+                counts.withLockedValue { counts in
+                    for (result, count) in delta.byResult where count > 0 {
+                        counts.byResult[result, default: 0] += count
+                    }
+                    for (status, count) in delta.byStatus where count > 0 {
+                        counts.byStatus[status, default: 0] += count
+                    }
+                    counts.bytesSent += delta.bytesSent
+                    counts.hitPath += delta.requests
+                }
+                hitPathRequests.increment(by: delta.requests)
+                for (result, count) in delta.byResult where count > 0 { requests[result]?.increment(by: count) }
+                for (status, count) in delta.byStatus where count > 0 { statusCounter(status).increment(by: count) }
+                if delta.bytesSent > 0 { bytesSent.increment(by: delta.bytesSent) }
+            }
         }
     }
 
@@ -164,6 +206,7 @@ public final class Telemetry: Sendable {
     /// Brings the store gauges (and the eviction counter, kept by the store) up to date; called
     /// before the registry is read.
     func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int) {
+        foldLoopCounters()
         storeBytes.record(Int(clamping: usage.bytes))
         storeObjects.record(Int(clamping: usage.objects))
         storeEntries.record(entries)
@@ -182,6 +225,7 @@ public final class Telemetry: Sendable {
 
     /// The counters for `GET /stats`.
     func statistics(usage: StoreUsage, entries: Int, maxBytes: Int) -> [String: Any] {
+        foldLoopCounters()
         let counts = counts.withLockedValue { $0 }
         let total = counts.byResult.values.reduce(0, +)
         let hits = (counts.byResult[.hit] ?? 0) + (counts.byResult[.stale] ?? 0)
@@ -204,8 +248,59 @@ public final class Telemetry: Sendable {
             "purged_objects": counts.purgedObjects,
             "coalesced_waits": counts.coalescedWaits,
             "upstream_errors": counts.upstreamErrors,
+            "hit_path": counts.hitPath,
             "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
         ]
+    }
+}
+
+/// One event loop's counts of the requests it answered without leaving the loop. Only that
+/// loop adds (relaxed atomics on memory no other core writes); readers take snapshots.
+final class LoopCounters: Sendable {
+    /// The statuses the hit path answers with; anything else goes through ``Telemetry/record``.
+    static let statuses = [200, 206, 304]
+
+    /// One counter (a class, so that an array can hold the non-copyable atomic).
+    private final class Tally: Sendable {
+        let value = Atomic<Int>(0)
+        func add(_ amount: Int) { value.add(amount, ordering: .relaxed) }
+        func load() -> Int { value.load(ordering: .relaxed) }
+    }
+
+    private let byResult = CacheResult.allCases.map { _ in Tally() }
+    private let byStatus = LoopCounters.statuses.map { _ in Tally() }
+    private let bytes = Tally()
+
+    /// Counts one answered request; false when its status is not one counted here.
+    func record(status: Int, bytes sent: Int, result: CacheResult) -> Bool {
+        guard let statusIndex = LoopCounters.statuses.firstIndex(of: status),
+            let resultIndex = CacheResult.allCases.firstIndex(of: result)
+        else { return false }
+        byResult[resultIndex].add(1)
+        byStatus[statusIndex].add(1)
+        if sent > 0 { bytes.add(sent) }
+        return true
+    }
+
+    struct Snapshot {
+        var byResult: [CacheResult: Int] = [:]
+        var byStatus: [Int: Int] = [:]
+        var bytesSent = 0
+        var requests: Int { byResult.values.reduce(0, +) }
+
+        func minus(_ earlier: Snapshot) -> Snapshot {
+            var delta = Snapshot(bytesSent: bytesSent - earlier.bytesSent)
+            for (result, count) in byResult { delta.byResult[result] = count - (earlier.byResult[result] ?? 0) }
+            for (status, count) in byStatus { delta.byStatus[status] = count - (earlier.byStatus[status] ?? 0) }
+            return delta
+        }
+    }
+
+    func snapshot() -> Snapshot {
+        var snapshot = Snapshot(bytesSent: bytes.load())
+        for (index, result) in CacheResult.allCases.enumerated() { snapshot.byResult[result] = byResult[index].load() }
+        for (index, status) in LoopCounters.statuses.enumerated() { snapshot.byStatus[status] = byStatus[index].load() }
+        return snapshot
     }
 }
 

@@ -8,13 +8,22 @@ public enum Age {
     /// - corrected_initial_age = max(apparent_age, corrected_age_value)
     /// - current_age = corrected_initial_age + (now - response_time)
     public static func current(of response: StoredResponse, now: Double) -> Double {
+        current(correctedInitialAge: correctedInitialAge(of: response), responseTime: response.responseTime, now: now)
+    }
+
+    /// corrected_initial_age: the part of the age fixed when the response was received (so a
+    /// hit that keeps it need not parse Date and Age again).
+    public static func correctedInitialAge(of response: StoredResponse) -> Double {
         let date = response.dateValue.map(Double.init) ?? response.responseTime
         let apparentAge = max(0, response.responseTime - date)
         let responseDelay = max(0, response.responseTime - response.requestTime)
         let correctedAgeValue = Double(response.ageValue ?? 0) + responseDelay
-        let correctedInitialAge = max(apparentAge, correctedAgeValue)
-        let residentTime = max(0, now - response.responseTime)
-        return correctedInitialAge + residentTime
+        return max(apparentAge, correctedAgeValue)
+    }
+
+    /// current_age = corrected_initial_age + resident_time.
+    public static func current(correctedInitialAge: Double, responseTime: Double, now: Double) -> Double {
+        correctedInitialAge + max(0, now - responseTime)
     }
 
     /// The value of the Age field for a response served from storage.

@@ -25,7 +25,18 @@ public enum Reuse {
         request: RequestDirectives,
         now: Double
     ) -> ReuseDecision {
-        let age = Age.current(of: stored, now: now)
+        decide(
+            age: Age.current(of: stored, now: now), responseCacheControl: responseCacheControl, lifetime: lifetime,
+            request: request)
+    }
+
+    /// The same decision for a response whose current age (RFC 9111 §4.2.3) is already known.
+    public static func decide(
+        age: Double,
+        responseCacheControl: CacheControl,
+        lifetime: FreshnessLifetime,
+        request: RequestDirectives
+    ) -> ReuseDecision {
         let lifetimeSeconds = Double(lifetime.seconds)
         let isFresh = lifetimeSeconds > age
         let requestCC = request.cacheControl

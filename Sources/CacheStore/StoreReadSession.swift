@@ -1,0 +1,134 @@
+import Foundation
+import HTTPCaching
+import NIOCore
+import Synchronization
+
+/// The store as one event loop reads it on the hit path (docs/performance.md).
+///
+/// - One LMDB read transaction, reset between reads and renewed for the next, instead of a
+///   transaction begun and aborted per read.
+/// - Records are compared in place, in the map, with the decoded copies this session keeps
+///   from earlier reads: while a record's bytes are unchanged, a hit decodes nothing and builds
+///   no String. A record that changed (a 304 update, a soft purge, a new variant) no longer
+///   matches its bytes and is decoded again, so a decoded copy can never be out of date.
+/// - The body of a one-chunk object is copied once, from the map into the buffer the
+///   response is written from.
+///
+/// A session belongs to one thread at a time (its event loop); its lock is never contended
+/// except by ``CacheStore/close()``, which ends every session before the environment closes.
+public final class StoreReadSession: @unchecked Sendable {
+    /// A decoded record and the exact bytes it was decoded from.
+    private struct Decoded<Record> {
+        var bytes: [UInt8]
+        var record: Record
+        /// Changes whenever the record is decoded anew, so that callers can key what they
+        /// derive from the record on (id, revision).
+        var revision: UInt64
+    }
+
+    private let store: CacheStore
+    private let state: Mutex<State>
+
+    private struct State {
+        var reader: LMDBReader?
+        let capacity: Int
+        var entries: [KeyDigest.Value: Decoded<EntryRecord>] = [:]
+        var objects: [UInt64: Decoded<ObjectRecord>] = [:]
+        var nextRevision: UInt64 = 1
+
+        /// The entry for `bytes`: the kept copy when its bytes are the same, else decoded anew.
+        mutating func entry(_ bytes: UnsafeRawBufferPointer, key: KeyDigest.Value) throws -> EntryRecord {
+            if let kept = entries[key], kept.bytes.sameBytes(as: bytes) { return kept.record }
+            let record = try EntryRecord(decoding: Array(bytes))
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[key] = Decoded(bytes: Array(bytes), record: record, revision: takeRevision())
+            return record
+        }
+
+        /// The object record for `bytes` and its revision, as ``entry(_:key:)``.
+        mutating func object(_ bytes: UnsafeRawBufferPointer, id: UInt64) throws -> (ObjectRecord, UInt64) {
+            if let kept = objects[id], kept.bytes.sameBytes(as: bytes) { return (kept.record, kept.revision) }
+            let record = try ObjectRecord(id: id, decoding: Array(bytes))
+            let revision = takeRevision()
+            if objects.count >= capacity { objects.removeAll(keepingCapacity: true) }
+            objects[id] = Decoded(bytes: Array(bytes), record: record, revision: revision)
+            return (record, revision)
+        }
+
+        private mutating func takeRevision() -> UInt64 {
+            defer { nextRevision += 1 }
+            return nextRevision
+        }
+    }
+
+    /// - Parameter capacity: records of each kind kept decoded (`store.hot_records`); past it
+    ///   the kept ones are dropped and decoded again as they are read.
+    init(store: CacheStore, capacity: Int) throws {
+        self.store = store
+        state = Mutex(State(reader: try LMDBReader(environment: store.environment), capacity: max(1, capacity)))
+    }
+
+    /// What a lookup found: as ``CacheStore/Lookup``, with the record's revision.
+    public enum Lookup {
+        case noEntry
+        case noMatchingVariant
+        /// The selected response; `revision` changes whenever the record's bytes change.
+        case found(ObjectRecord, revision: UInt64, body: ByteBuffer?)
+    }
+
+    /// Finds the stored response a request selects (RFC 9111 §4.1), as ``CacheStore/lookup(_:requestHeaders:)``.
+    public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
+        let digest = KeyDigest.value(primaryKey)
+        let schema = store.schema
+        return try state.withLock { state in
+            guard let reader = state.reader else { throw StoreError.closed }
+            return try reader.read { txn -> Lookup in
+                let found = try digest.withBytes { key in
+                    try txn.withValue(schema.entries, key: key) { try state.entry($0, key: digest) }
+                }
+                // A digest collision is a miss, never another URL's object.
+                guard let entry = found, entry.primaryKey == primaryKey else { return .noEntry }
+                for variant in entry.variants {
+                    guard variant.matches(requestHeaders) else { continue }
+                    let id = variant.objectID
+                    let object = try withUnsafeBytes(of: id.bigEndian) { key in
+                        try txn.withValue(schema.objects, key: key) { try state.object($0, id: id) }
+                    }
+                    guard let (record, revision) = object else { continue }
+                    guard let body = try store.inlineBody(txn, of: record) else { continue }
+                    return .found(record, revision: revision, body: body.buffer)
+                }
+                return .noMatchingVariant
+            }
+        }
+    }
+
+    /// One body chunk, copied out of the map in this session's transaction; nil when the
+    /// object is gone.
+    public func readChunk(objectID: UInt64, index: Int) throws -> ByteBuffer? {
+        try state.withLock { state in
+            guard let reader = state.reader else { throw StoreError.closed }
+            return try reader.read { txn in
+                try txn.getBuffer(store.schema.chunks, Schema.chunkKey(objectID, index), allocator: store.allocator)
+            }
+        }
+    }
+
+    /// Ends the session: its transaction is freed and later reads fail with ``StoreError/closed``.
+    func close() {
+        state.withLock { state in
+            state.reader?.close()
+            state.reader = nil
+            state.entries = [:]
+            state.objects = [:]
+        }
+    }
+}
+
+extension [UInt8] {
+    /// Whether these are exactly the bytes of `other` (a record still in the map).
+    fileprivate func sameBytes(as other: UnsafeRawBufferPointer) -> Bool {
+        count == other.count
+            && (count == 0 || withUnsafeBytes { memcmp($0.baseAddress!, other.baseAddress!, count) == 0 })
+    }
+}

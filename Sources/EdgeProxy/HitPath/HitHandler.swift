@@ -1,0 +1,357 @@
+import CacheStore
+import ContentCoding
+import HTTPCaching
+import NIOCore
+import NIOHTTP1
+
+/// The hit path (docs/performance.md): answers, on the connection's event loop and in the
+/// same turn that read the request, every request the store can answer by itself — a fresh
+/// (or allowed-stale) hit, a 304 to the client's conditional, HEAD, a single Range of a stored
+/// 200, a stored coding — with no task, no actor and no process-wide lock. Anything else
+/// (misses, validation, request bodies, errors, multipart ranges, decoding on the fly) passes
+/// on unchanged to the connection's async loop (`ClientConnection`), which answers it through
+/// `CachePipeline`. The decisions are the pipeline's own functions; only the I/O differs.
+///
+/// Sits after the HTTP server pipeline handlers (so pipelined requests reach it one at a time,
+/// each after the previous response ended) and before the `NIOAsyncChannel` handler.
+final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum Phase {
+        /// Between requests.
+        case idle
+        /// The current request belongs to the async loop: its parts pass through.
+        case forwarding
+        /// The current request is answered here; its remaining parts are read and dropped.
+        /// `responseDone`: the whole response was written.
+        case answering(responseDone: Bool)
+    }
+
+    private let state: LoopHitState
+    private var phase = Phase.idle
+    /// No more requests are answered here: the async loop sent `Connection: close`, or this
+    /// handler is closing the connection.
+    private var closing = false
+    /// A stored body being sent chunk by chunk as the socket takes it.
+    private var stream: BodyStream?
+    private var peer: String?
+
+    init(state: LoopHitState) { self.state = state }
+
+    func channelActive(context: ChannelHandlerContext) {
+        peer = context.channel.remoteAddress?.ipAddress
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        peer = context.channel.remoteAddress?.ipAddress
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch (phase, part) {
+        case (.idle, .head(let head)):
+            if !closing, let answer = answer(head) {
+                phase = .answering(responseDone: false)
+                send(answer, context: context)
+            } else {
+                phase = .forwarding
+                context.fireChannelRead(data)
+            }
+        case (.forwarding, .end):
+            phase = .idle
+            context.fireChannelRead(data)
+        case (.forwarding, _), (.idle, _):
+            context.fireChannelRead(data)
+        case (.answering(let done), .end):
+            if done {
+                phase = .idle
+            } else {
+                requestEnded = true
+            }
+        case (.answering, _):
+            break
+        }
+    }
+
+    /// The request being answered here has been read to its end.
+    private var requestEnded = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // A response from the async loop that closes the connection: nothing after it is ours.
+        if case .head(let head) = unwrapOutboundIn(data), !head.isKeepAlive { closing = true }
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, stream != nil { pump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if stream != nil {
+            stream = nil
+            state.registry.setBusy(ObjectIdentifier(context.channel), false)
+        }
+        context.fireChannelInactive()
+    }
+
+    // MARK: deciding
+
+    /// A response decided from the store alone.
+    struct Answer {
+        var head: HTTPResponseHead
+        var bytes: StoredBytes?
+        var lower: Int64 = 0
+        var upper: Int64 = -1
+        var outcome: RequestOutcome
+        var closes: Bool
+        var method: String
+        var url: String
+        var started: ContinuousClock.Instant?
+    }
+
+    /// The answer to a request when the store alone can give it; nil sends it to the pipeline.
+    private func answer(_ head: HTTPRequestHead) -> Answer? {
+        guard head.version == .http1_1, head.method == .GET || head.method == .HEAD,
+            !head.headers.contains(name: "content-length"), !head.headers.contains(name: "transfer-encoding"),
+            !state.registry.isDraining
+        else { return nil }
+        let started: ContinuousClock.Instant? = state.accessLog.enabled ? .now : nil
+        let pipeline = state.pipeline.current
+        let configuration = pipeline.configuration
+        let method = head.method.rawValue
+        var fields: [HeaderFields.Field] = []
+        fields.reserveCapacity(head.headers.count)
+        for (name, value) in head.headers { fields.append(HeaderFields.Field(name: name, value: value)) }
+        let headers = HeaderFields(fields: fields)
+        // Requests the checks would reject are the pipeline's to answer (and log).
+        guard
+            RequestValidation.check(
+                method: method, uri: head.uri, versionMajor: 1, versionMinor: 1, headers: headers,
+                limits: RequestValidation.Limits(configuration.server)) == nil,
+            let target = RequestTarget(uri: head.uri, host: headers["Host"])
+        else { return nil }
+        let key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
+        guard let origin = configuration.upstream.origin(for: key) else { return nil }
+        let directives = RequestDirectives(headers, honour: configuration.cache.honourRequestDirectives)
+        guard !directives.noStore else { return nil }
+        let url = key.description
+        let lookup: StoreReadSession.Lookup
+        do {
+            lookup = try state.session.lookup(url, requestHeaders: headers)
+        } catch {
+            return nil  // the pipeline looks again, logs the failure and bypasses the store
+        }
+        // Stored parts (RFC 9111 §3.4) are the pipeline's.
+        guard case .found(let record, let revision, let inline) = lookup, record.response.status != 206 else {
+            return nil
+        }
+        let object = state.prepared(record, revision: revision, pipeline: pipeline)
+        let now = pipeline.clock.now()
+        let age = object.age(at: now)
+        var cacheStatus = CacheStatus.hit(ttl: Int64((Double(object.lifetime.seconds) - age).rounded(.down)))
+        let decision = pipeline.reuseDecision(
+            record, cacheControl: object.cacheControl, lifetime: object.lifetime, age: age, directives: directives)
+        switch decision {
+        case .fresh: break
+        case .staleAllowed(let reason): cacheStatus.detail = reason
+        case .staleWhileRevalidate: cacheStatus.detail = "stale-while-revalidate"
+        case .mustValidate: return nil
+        }
+        if configuration.cache.debugKey { cacheStatus.key = url }
+        // 406 and decoding on the fly are the pipeline's.
+        guard let representation = object.representation(for: headers),
+            let prepared = object.head(for: representation, inline: inline, pipeline: pipeline)
+        else { return nil }
+        let request = ClientRequest(
+            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
+            origin: origin, clientAddress: peer, body: nil)
+        let ageValue = Age.headerValue(age)
+        let keepAlive = head.isKeepAlive
+        let strip = !configuration.cache.exposeSurrogateKeys
+
+        var answer: Answer
+        switch Conditional.evaluate(method: method, requestHeaders: headers, stored: prepared.selected) {
+        case .notModified:
+            let fields = pipeline.notModifiedHeaders(prepared.selected, age: ageValue, cacheStatus: cacheStatus)
+            let (responseHead, closes) = ChannelResponseSink.head(
+                status: 304, headers: fields, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
+            answer = Answer(
+                head: responseHead, outcome: RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus),
+                closes: closes, method: method, url: url, started: started)
+        case .preconditionFailed:
+            return nil
+        case .proceed:
+            let length = prepared.bytes.length
+            var status = record.response.status
+            var lower: Int64 = 0
+            var upper = length - 1
+            var responseHead: HTTPResponseHead
+            var closes = !keepAlive
+            if status == 200, let spec = pipeline.rangeSpec(of: request, selected: prepared.selected) {
+                switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
+                case .single(let first, let last):
+                    status = 206
+                    lower = first
+                    upper = last
+                case .whole:
+                    break
+                case .multiple, .unsatisfiable:
+                    return nil
+                }
+            }
+            if status == 206 {
+                var fields = prepared.fields
+                fields.add("Age", ageValue)
+                fields.add("Cache-Status", cacheStatus.headerValue)
+                fields.replace("Content-Range", with: "bytes \(lower)-\(upper)/\(length)")
+                fields.replace("Content-Length", with: String(upper - lower + 1))
+                (responseHead, closes) = ChannelResponseSink.head(
+                    status: 206, headers: fields, version: head.version, keepAlive: keepAlive,
+                    stripSurrogateKeys: strip)
+            } else {
+                var headers = prepared.template
+                headers.add(name: "Age", value: ageValue)
+                headers.add(name: "Cache-Status", value: cacheStatus.headerValue)
+                if !keepAlive { headers.add(name: "Connection", value: "close") }
+                responseHead = HTTPResponseHead(
+                    version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
+            }
+            let count = max(0, upper - lower + 1)
+            let sendsBody = method != "HEAD" && count > 0
+            answer = Answer(
+                head: responseHead, bytes: sendsBody ? prepared.bytes : nil, lower: lower, upper: upper,
+                outcome: RequestOutcome(status: status, bytes: sendsBody ? Int(count) : 0, cacheStatus: cacheStatus),
+                closes: closes, method: method, url: url, started: started)
+        }
+        // Committed to answering here: now the side effects.
+        if case .staleWhileRevalidate = decision {
+            // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
+            pipeline.refreshInBackground(request, stale: record)
+        }
+        state.touch(record.id, at: now)
+        return answer
+    }
+
+    // MARK: sending
+
+    private struct BodyStream {
+        var answer: Answer
+        var bytes: StoredBytes
+        /// The next byte to send and the chunk that holds it.
+        var position: Int64
+        var index: Int
+    }
+
+    private func send(_ answer: Answer, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        guard let bytes = answer.bytes else {
+            finish(answer, context: context)
+            return
+        }
+        if let inline = bytes.inline,
+            let slice = inline.getSlice(
+                at: inline.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))
+        {
+            // The common hit: head, body and end in one flush.
+            context.write(wrapOutboundOut(.body(.byteBuffer(slice))), promise: nil)
+            finish(answer, context: context)
+            return
+        }
+        let index = Int(answer.lower / bytes.chunkSize)
+        stream = BodyStream(answer: answer, bytes: bytes, position: answer.lower, index: index)
+        // Busy while it streams: a graceful shutdown lets the response finish.
+        state.registry.setBusy(ObjectIdentifier(context.channel), true)
+        pump(context: context)
+    }
+
+    /// Sends chunks while the socket takes them: one chunk is read (copied once out of the
+    /// map, in a read transaction that ends at once) only when the channel is writable, so a
+    /// slow client holds at most a chunk and the channel's buffer, and no reader stays open.
+    private func pump(context: ChannelHandlerContext) {
+        while var current = stream, current.position <= current.answer.upper {
+            guard context.channel.isWritable else {
+                context.flush()
+                return
+            }
+            let chunk: ByteBuffer?
+            do {
+                chunk = try state.session.readChunk(objectID: current.bytes.owner, index: current.index)
+            } catch {
+                chunk = nil
+            }
+            let chunkStart = Int64(current.index) * current.bytes.chunkSize
+            let start = current.position - chunkStart
+            let end = chunk.map { min(current.answer.upper - chunkStart, Int64($0.readableBytes) - 1) } ?? -1
+            guard let chunk, end >= start,
+                let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
+            else {
+                // Evicted or replaced while it was being sent: the client must see a cut.
+                state.logger.warning(
+                    "stored body disappeared while being served",
+                    metadata: ["url": "\(current.answer.url)", "object": "\(current.bytes.owner)"])
+                abort(context: context)
+                return
+            }
+            current.position = chunkStart + end + 1
+            current.index += 1
+            stream = current
+            context.write(wrapOutboundOut(.body(.byteBuffer(slice))), promise: nil)
+        }
+        guard let done = stream else { return }
+        stream = nil
+        state.registry.setBusy(ObjectIdentifier(context.channel), false)
+        finish(done.answer, context: context)
+    }
+
+    private func finish(_ answer: Answer, context: ChannelHandlerContext) {
+        // The state moves before `.end` is written: writing it can deliver the next pipelined
+        // request to this handler at once.
+        if answer.closes { closing = true }
+        if requestEnded {
+            phase = .idle
+        } else {
+            phase = .answering(responseDone: true)
+        }
+        requestEnded = false
+        record(answer)
+        if answer.closes {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    private func abort(context: ChannelHandlerContext) {
+        if let answer = stream?.answer {
+            state.accessLog.record(
+                method: answer.method, url: answer.url, status: 0, bytes: 0, seconds: 0,
+                cacheStatus: "aborted: stored body disappeared", peer: peer)
+        }
+        stream = nil
+        closing = true
+        state.registry.setBusy(ObjectIdentifier(context.channel), false)
+        context.close(promise: nil)
+    }
+
+    private func record(_ answer: Answer) {
+        let outcome = answer.outcome
+        if let started = answer.started {
+            let elapsed = (ContinuousClock.now - started).components
+            state.accessLog.record(
+                method: answer.method, url: answer.url, status: outcome.status, bytes: outcome.bytes,
+                seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
+                cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
+        }
+        let result = CacheResult(outcome.cacheStatus)
+        if !state.counters.record(status: outcome.status, bytes: outcome.bytes, result: result) {
+            state.pipeline.current.telemetry.record(
+                status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
+        }
+    }
+}

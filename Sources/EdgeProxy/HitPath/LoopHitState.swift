@@ -1,0 +1,83 @@
+import CacheStore
+import Logging
+import NIOCore
+
+/// Everything one event loop keeps for the hits it answers (docs/performance.md): its store
+/// read session, its counters, its batch of LRU touches, the objects it has prepared and its
+/// copy of the pipeline in force. Only that loop's thread uses it, so none of it is locked.
+final class LoopHitState {
+    let eventLoop: any EventLoop
+    let session: StoreReadSession
+    let counters: LoopCounters
+    let pipeline: LoopPipeline
+    let registry: ConnectionRegistry
+    let accessLog: AccessLog
+    let logger: Logger
+    private let store: CacheStore
+    private let maxPrepared: Int
+
+    /// Prepared objects by id, valid for `preparedFor` (a reload drops them).
+    private var prepared: [UInt64: PreparedObject] = [:]
+    private var preparedFor: ObjectIdentifier?
+
+    /// Hits not yet handed to the store's LRU (count and latest time per object), handed over
+    /// at most every `lruInterval` seconds or `lruBatch` objects, as Varnish's `lru_interval`.
+    private var touches: [UInt64: (count: Int, last: Double)] = [:]
+    private var lastHandOver = 0.0
+    private var handOverScheduled = false
+    static let lruInterval = 1.0
+    static let lruBatch = 1024
+
+    init(
+        eventLoop: any EventLoop, store: CacheStore, hotRecords: Int, counters: LoopCounters, pipeline: LoopPipeline,
+        registry: ConnectionRegistry, accessLog: AccessLog, logger: Logger
+    ) throws {
+        self.eventLoop = eventLoop
+        self.store = store
+        session = try store.makeReadSession(hotRecords: hotRecords)
+        maxPrepared = max(1, hotRecords)
+        self.counters = counters
+        self.pipeline = pipeline
+        self.registry = registry
+        self.accessLog = accessLog
+        self.logger = logger
+    }
+
+    /// The prepared form of a looked-up record under the pipeline in force.
+    func prepared(_ record: ObjectRecord, revision: UInt64, pipeline: CachePipeline) -> PreparedObject {
+        let current = ObjectIdentifier(pipeline)
+        if preparedFor != current {
+            prepared.removeAll()
+            preparedFor = current
+        }
+        if let object = prepared[record.id], object.revision == revision { return object }
+        let object = PreparedObject(record: record, revision: revision, pipeline: pipeline)
+        if prepared.count >= maxPrepared { prepared.removeAll(keepingCapacity: true) }
+        prepared[record.id] = object
+        return object
+    }
+
+    /// Notes a hit for the LRU order and the object's hit counter.
+    func touch(_ id: UInt64, at time: Double) {
+        let previous = touches[id]
+        touches[id] = ((previous?.count ?? 0) + 1, max(previous?.last ?? 0, time))
+        if touches.count >= LoopHitState.lruBatch || time - lastHandOver >= LoopHitState.lruInterval {
+            handOver(at: time)
+        } else if !handOverScheduled {
+            // A quiet loop still hands its last touches over within the interval.
+            handOverScheduled = true
+            let state = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.scheduleTask(in: .milliseconds(Int64(LoopHitState.lruInterval * 1000))) {
+                state.value.handOverScheduled = false
+                state.value.handOver(at: state.value.lastHandOver + LoopHitState.lruInterval)
+            }
+        }
+    }
+
+    private func handOver(at time: Double) {
+        lastHandOver = time
+        guard !touches.isEmpty else { return }
+        store.recordHits(touches)
+        touches.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,107 @@
+import CacheStore
+import HTTPCaching
+import NIOCore
+import NIOHTTP1
+
+/// What a hit needs from one stored object, worked out once per event loop (per object
+/// revision and pipeline) instead of on every hit: the governing Cache-Control, the freshness
+/// lifetime, the fixed part of the age, and for each representation served so far its view of
+/// the response and its response head, ready but for the fields that change per request.
+///
+/// Everything here is derived by the same functions the pipeline uses (`governingCacheControl`,
+/// `lifetime(of:)`, `representationView`, `ChannelResponseSink.head`), so the hit path and the
+/// pipeline cannot disagree; only the timing of the work differs.
+final class PreparedObject {
+    let record: ObjectRecord
+    let revision: UInt64
+    let cacheControl: CacheControl
+    let lifetime: FreshnessLifetime
+    /// corrected_initial_age (RFC 9111 §4.2.3): the age is this plus the resident time.
+    let initialAge: Double
+
+    /// A representation, its view of the response and its head for a whole 200 (or the stored
+    /// status), without Age and Cache-Status, which the hit appends.
+    struct Head {
+        var representation: Representation
+        var selected: StoredResponse
+        /// The fields as the pipeline would send them before Age and Cache-Status.
+        var fields: HeaderFields
+        var template: HTTPHeaders
+        var bytes: StoredBytes
+    }
+
+    /// Representations chosen so far, by the request's Accept-Encoding value (nil key: none sent).
+    private var chosen: [String?: Representation?] = [:]
+    private var heads: [Representation.Source: Head] = [:]
+
+    init(record: ObjectRecord, revision: UInt64, pipeline: CachePipeline) {
+        self.record = record
+        self.revision = revision
+        cacheControl = pipeline.governingCacheControl(record.response)
+        lifetime = pipeline.lifetime(of: record)
+        initialAge = Age.correctedInitialAge(of: record.response)
+    }
+
+    func age(at now: Double) -> Double {
+        Age.current(correctedInitialAge: initialAge, responseTime: record.response.responseTime, now: now)
+    }
+
+    /// `Representation.choose`, remembered per Accept-Encoding value (a handful per object).
+    func representation(for requestHeaders: HeaderFields) -> Representation? {
+        let accept = requestHeaders.combined("Accept-Encoding")
+        if let known = chosen[accept] { return known }
+        let representation = Representation.choose(for: record, requestHeaders: requestHeaders)
+        if chosen.count >= 16 { chosen.removeAll() }
+        chosen[accept] = representation
+        return representation
+    }
+
+    /// The head of a representation stored as bytes (nil for one decoded while sent).
+    func head(
+        for representation: Representation, inline: ByteBuffer?, pipeline: CachePipeline
+    ) -> Head? {
+        if let head = heads[representation.source] {
+            return head.withInline(inline)
+        }
+        guard let bytes = pipeline.storedBytes(record, representation, inline: nil) else { return nil }
+        let selected = pipeline.representationView(record, representation)
+        var fields = selected.headers
+        // Age is the stored age_value; the hit sends the current age instead.
+        fields.remove("Age")
+        fields.add("Via", "1.1 \(pipeline.via)")
+        if record.response.status == 200 { fields.replace("Accept-Ranges", with: "bytes") }
+        fields.replace("Content-Length", with: String(bytes.length))
+        let template = ChannelResponseSink.head(
+            status: record.response.status, headers: fields, version: .http1_1, keepAlive: true,
+            stripSurrogateKeys: !pipeline.configuration.cache.exposeSurrogateKeys
+        ).head.headers
+        let head = Head(
+            representation: representation, selected: selected, fields: fields, template: template, bytes: bytes)
+        heads[representation.source] = head
+        return head.withInline(inline)
+    }
+}
+
+extension PreparedObject.Head {
+    /// The same head with the body that came with this lookup (primary representation only).
+    fileprivate func withInline(_ inline: ByteBuffer?) -> Self {
+        guard case .primary = representation.source else { return self }
+        var head = self
+        head.bytes.inline = inline
+        return head
+    }
+}
+
+extension Representation.Source: Hashable {
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .primary: hasher.combine(0)
+        case .alternate(let alternate):
+            hasher.combine(1)
+            hasher.combine(alternate.chunkOwner)
+        case .decoded(let coding):
+            hasher.combine(2)
+            hasher.combine(coding)
+        }
+    }
+}
