@@ -163,9 +163,24 @@ public final class OutpostServer: Sendable {
                 decoderLimits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
                 decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
                 let via = server.viaPseudonym
-                return channel.pipeline.configureHTTPServerPipeline(
-                    withErrorHandling: false, withDecoderLimitConfiguration: decoderLimits
-                ).flatMapThrowing {
+                let framing: EventLoopFuture<Void>
+                if hitPath != nil {
+                    // Traffic: NIO's decoder and pipelining, Outpost's response encoder (which
+                    // writes the hit path's serialised heads as they are).
+                    framing = channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(
+                                HTTPRequestDecoder(
+                                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                    limitConfiguration: decoderLimits)),
+                            ResponseEncoder(), HTTPServerPipelineHandler(),
+                        ])
+                    }
+                } else {
+                    framing = channel.pipeline.configureHTTPServerPipeline(
+                        withErrorHandling: false, withDecoderLimitConfiguration: decoderLimits)
+                }
+                return framing.flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
                     if timeouts {

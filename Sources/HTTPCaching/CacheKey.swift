@@ -16,6 +16,18 @@ public struct CacheKey: Sendable, Hashable, CustomStringConvertible {
         self.pathAndQuery = pathAndQuery.isEmpty ? "/" : pathAndQuery
     }
 
+    private init(normalisedScheme scheme: String, authority: String, pathAndQuery: String) {
+        self.scheme = scheme
+        self.authority = authority
+        self.pathAndQuery = pathAndQuery.isEmpty ? "/" : pathAndQuery
+    }
+
+    /// The key of another path and query on the same scheme and authority (already
+    /// normalised, so a caller that keeps keys per Host does not normalise it again).
+    public func replacingPathAndQuery(_ pathAndQuery: String) -> CacheKey {
+        CacheKey(normalisedScheme: scheme, authority: authority, pathAndQuery: pathAndQuery)
+    }
+
     /// The key as one string, e.g. `http://example.com/a?b`.
     public var description: String { "\(scheme)://\(authority)\(pathAndQuery)" }
 

@@ -104,6 +104,9 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A response decided from the store alone.
     struct Answer {
         var head: HTTPResponseHead
+        /// The whole head as bytes (a prepared head with this request's fields), written
+        /// instead of `head`.
+        var serialised: ByteBuffer?
         var bytes: StoredBytes?
         var lower: Int64 = 0
         var upper: Int64 = -1
@@ -135,8 +138,15 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 limits: RequestValidation.Limits(configuration.server)) == nil,
             let target = RequestTarget(uri: head.uri, host: headers["Host"])
         else { return nil }
-        let key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
-        guard let origin = configuration.upstream.origin(for: key) else { return nil }
+        let key: CacheKey
+        let route: OriginURL?
+        if head.uri.hasPrefix("/") {
+            (key, route) = state.route(host: target.authority, pathAndQuery: target.pathAndQuery, pipeline: pipeline)
+        } else {
+            key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
+            route = configuration.upstream.origin(for: key)
+        }
+        guard let origin = route else { return nil }
         let directives = RequestDirectives(headers, honour: configuration.cache.honourRequestDirectives)
         guard !directives.noStore else { return nil }
         let url = key.description
@@ -191,6 +201,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var lower: Int64 = 0
             var upper = length - 1
             var responseHead: HTTPResponseHead
+            var serialised: ByteBuffer?
             var closes = !keepAlive
             if status == 200, let spec = pipeline.rangeSpec(of: request, selected: prepared.selected) {
                 switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
@@ -213,6 +224,16 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 (responseHead, closes) = ChannelResponseSink.head(
                     status: 206, headers: fields, version: head.version, keepAlive: keepAlive,
                     stripSurrogateKeys: strip)
+            } else if let prefix = prepared.serialised {
+                responseHead = PreparedResponse.head
+                var bytes = state.allocator.buffer(capacity: prefix.readableBytes + 128)
+                bytes.writeImmutableBuffer(prefix)
+                bytes.writeStaticString("Age: ")
+                bytes.writeString(ageValue)
+                bytes.writeStaticString("\r\nCache-Status: ")
+                bytes.writeString(cacheStatus.headerValue)
+                bytes.writeStaticString(keepAlive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n")
+                serialised = bytes
             } else {
                 var headers = prepared.template
                 headers.add(name: "Age", value: ageValue)
@@ -224,7 +245,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let count = max(0, upper - lower + 1)
             let sendsBody = method != "HEAD" && count > 0
             answer = Answer(
-                head: responseHead, bytes: sendsBody ? prepared.bytes : nil, lower: lower, upper: upper,
+                head: responseHead, serialised: serialised, bytes: sendsBody ? prepared.bytes : nil, lower: lower,
+                upper: upper,
                 outcome: RequestOutcome(status: status, bytes: sendsBody ? Int(count) : 0, cacheStatus: cacheStatus),
                 closes: closes, method: method, url: url, started: started)
         }
@@ -247,21 +269,33 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var index: Int
     }
 
+    /// Bodies up to this size go out in the same buffer as a serialised head (one write).
+    static let coalesceLimit = 16 << 10
+
     private func send(_ answer: Answer, context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        var serialised = answer.serialised
         guard let bytes = answer.bytes else {
+            if let serialised { context.write(wrapOutboundOut(.body(.byteBuffer(serialised))), promise: nil) }
             finish(answer, context: context)
             return
         }
         if let inline = bytes.inline,
-            let slice = inline.getSlice(
+            var slice = inline.getSlice(
                 at: inline.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))
         {
-            // The common hit: head, body and end in one flush.
-            context.write(wrapOutboundOut(.body(.byteBuffer(slice))), promise: nil)
+            // The common hit: head, body and end in one flush, and for a small body one buffer.
+            if serialised != nil, slice.readableBytes <= HitHandler.coalesceLimit {
+                serialised!.writeBuffer(&slice)
+                context.write(wrapOutboundOut(.body(.byteBuffer(serialised!))), promise: nil)
+            } else {
+                if let serialised { context.write(wrapOutboundOut(.body(.byteBuffer(serialised))), promise: nil) }
+                context.write(wrapOutboundOut(.body(.byteBuffer(slice))), promise: nil)
+            }
             finish(answer, context: context)
             return
         }
+        if let head = serialised.take() { context.write(wrapOutboundOut(.body(.byteBuffer(head))), promise: nil) }
         let index = Int(answer.lower / bytes.chunkSize)
         stream = BodyStream(answer: answer, bytes: bytes, position: answer.lower, index: index)
         // Busy while it streams: a graceful shutdown lets the response finish.

@@ -1,4 +1,5 @@
 import CacheStore
+import HTTPCaching
 import Logging
 import NIOCore
 
@@ -16,9 +17,14 @@ final class LoopHitState {
     private let store: CacheStore
     private let maxPrepared: Int
 
-    /// Prepared objects by id, valid for `preparedFor` (a reload drops them).
+    let allocator = ByteBufferAllocator()
+
+    /// Prepared objects by id, and routes by Host, valid for `preparedFor` (a reload drops them).
     private var prepared: [UInt64: PreparedObject] = [:]
-    private var preparedFor: ObjectIdentifier?
+    private var routes: [String: (key: CacheKey, origin: OriginURL?)] = [:]
+    /// Held (not just its identity), so a later pipeline cannot reuse its address.
+    private var preparedFor: CachePipeline?
+    static let maxRoutes = 1024
 
     /// Hits not yet handed to the store's LRU (count and latest time per object), handed over
     /// at most every `lruInterval` seconds or `lruBatch` objects, as Varnish's `lru_interval`.
@@ -45,16 +51,33 @@ final class LoopHitState {
 
     /// The prepared form of a looked-up record under the pipeline in force.
     func prepared(_ record: ObjectRecord, revision: UInt64, pipeline: CachePipeline) -> PreparedObject {
-        let current = ObjectIdentifier(pipeline)
-        if preparedFor != current {
-            prepared.removeAll()
-            preparedFor = current
-        }
+        follow(pipeline)
         if let object = prepared[record.id], object.revision == revision { return object }
         let object = PreparedObject(record: record, revision: revision, pipeline: pipeline)
         if prepared.count >= maxPrepared { prepared.removeAll(keepingCapacity: true) }
         prepared[record.id] = object
         return object
+    }
+
+    /// The cache key and origin of an origin-form request target with this Host: the same as
+    /// `CacheKey(scheme:authority:pathAndQuery:)` and `Upstream.origin(for:)` give, with the
+    /// authority's normalisation and the routing done once per Host value.
+    func route(host: String, pathAndQuery: String, pipeline: CachePipeline) -> (key: CacheKey, origin: OriginURL?) {
+        follow(pipeline)
+        if let known = routes[host] { return (known.key.replacingPathAndQuery(pathAndQuery), known.origin) }
+        let key = CacheKey(scheme: "http", authority: host, pathAndQuery: "/")
+        let origin = pipeline.configuration.upstream.origin(for: key)
+        if routes.count >= LoopHitState.maxRoutes { routes.removeAll(keepingCapacity: true) }
+        routes[host] = (key, origin)
+        return (key.replacingPathAndQuery(pathAndQuery), origin)
+    }
+
+    /// Drops what was derived under another pipeline (a reload may change any of it).
+    private func follow(_ pipeline: CachePipeline) {
+        guard preparedFor !== pipeline else { return }
+        prepared.removeAll()
+        routes.removeAll()
+        preparedFor = pipeline
     }
 
     /// Notes a hit for the LRU order and the object's hit counter.

@@ -27,6 +27,9 @@ final class PreparedObject {
         /// The fields as the pipeline would send them before Age and Cache-Status.
         var fields: HeaderFields
         var template: HTTPHeaders
+        /// The status line and `template` serialised (HTTP/1.1), without the blank line that
+        /// ends the head; nil when a field could not be sent (the encoder then refuses it).
+        var serialised: ByteBuffer?
         var bytes: StoredBytes
     }
 
@@ -75,8 +78,17 @@ final class PreparedObject {
             status: record.response.status, headers: fields, version: .http1_1, keepAlive: true,
             stripSurrogateKeys: !pipeline.configuration.cache.exposeSurrogateKeys
         ).head.headers
+        var serialised: ByteBuffer?
+        if ResponseEncoder.isValid(template) {
+            var buffer = ByteBuffer()
+            let status = HTTPResponseStatus(statusCode: record.response.status)
+            ResponseEncoder.writeStatusLine(HTTPResponseHead(version: .http1_1, status: status), into: &buffer)
+            ResponseEncoder.write(template, into: &buffer)
+            serialised = buffer
+        }
         let head = Head(
-            representation: representation, selected: selected, fields: fields, template: template, bytes: bytes)
+            representation: representation, selected: selected, fields: fields, template: template,
+            serialised: serialised, bytes: bytes)
         heads[representation.source] = head
         return head.withInline(inline)
     }
