@@ -386,22 +386,36 @@ extension CachePipeline {
     ) async throws -> RequestOutcome {
         var refreshed = stale
         refreshed.softPurgedAt = nil
+        refreshed.response = Validation.updated(
+            stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
         let variants = (try? store.variants(request.key.description)) ?? []
+        var updates = [(stale.id, refreshed.response)]
         for variant in variants
         where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified)
         {
-            let updated = Validation.updated(
-                variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
-            _ = try? await store.update(objectID: variant.id, response: updated, purgeEpoch: purgeEpoch)
+            updates.append(
+                (
+                    variant.id,
+                    Validation.updated(
+                        variant.response, withNotModified: notModified, requestTime: requestTime,
+                        responseTime: responseTime)
+                ))
         }
-        refreshed.response = Validation.updated(
-            stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
-        do {
-            try await store.update(objectID: stale.id, response: refreshed.response, purgeEpoch: purgeEpoch)
-        } catch {
-            logger.error("store update failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
-        }
-        finish(.stored, false)
+        // The headers are rewritten (never the body) while the client is answered from the
+        // updated record: the answer does not wait for the commit. Requests waiting on this
+        // validation look again only once it has committed.
+        let store = self.store
+        let logger = self.logger
+        let url = request.key.description
+        async let committed: Void = {
+            for (id, response) in updates {
+                do {
+                    try await store.update(objectID: id, response: response, purgeEpoch: purgeEpoch)
+                } catch {
+                    logger.error("store update failed", metadata: ["url": "\(url)", "error": "\(error)"])
+                }
+            }
+        }()
         let lifetime = FreshnessLifetime.of(
             refreshed.response, cacheControl: governingCacheControl(refreshed.response),
             configuration: configuration.freshness)
@@ -409,7 +423,17 @@ extension CachePipeline {
         let status = CacheStatus(
             forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
             ttl: lifetime.seconds - Int64(Age.current(of: refreshed.response, now: now)), detail: plan.detail)
-        return try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+        let outcome: RequestOutcome
+        do {
+            outcome = try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+        } catch {
+            await committed
+            finish(.stored, false)
+            throw error
+        }
+        await committed
+        finish(.stored, false)
+        return outcome
     }
 
     /// How a newly fetched part combines with a stored one: the stored bytes to write before
