@@ -7,11 +7,19 @@ private let outputStep = 64 * 1024
 public final class GzipEncoder: StreamCoder {
     private let compressor: ZlibCompressor
 
-    /// - Parameter level: 1 (fastest) to 9 (smallest).
-    public init(level: Int = 6) throws {
+    /// - Parameters:
+    ///   - level: 1 (fastest) to 9 (smallest).
+    ///   - windowBits: the history window, 2^9 to 2^15 bytes. A window no larger than the
+    ///     body compresses it the same and keeps deflate's state (window and hash table, 256 KiB
+    ///     at the defaults, allocated and cleared per encoder) small for small bodies.
+    public init(level: Int = 6, windowBits: Int = 15) throws {
+        let window = Int32(max(9, min(15, windowBits)))
         do {
             compressor = try ZlibCompressor(
-                algorithm: .gzip, configuration: .init(compressionLevel: Int32(max(1, min(9, level)))))
+                algorithm: .gzip,
+                configuration: .init(
+                    windowSize: window, compressionLevel: Int32(max(1, min(9, level))),
+                    memoryLevel: max(1, min(8, window - 7))))
         } catch {
             throw CodingError.unavailable("gzip: \(error)")
         }

@@ -97,6 +97,15 @@ extension CachePipeline {
             // The common hit: the whole body came with the lookup; one write.
             let slice = try storedSlice(inline, lower: lower, count: count, of: record)
             try await sink.sendResponse(status: status, headers: headers, body: slice)
+        } else if lower / bytes.chunkSize == upper / bytes.chunkSize {
+            // Bytes from one chunk (a coding, or a record read without its body): head and
+            // body still go out in one write.
+            let index = Int(lower / bytes.chunkSize)
+            guard let chunk = try store.readChunk(objectID: bytes.owner, index: index) else {
+                throw ConnectionAbort(reason: "stored body \(bytes.owner) disappeared while being served")
+            }
+            let slice = try storedSlice(chunk, lower: lower - Int64(index) * bytes.chunkSize, count: count, of: record)
+            try await sink.sendResponse(status: status, headers: headers, body: slice)
         } else {
             try await sink.sendHead(status: status, headers: headers)
             try await sendStoredChunks(bytes, lower: lower, upper: upper, sink: sink)

@@ -54,14 +54,14 @@ final class FetchCoding {
             && !CacheControl(headers).has("no-transform")
             && (headers["Content-Length"].flatMap { Int($0.trimmingOWS()) }.map { $0 >= compression.minSize } ?? true)
         if compressible {
-            // A window no larger than the body: brotli's default (4 MiB) would be allocated and
-            // cleared for every small response.
+            // A window no larger than the body: brotli's default (4 MiB) and deflate's (256 KiB of
+            // state) would be allocated and cleared for every small response.
             let length = headers["Content-Length"].flatMap { Int($0.trimmingOWS()) } ?? (1 << 22)
             let windowBits = max(10, min(22, Int.bitWidth - max(1, length).leadingZeroBitCount + 1))
             encoders = [
                 Encoder(
                     coding: .br, coder: try BrotliEncoder(quality: compression.brotliQuality, windowBits: windowBits)),
-                Encoder(coding: .gzip, coder: try GzipEncoder(level: compression.gzipLevel)),
+                Encoder(coding: .gzip, coder: try GzipEncoder(level: compression.gzipLevel, windowBits: windowBits)),
             ]
             varies = true
             switch CodingNegotiation.choose(accept, available: [.identity, .br, .gzip]) {
