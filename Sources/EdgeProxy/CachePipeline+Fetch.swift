@@ -425,7 +425,8 @@ extension CachePipeline {
             ttl: lifetime.seconds - Int64(Age.current(of: refreshed.response, now: now)), detail: plan.detail)
         let outcome: RequestOutcome
         do {
-            outcome = try await serveStored(refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
+            outcome = try await serveStored(
+                refreshed, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
         } catch {
             await committed
             finish(.stored, false)
