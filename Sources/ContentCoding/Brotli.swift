@@ -9,15 +9,27 @@ import NIOCore
 private let outputStep = 64 * 1024
 
 /// Brotli encoder (RFC 7932) through libbrotlienc.
+///
+/// Input is held back, up to `wholeInputLimit` bytes, and coded in one FINISH call when the
+/// body ends: the library then knows it has the whole input and prepares only the part of its
+/// hash tables that input touches, where a streamed body gets the whole tables cleared first
+/// (hundreds of KiB at quality 5: most of the cost of coding a small response). A body that
+/// outgrows the limit is streamed from there on.
 public final class BrotliEncoder: StreamCoder {
     private let state: OpaquePointer
+    private let wholeInputLimit: Int
+    /// Input held back while the body is still within `wholeInputLimit`; nil once streaming.
+    private var held: ByteBuffer? = ByteBuffer()
 
-    /// - Parameter quality: 0 (fastest) to 11 (smallest).
-    public init(quality: Int = 5, windowBits: Int = 22) throws {
+    /// - Parameters:
+    ///   - quality: 0 (fastest) to 11 (smallest).
+    ///   - wholeInputLimit: bodies up to this size are coded in one call at the end.
+    public init(quality: Int = 5, windowBits: Int = 22, wholeInputLimit: Int = 64 << 10) throws {
         guard let state = BrotliEncoderCreateInstance(nil, nil, nil) else {
             throw CodingError.unavailable("BrotliEncoderCreateInstance failed")
         }
         self.state = state
+        self.wholeInputLimit = wholeInputLimit
         BrotliEncoderSetParameter(state, BROTLI_PARAM_QUALITY, UInt32(max(0, min(11, quality))))
         BrotliEncoderSetParameter(state, BROTLI_PARAM_LGWIN, UInt32(max(10, min(24, windowBits))))
     }
@@ -25,11 +37,26 @@ public final class BrotliEncoder: StreamCoder {
     deinit { BrotliEncoderDestroyInstance(state) }
 
     public func process(_ input: ByteBuffer) throws -> ByteBuffer {
-        try run(input, operation: BROTLI_OPERATION_PROCESS)
+        if var pending = held {
+            if pending.readableBytes + input.readableBytes <= wholeInputLimit {
+                var input = input
+                pending.writeBuffer(&input)
+                held = pending
+                return ByteBuffer()
+            }
+            held = nil
+            var output = try run(pending, operation: BROTLI_OPERATION_PROCESS)
+            var rest = try run(input, operation: BROTLI_OPERATION_PROCESS)
+            output.writeBuffer(&rest)
+            return output
+        }
+        return try run(input, operation: BROTLI_OPERATION_PROCESS)
     }
 
     public func finish() throws -> ByteBuffer {
-        try run(ByteBuffer(), operation: BROTLI_OPERATION_FINISH)
+        let input = held ?? ByteBuffer()
+        held = nil
+        return try run(input, operation: BROTLI_OPERATION_FINISH)
     }
 
     private func run(_ input: ByteBuffer, operation: BrotliEncoderOperation) throws -> ByteBuffer {
