@@ -13,17 +13,38 @@ struct ChannelResponseSink: ResponseSink {
     var stripSurrogateKeys = true
     /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
     let mustClose = NIOLockedValueBox(false)
+    /// A head not written yet: it goes out with the first body bytes (or the end), so a
+    /// streamed response's head and first bytes cost one write and one flush.
+    private let pendingHead = NIOLockedValueBox<HTTPServerResponsePart?>(nil)
 
     func sendHead(status: Int, headers: HeaderFields) async throws {
-        try await writer.write(.head(makeHead(status: status, headers: headers)))
+        let head = HTTPServerResponsePart.head(makeHead(status: status, headers: headers))
+        if let previous = pendingHead.withLockedValue({ pending in defer { pending = head }; return pending }) {
+            try await writer.write(previous)
+        }
     }
 
     func sendBody(_ buffer: ByteBuffer) async throws {
-        try await writer.write(.body(.byteBuffer(buffer)))
+        if let head = takePendingHead() {
+            try await writer.write(contentsOf: [head, .body(.byteBuffer(buffer))])
+        } else {
+            try await writer.write(.body(.byteBuffer(buffer)))
+        }
     }
 
     func sendEnd() async throws {
-        try await writer.write(.end(nil))
+        if let head = takePendingHead() {
+            try await writer.write(contentsOf: [head, .end(nil)])
+        } else {
+            try await writer.write(.end(nil))
+        }
+    }
+
+    private func takePendingHead() -> HTTPServerResponsePart? {
+        pendingHead.withLockedValue { pending in
+            defer { pending = nil }
+            return pending
+        }
     }
 
     /// Head, body and end in one write, so a small response costs one flush (one syscall).
