@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CacheStore
 import ContentCoding
 import HTTPCaching
+import NIOConcurrencyHelpers
 import NIOCore
 
 extension CachePipeline {
@@ -12,25 +13,20 @@ extension CachePipeline {
     func fetch(
         _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, coalescingKey: String?
     ) async throws -> RequestOutcome {
-        var finished = false
-        func finish(_ outcome: Coalescer.Outcome, uncacheable: Bool) {
-            guard let key = coalescingKey, !finished else { return }
-            finished = true
-            coalescer.finish(key, outcome: outcome, uncacheable: uncacheable, now: clock.now())
-        }
+        let finish = FetchCompletion(coalescer: coalescer, key: coalescingKey, clock: clock)
         do {
             let outcome = try await fetchBody(request, sink: sink, plan: plan, finish: finish)
-            finish(.notStored, uncacheable: false)
+            finish.ifNotHandedOff(.notStored, false)
             return outcome
         } catch {
-            finish(.notStored, uncacheable: false)
+            finish.ifNotHandedOff(.notStored, false)
             throw error
         }
     }
 
     private func fetchBody(
         _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan,
-        finish: (Coalescer.Outcome, Bool) -> Void
+        finish: FetchCompletion
     ) async throws -> RequestOutcome {
         let primaryKey = request.key.description
         var headers = upstreamHeaders(for: request)
@@ -341,7 +337,34 @@ extension CachePipeline {
                 writer = nil
             }
         }
-        if let current = writer {
+        var clientEnded = false
+        if let current = writer, complete, suffix == nil {
+            // A body that arrived whole is committed whether or not the client stayed; the
+            // client gets the end of its response first, and the connection its next request,
+            // while the commit goes on behind it. Requests waiting on this fetch look again once
+            // it has committed.
+            if clientAlive {
+                await sink.finish()
+                clientEnded = true
+            }
+            finish.handOff()
+            let commit = UncheckedTransfer(current)
+            let (response, headers, coalescer, logger) = (committed, request.headers, self.coalescer, self.logger)
+            runInBackground {
+                do {
+                    try await commit.value.commit(response: response, requestHeaders: headers, storedAt: responseTime)
+                    finish(.stored, false)
+                    coalescer.markCacheable(primaryKey)
+                } catch StoreError.purgedWhileWriting {
+                    logger.info("not stored: purged while it was being fetched", metadata: ["url": "\(primaryKey)"])
+                    finish(.notStored, false)
+                } catch {
+                    commit.value.abandon()
+                    logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+                    finish(.notStored, false)
+                }
+            }
+        } else if let current = writer {
             // A body that arrived whole is committed whether or not the client stayed.
             if complete {
                 do {
@@ -369,7 +392,8 @@ extension CachePipeline {
             throw ConnectionAbort(
                 reason: "upstream body for \(primaryKey) ended after \(received) of \(declaredLength ?? 0) bytes")
         }
-        if clientAlive {
+        if clientEnded {
+        } else if clientAlive {
             await sink.finish()
         } else if condition == .proceed && sentStatus != 416 && !rangeAnswered {
             throw ConnectionAbort(reason: "client went away")
@@ -382,7 +406,7 @@ extension CachePipeline {
     private func applyNotModified(
         _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: some ResponseSink,
         plan: FetchPlan, requestTime: Double, responseTime: Double, purgeEpoch: UInt64,
-        finish: (Coalescer.Outcome, Bool) -> Void
+        finish: FetchCompletion
     ) async throws -> RequestOutcome {
         var refreshed = stale
         refreshed.softPurgedAt = nil
@@ -588,4 +612,45 @@ extension CachePipeline {
         return ResponseHeaders.upstreamRequest(
             request.headers, clientAddress: request.clientAddress, host: host, via: via)
     }
+}
+
+/// Tells the coalescer, exactly once, how a fetch for a coalesced key ended. It may be handed
+/// off to work that outlives the request (a commit behind the client): the request's own
+/// fallback (`.notStored` when it returns) is then skipped, and the handed-off work reports.
+final class FetchCompletion: Sendable {
+    private let coalescer: Coalescer
+    private let key: String?
+    private let clock: any CacheClock
+    private let state = NIOLockedValueBox<(finished: Bool, handedOff: Bool)>((false, false))
+
+    init(coalescer: Coalescer, key: String?, clock: any CacheClock) {
+        self.coalescer = coalescer
+        self.key = key
+        self.clock = clock
+    }
+
+    func callAsFunction(_ outcome: Coalescer.Outcome, _ uncacheable: Bool) {
+        guard let key else { return }
+        let first = state.withLockedValue { state in
+            defer { state.finished = true }
+            return !state.finished
+        }
+        if first { coalescer.finish(key, outcome: outcome, uncacheable: uncacheable, now: clock.now()) }
+    }
+
+    /// Work that outlives the request will report the outcome.
+    func handOff() { state.withLockedValue { $0.handedOff = true } }
+
+    /// The request's own report, unless the outcome was handed off.
+    func ifNotHandedOff(_ outcome: Coalescer.Outcome, _ uncacheable: Bool) {
+        guard !state.withLockedValue({ $0.handedOff }) else { return }
+        self(outcome, uncacheable)
+    }
+}
+
+/// Moves a value that is not Sendable to a task when the sender no longer uses it (the object
+/// writer of a fetch whose commit goes on behind the client).
+struct UncheckedTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

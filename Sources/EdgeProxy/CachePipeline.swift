@@ -222,19 +222,27 @@ final class CachePipeline: Sendable {
         let plan = FetchPlan(
             forward: .stale, revalidating: Validation.canValidate(stale.response) ? stale : nil, stale: stale,
             detail: "background refresh", collapsed: false)
+        let request = refresh
+        runInBackground {
+            do {
+                _ = try await self.fetch(request, sink: DiscardingSink(), plan: plan, coalescingKey: key)
+            } catch {
+                self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Runs work that outlives the request that started it (a refresh behind the client, a
+    /// commit after the client has its answer); shutdown waits for it before the store closes.
+    func runInBackground(_ work: @escaping @Sendable () async -> Void) {
         let id = backgroundCounter.withLockedValue { counter -> Int in
             counter += 1
             return counter
         }
         // The task is registered before it can finish and remove itself (both under the lock).
-        let request = refresh
         background.withLockedValue { tasks in
             tasks[id] = Task {
-                do {
-                    _ = try await self.fetch(request, sink: DiscardingSink(), plan: plan, coalescingKey: key)
-                } catch {
-                    self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
-                }
+                await work()
                 _ = self.background.withLockedValue { $0.removeValue(forKey: id) }
             }
         }

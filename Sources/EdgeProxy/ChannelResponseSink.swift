@@ -19,7 +19,9 @@ struct ChannelResponseSink: ResponseSink {
 
     func sendHead(status: Int, headers: HeaderFields) async throws {
         let head = HTTPServerResponsePart.head(makeHead(status: status, headers: headers))
-        if let previous = pendingHead.withLockedValue({ pending in defer { pending = head }; return pending }) {
+        if let previous = pendingHead.withLockedValue({ pending in
+            defer { pending = head }; return pending
+        }) {
             try await writer.write(previous)
         }
     }
