@@ -70,6 +70,8 @@ final class RequestCounter: @unchecked Sendable {
     private var value: UInt64 = 0
 
     static let shared = RequestCounter()
+    /// 304 responses, for `/counters`: the bench uses it to prove a cache revalidated.
+    static let notModified = RequestCounter()
 
     init() {
         self.mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -86,6 +88,12 @@ final class RequestCounter: @unchecked Sendable {
         pthread_mutex_lock(self.mutex)
         defer { pthread_mutex_unlock(self.mutex) }
         self.value &+= 1
+        return self.value
+    }
+
+    func read() -> UInt64 {
+        pthread_mutex_lock(self.mutex)
+        defer { pthread_mutex_unlock(self.mutex) }
         return self.value
     }
 }
@@ -170,6 +178,11 @@ enum IndexPage {
         <li><code>/time</code> &mdash; the current time (<code>max-age=5</code>)</li>
         <li><code>/nocache</code> &mdash; a response that must not be stored (<code>no-store</code>)</li>
         <li><code>/vary</code> &mdash; echoes <code>Accept-Language</code> (<code>Vary: Accept-Language</code>)</li>
+        <li><code>/vary-encoding/N</code> &mdash; N bytes of text, never coded, with
+        <code>Vary: Accept-Encoding</code> (<code>max-age=3600</code>)</li>
+        <li><code>/revalidate/N</code> &mdash; N bytes of text that caches must revalidate on every use
+        (<code>max-age=0</code>, ETag, Last-Modified; <code>304</code> to a matching conditional)</li>
+        <li><code>/counters</code> &mdash; requests served and 304s sent so far (<code>no-store</code>)</li>
         <li><code>/status/NNN</code> &mdash; a response with status NNN (<code>max-age=60</code>)</li>
         </ul>
         <p>Anything else is a 404 cacheable for 10 seconds.</p>
@@ -277,6 +290,13 @@ func route(_ request: HTTPRequestHead, config: OriginConfig) -> Reply {
         let millis = Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
         return Reply(.ok, cacheControl: "max-age=5", text: "\(HTTPDate.format(Int(now.tv_sec)))\nunix_ms=\(millis)\n")
 
+    case "/counters":
+        // Read by tools/bench straight from the origin (not through a cache) before and after
+        // each run, to check that hits were hits and revalidations were answered with a 304.
+        let requests = RequestCounter.shared.read()
+        let notModified = RequestCounter.notModified.read()
+        return Reply(.ok, cacheControl: "no-store", text: "requests \(requests)\nnot_modified \(notModified)\n")
+
     case "/nocache":
         return Reply(.ok, cacheControl: "no-store", text: "this response must never be stored by a cache\n")
 
@@ -294,16 +314,7 @@ func route(_ request: HTTPRequestHead, config: OriginConfig) -> Reply {
 
     default:
         if path.hasPrefix("/size/") {
-            let digits = path.dropFirst("/size/".count)
-            guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-                let size = Int(digits), size <= SizeBody.maxLength
-            else {
-                return Reply(
-                    .badRequest,
-                    cacheControl: "no-store",
-                    text: "size must be an integer between 0 and \(SizeBody.maxLength)\n"
-                )
-            }
+            guard let size = bodySize(path.dropFirst("/size/".count)) else { return badSizeReply() }
             var reply = Reply(
                 .ok,
                 cacheControl: "public, max-age=3600",
@@ -311,6 +322,43 @@ func route(_ request: HTTPRequestHead, config: OriginConfig) -> Reply {
                 body: .pattern(length: size)
             )
             reply.etag = "\"size-\(size)\""
+            reply.lastModified = config.startTime
+            return reply
+        }
+        if path.hasPrefix("/revalidate/") {
+            guard let size = bodySize(path.dropFirst("/revalidate/".count)) else { return badSizeReply() }
+            // Stale at once, so a cache revalidates every request and the origin answers
+            // a matching If-None-Match / If-Modified-Since with a 304 (see `isNotModified`).
+            var reply = Reply(
+                .ok,
+                cacheControl: "max-age=0",
+                contentType: "text/plain",
+                body: .pattern(length: size)
+            )
+            // nginx does not store a response with max-age=0, so it would never revalidate
+            // one. Its own X-Accel-Expires with a time in the past (meaningless to other
+            // caches) makes it store the response already expired; nginx only lets it
+            // override Cache-Control when it comes first. The 304s carry it too, so the
+            // stored copy stays expired and every request is revalidated again.
+            reply.headers = HTTPHeaders([
+                ("Content-Type", "text/plain"), ("X-Accel-Expires", "@1"), ("Cache-Control", "max-age=0"),
+            ])
+            reply.etag = "\"revalidate-\(size)\""
+            reply.lastModified = config.startTime
+            return reply
+        }
+        if path.hasPrefix("/vary-encoding/") {
+            guard let size = bodySize(path.dropFirst("/vary-encoding/".count)) else { return badSizeReply() }
+            // Always the identity coding, whatever Accept-Encoding says, but declared to
+            // vary by it: caches keep (or look up) a variant per Accept-Encoding.
+            var reply = Reply(
+                .ok,
+                cacheControl: "public, max-age=3600",
+                contentType: "text/plain",
+                body: .pattern(length: size)
+            )
+            reply.headers.add(name: "Vary", value: "Accept-Encoding")
+            reply.etag = "\"vary-encoding-\(size)\""
             reply.lastModified = config.startTime
             return reply
         }
@@ -325,6 +373,18 @@ func route(_ request: HTTPRequestHead, config: OriginConfig) -> Reply {
         }
         return Reply(.notFound, cacheControl: "max-age=10", text: "not found: \(path)\n")
     }
+}
+
+/// The N of `/size/N` and the other sized routes, when it is a valid body size.
+func bodySize(_ digits: Substring) -> Int? {
+    guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+        let size = Int(digits), size <= SizeBody.maxLength
+    else { return nil }
+    return size
+}
+
+func badSizeReply() -> Reply {
+    Reply(.badRequest, cacheControl: "no-store", text: "size must be an integer between 0 and \(SizeBody.maxLength)\n")
 }
 
 /// RFC 9110 §13.1.2: If-None-Match uses weak comparison, and `*` matches any
@@ -449,6 +509,7 @@ final class OriginHandler: ChannelInboundHandler {
         }
 
         if isNotModified(request, reply: reply) {
+            _ = RequestCounter.notModified.increment()
             // A 304 carries the validators and caching headers but no body;
             // NIO's encoder strips the framing headers for 304 itself.
             headers.remove(name: "Content-Type")
