@@ -90,14 +90,21 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
     func bytesArrived() { run(state.bytesArrived()) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { run(state.headReceived()) }
+        if case .head = unwrapInboundIn(data) { headReceived() }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { run(state.responseEnded()) }
+        if case .end = unwrapOutboundIn(data) { responseEnded() }
         context.write(data, promise: promise)
     }
+
+    /// A request head arrived (also called by the hit path for the requests it answers,
+    /// which do not pass through this handler).
+    func headReceived() { run(state.headReceived()) }
+
+    /// A response ended (likewise).
+    func responseEnded() { run(state.responseEnded()) }
 
     /// Timers are lazy: arming only moves the deadline; one scheduled check per connection
     /// re-arms itself for the current deadline when it fires early. So a request costs no

@@ -182,15 +182,20 @@ public final class OutpostServer: Sendable {
                 }
                 return framing.flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
-                    if timeouts {
-                        let handler = ConnectionTimeoutHandler(
-                            idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout)
-                        try sync.addHandler(FirstByteObserver(timeouts: handler), position: .first)
-                        try sync.addHandler(handler)
-                    }
+                    let timeoutHandler =
+                        timeouts
+                        ? ConnectionTimeoutHandler(
+                            idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout) : nil
+                    // The hit path sits right after the HTTP pipelining handler: a request it
+                    // answers goes through no other handler either way (it tells the timeouts
+                    // itself); every other request passes on to the handlers below.
                     if let state = hitPath?.state(for: channel.eventLoop) {
-                        try sync.addHandler(HitHandler(state: state))
+                        try sync.addHandler(HitHandler(state: state, timeouts: timeoutHandler))
+                    }
+                    try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
+                    if let timeoutHandler {
+                        try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
+                        try sync.addHandler(timeoutHandler)
                     }
                     return try ConnectionChannel(wrappingChannelSynchronously: channel)
                 }

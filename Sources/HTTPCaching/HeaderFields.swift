@@ -44,8 +44,10 @@ public struct HeaderFields: Sendable, Equatable, Sequence {
 
     /// All lines combined into one comma-separated value (RFC 9110 §5.3), or nil when absent.
     public func combined(_ name: String) -> String? {
-        let lines = values(name)
-        return lines.isEmpty ? nil : lines.joined(separator: ", ")
+        guard let first = fields.firstIndex(where: { $0.name.equalsIgnoringASCIICase(name) }) else { return nil }
+        let rest = fields[(first + 1)...]
+        guard rest.contains(where: { $0.name.equalsIgnoringASCIICase(name) }) else { return fields[first].value }
+        return values(name).joined(separator: ", ")
     }
 
     /// The members of a list field across all its lines, trimmed, empty members dropped
@@ -120,10 +122,27 @@ extension StringProtocol {
         let lhs = self.utf8
         let rhs = other.utf8
         guard lhs.count == rhs.count else { return false }
+        // Header names are compared on every lookup: compare the contiguous bytes when both
+        // strings have them (native strings do), byte by byte through the views otherwise.
+        if let equal = lhs.withContiguousStorageIfAvailable({ left in
+            rhs.withContiguousStorageIfAvailable { right in
+                for index in 0..<left.count where left[index] != right[index] {
+                    guard Self.sameLetter(left[index], right[index]) else { return false }
+                }
+                return true
+            }
+        }), let equal {
+            return equal
+        }
         for (a, b) in zip(lhs, rhs) where a != b {
-            guard a | 0x20 == b | 0x20, (a | 0x20) >= 0x61, (a | 0x20) <= 0x7A else { return false }
+            guard Self.sameLetter(a, b) else { return false }
         }
         return true
+    }
+
+    /// Two different bytes that are the same ASCII letter in different case.
+    private static func sameLetter(_ a: UInt8, _ b: UInt8) -> Bool {
+        a | 0x20 == b | 0x20 && (a | 0x20) >= 0x61 && (a | 0x20) <= 0x7A
     }
 
     /// Lower-cases ASCII letters only.

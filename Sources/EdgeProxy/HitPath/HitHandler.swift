@@ -12,8 +12,10 @@ import NIOHTTP1
 /// on unchanged to the connection's async loop (`ClientConnection`), which answers it through
 /// `CachePipeline`. The decisions are the pipeline's own functions; only the I/O differs.
 ///
-/// Sits after the HTTP server pipeline handlers (so pipelined requests reach it one at a time,
-/// each after the previous response ended) and before the `NIOAsyncChannel` handler.
+/// Sits right after the HTTP server pipelining handler (so pipelined requests reach it one at
+/// a time, each after the previous response ended), before the protocol-error and timeout
+/// handlers and the `NIOAsyncChannel` handler: a request answered here costs no trip through
+/// them, and the timeouts are told of its head and its response's end directly.
 final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -31,6 +33,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let state: LoopHitState
+    private let timeouts: ConnectionTimeoutHandler?
     private var phase = Phase.idle
     /// No more requests are answered here: the async loop sent `Connection: close`, or this
     /// handler is closing the connection.
@@ -39,7 +42,10 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var stream: BodyStream?
     private var peer: String?
 
-    init(state: LoopHitState) { self.state = state }
+    init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?) {
+        self.state = state
+        self.timeouts = timeouts
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         peer = context.channel.remoteAddress?.ipAddress
@@ -56,6 +62,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case (.idle, .head(let head)):
             if !closing, let answer = answer(head) {
                 phase = .answering(responseDone: false)
+                timeouts?.headReceived()
                 send(answer, context: context)
             } else {
                 phase = .forwarding
@@ -353,6 +360,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         requestEnded = false
         record(answer)
+        timeouts?.responseEnded()
         if answer.closes {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
