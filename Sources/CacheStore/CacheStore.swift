@@ -156,7 +156,9 @@ public final class CacheStore: Sendable {
         switch record.chunkCount {
         case 0: return .whole(allocator.buffer(capacity: 0))
         case 1:
-            let body = try txn.getBuffer(schema.chunks, Schema.chunkKey(record.id, 0), allocator: allocator)
+            let body = try Schema.withChunkKey(record.id, 0) {
+                try txn.getBuffer(schema.chunks, key: $0, allocator: allocator)
+            }
             guard let body, body.readableBytes == record.bodyLength else { return nil }
             return .whole(body)
         default: return .chunked

@@ -196,7 +196,14 @@ public final class LMDBTransaction {
 
     /// The value under `key`, copied into a ByteBuffer (the one copy out of the map).
     public func getBuffer(_ db: LMDBDatabase, _ key: [UInt8], allocator: ByteBufferAllocator) throws -> ByteBuffer? {
-        try withValue(db, key) { bytes in
+        try key.withUnsafeBytes { try getBuffer(db, key: $0, allocator: allocator) }
+    }
+
+    /// The same, with the key given as raw bytes (a key built on the stack).
+    public func getBuffer(
+        _ db: LMDBDatabase, key: UnsafeRawBufferPointer, allocator: ByteBufferAllocator
+    ) throws -> ByteBuffer? {
+        try withValue(db, key: key) { bytes in
             var buffer = allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
             return buffer

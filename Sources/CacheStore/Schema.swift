@@ -40,6 +40,13 @@ struct Schema: Sendable {
     static func tagScanPrefix(_ tag: String) -> [UInt8] { Array(tag.utf8) + [0] }
 
     static func chunkKey(_ id: UInt64, _ index: Int) -> [UInt8] { id.bigEndianBytes + UInt32(index).bigEndianBytes }
+
+    /// The chunk key's 12 bytes on the stack, for reads on the hit path.
+    static func withChunkKey<T>(_ id: UInt64, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try withUnsafeBytes(of: (id.bigEndian, UInt32(truncatingIfNeeded: index).bigEndian)) { bytes in
+            try body(UnsafeRawBufferPointer(rebasing: bytes[0..<12]))
+        }
+    }
     static func lruKey(_ tick: UInt64, _ id: UInt64) -> [UInt8] { tick.bigEndianBytes + id.bigEndianBytes }
 
     // MARK: reads

@@ -109,7 +109,9 @@ public final class StoreReadSession: @unchecked Sendable {
         try state.withLock { state in
             guard let reader = state.reader else { throw StoreError.closed }
             return try reader.read { txn in
-                try txn.getBuffer(store.schema.chunks, Schema.chunkKey(objectID, index), allocator: store.allocator)
+                try Schema.withChunkKey(objectID, index) {
+                    try txn.getBuffer(store.schema.chunks, key: $0, allocator: store.allocator)
+                }
             }
         }
     }
