@@ -42,7 +42,8 @@ struct Schema: Sendable {
     static func chunkKey(_ id: UInt64, _ index: Int) -> [UInt8] { id.bigEndianBytes + UInt32(index).bigEndianBytes }
 
     /// The chunk key's 12 bytes on the stack, for reads on the hit path.
-    static func withChunkKey<T>(_ id: UInt64, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+    static func withChunkKey<T>(_ id: UInt64, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T
+    {
         try withUnsafeBytes(of: (id.bigEndian, UInt32(truncatingIfNeeded: index).bigEndian)) { bytes in
             try body(UnsafeRawBufferPointer(rebasing: bytes[0..<12]))
         }
