@@ -27,12 +27,14 @@ final class LoopHitState {
     static let maxRoutes = 1024
 
     /// Hits not yet handed to the store's LRU (count and latest time per object), handed over
-    /// at most every `lruInterval` seconds or `lruBatch` objects, as Varnish's `lru_interval`.
+    /// every `lruInterval` seconds (Varnish's `lru_interval` default), or sooner when
+    /// `lruBatch` objects are waiting. The writer's work is per object handed over, so an
+    /// object hit many times in an interval costs one LRU move; counts stay exact.
     private var touches: [UInt64: (count: Int, last: Double)] = [:]
     private var lastHandOver = 0.0
     private var handOverScheduled = false
-    static let lruInterval = 1.0
-    static let lruBatch = 1024
+    static let lruInterval = 2.0
+    static let lruBatch = 65536
 
     init(
         eventLoop: any EventLoop, store: CacheStore, hotRecords: Int, counters: LoopCounters, pipeline: LoopPipeline,
