@@ -180,4 +180,24 @@ struct HitPathTests {
             #expect(try await Self.hitPathCount(outpost, client) == before + 3)
         }
     }
+
+    @Test("bodies of chunks larger than a piece stream in pieces across chunk boundaries")
+    func largeChunks() async throws {
+        let bytes = testBytes(600_000, seed: 3)
+        try await withOutpost(
+            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=600")], bytes: bytes, pieces: 9) }
+        ) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/large")
+            #expect(try await eventually { try await client.get(outpost.base + "/large").isHit })
+            let before = try await Self.hitPathCount(outpost, client)
+            let whole = try await client.get(outpost.base + "/large")
+            #expect(whole.body == bytes)
+            let across = try await client.get(outpost.base + "/large", [("Range", "bytes=200000-400000")])
+            #expect(across.status == 206)
+            #expect(across.body == Array(bytes[200_000...400_000]))
+            let tail = try await client.get(outpost.base + "/large", [("Range", "bytes=-70000")])
+            #expect(tail.body == Array(bytes[530_000...]))
+            #expect(try await Self.hitPathCount(outpost, client) == before + 3)
+        }
+    }
 }
