@@ -127,4 +127,31 @@ struct SecondaryKeyReadingTests {
         #expect(values.map(\.value) == ["fr,en", nil, "gzip"])
         #expect(Vary.selectingValues(fromSecondaryKey: "").isEmpty)
     }
+
+    @Test(
+        "§2 a key for another path on the same authority is the key built from scratch",
+        arguments: [
+            ("Example.COM:80", "/a?b=1"), ("example.com:8080", ""), ("user@Example.com.", "/x"),
+            ("[::1]:80", "/v6"),
+        ])
+    func replacingPath(authority: String, path: String) {
+        let base = CacheKey(scheme: "http", authority: authority, pathAndQuery: "/")
+        #expect(base.replacingPathAndQuery(path) == CacheKey(scheme: "http", authority: authority, pathAndQuery: path))
+    }
+
+    @Test(
+        "RFC 9110 §5.1, §5.3: names match case-insensitively (letters only); lines combine with commas",
+        arguments: [
+            ("Accept-Encoding", "accept-encoding", true), ("ACCEPT", "accept", true), ("X-1", "x-1", true),
+            ("X-[", "x-{", false), ("Host", "Hosts", false), ("é", "É", false),
+        ])
+    func caseInsensitiveNames(a: String, b: String, equal: Bool) {
+        #expect(a.equalsIgnoringASCIICase(b) == equal)
+        #expect(a.dropFirst(0).equalsIgnoringASCIICase(b.dropFirst(0)) == equal)
+        var fields = HeaderFields([(a, "1")])
+        #expect((fields.combined(b) != nil) == equal)
+        fields.add(b, "2")
+        #expect(fields.combined(a) == (equal ? "1, 2" : "1"))
+        #expect(HeaderFields().combined(a) == nil)
+    }
 }
