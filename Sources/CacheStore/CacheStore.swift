@@ -119,15 +119,33 @@ public final class CacheStore: Sendable {
     /// newest variant first.
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
         try environment.read { txn in
-            guard let entry = try schema.entry(txn, primaryKey: primaryKey) else { return .noEntry }
-            for variant in entry.variants where variant.matches(requestHeaders) {
-                guard let record = try schema.object(txn, id: variant.objectID),
-                    let body = try inlineBody(txn, of: record)
-                else { continue }
-                return .found(record, body: body.buffer)
+            let selection = try select(
+                txn, entry: try schema.entry(txn, primaryKey: primaryKey), primaryKey: primaryKey,
+                requestHeaders: requestHeaders
+            ) { id in try schema.object(txn, id: id).map { ($0, 0) } }
+            switch selection {
+            case .noEntry: return .noEntry
+            case .noMatchingVariant: return .noMatchingVariant
+            case .found(let record, _, let body): return .found(record, body: body)
             }
-            return .noMatchingVariant
         }
+    }
+
+    /// The stored response a request selects among an entry's variants (RFC 9111 §4.1), newest
+    /// first, skipping a variant whose record or body is not (or no longer) there; for
+    /// ``lookup(_:requestHeaders:)`` and the read sessions, which decode records differently.
+    func select(
+        _ txn: LMDBTransaction, entry: EntryRecord?, primaryKey: String, requestHeaders: HeaderFields,
+        object: (UInt64) throws -> (ObjectRecord, revision: UInt64)?
+    ) throws -> StoreReadSession.Lookup {
+        // A digest collision is a miss, never another URL's object.
+        guard let entry, entry.primaryKey == primaryKey else { return .noEntry }
+        for variant in entry.variants where variant.matches(requestHeaders) {
+            guard let (record, revision) = try object(variant.objectID), let body = try inlineBody(txn, of: record)
+            else { continue }
+            return .found(record, revision: revision, body: body.buffer)
+        }
+        return .noMatchingVariant
     }
 
     /// A new read session for one event loop's hits (see ``StoreReadSession``), keeping up to

@@ -83,22 +83,15 @@ public final class StoreReadSession: @unchecked Sendable {
         return try state.withLock { state in
             guard let reader = state.reader else { throw StoreError.closed }
             return try reader.read { txn -> Lookup in
-                let found = try digest.withBytes { key in
+                let entry = try digest.withBytes { key in
                     try txn.withValue(schema.entries, key: key) { try state.entry($0, key: digest) }
                 }
-                // A digest collision is a miss, never another URL's object.
-                guard let entry = found, entry.primaryKey == primaryKey else { return .noEntry }
-                for variant in entry.variants {
-                    guard variant.matches(requestHeaders) else { continue }
-                    let id = variant.objectID
-                    let object = try withUnsafeBytes(of: id.bigEndian) { key in
+                return try store.select(txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders) {
+                    id in
+                    try withUnsafeBytes(of: id.bigEndian) { key in
                         try txn.withValue(schema.objects, key: key) { try state.object($0, id: id) }
                     }
-                    guard let (record, revision) = object else { continue }
-                    guard let body = try store.inlineBody(txn, of: record) else { continue }
-                    return .found(record, revision: revision, body: body.buffer)
                 }
-                return .noMatchingVariant
             }
         }
     }
