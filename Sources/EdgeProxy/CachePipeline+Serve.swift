@@ -10,6 +10,17 @@ struct StoredBytes {
     var chunkSize: Int64
     /// The whole body when it came with the lookup (primary representation, one chunk).
     var inline: ByteBuffer?
+
+    /// The part of bytes `lower...upper` that chunk `index` holds, cut from the chunk as read;
+    /// nil when the chunk ends before that part does (a body shorter than its record says:
+    /// the client must see a cut, never bytes from another position).
+    func part(of chunk: ByteBuffer, index: Int, lower: Int64, upper: Int64) -> ByteBuffer? {
+        let chunkStart = Int64(index) * chunkSize
+        let start = max(lower, chunkStart) - chunkStart
+        let end = min(upper, chunkStart + chunkSize - 1) - chunkStart
+        guard end >= start, Int64(chunk.readableBytes) > end else { return nil }
+        return chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
+    }
 }
 
 extension CachePipeline {
@@ -289,21 +300,15 @@ extension CachePipeline {
         _ bytes: StoredBytes, lower: Int64, upper: Int64, _ body: (ByteBuffer) async throws -> Void
     ) async throws {
         var index = Int(lower / bytes.chunkSize)
-        var position = Int64(index) * bytes.chunkSize
-        while position <= upper {
+        while Int64(index) * bytes.chunkSize <= upper {
             guard let chunk = try store.readChunk(objectID: bytes.owner, index: index) else {
                 // Evicted or replaced while we were sending it: the client must see a cut.
                 throw ConnectionAbort(reason: "stored body \(bytes.owner) disappeared while being served")
             }
-            let start = max(lower, position) - position
-            let end = min(upper, position + Int64(chunk.readableBytes) - 1) - position
-            guard end >= start,
-                let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
-            else {
+            guard let slice = bytes.part(of: chunk, index: index, lower: lower, upper: upper) else {
                 throw ConnectionAbort(reason: "stored body \(bytes.owner) is shorter than its record says")
             }
             try await body(slice)
-            position += Int64(chunk.readableBytes)
             index += 1
         }
     }

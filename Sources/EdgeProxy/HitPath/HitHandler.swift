@@ -319,17 +319,12 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.flush()
                 return
             }
-            let chunk: ByteBuffer?
-            do {
-                chunk = try state.session.readChunk(objectID: current.bytes.owner, index: current.index)
-            } catch {
-                chunk = nil
-            }
-            let chunkStart = Int64(current.index) * current.bytes.chunkSize
-            let start = current.position - chunkStart
-            let end = chunk.map { min(current.answer.upper - chunkStart, Int64($0.readableBytes) - 1) } ?? -1
-            guard let chunk, end >= start,
-                let slice = chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
+            let chunk = try? state.session.readChunk(objectID: current.bytes.owner, index: current.index)
+            guard
+                let slice = chunk.flatMap({
+                    current.bytes.part(
+                        of: $0, index: current.index, lower: current.position, upper: current.answer.upper)
+                })
             else {
                 // Evicted or replaced while it was being sent: the client must see a cut.
                 state.logger.warning(
@@ -338,7 +333,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 abort(context: context)
                 return
             }
-            current.position = chunkStart + end + 1
+            current.position += Int64(slice.readableBytes)
             current.index += 1
             stream = current
             context.write(wrapOutboundOut(.body(.byteBuffer(slice))), promise: nil)
