@@ -60,6 +60,7 @@ extension OutpostProcess {
 }
 
 /// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
+/// Its writer is finished by ``close()`` or, if a test fails before that, by its deinit.
 final class KeepAliveConnection {
     private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
@@ -98,7 +99,16 @@ final class KeepAliveConnection {
         return (head, body)
     }
 
-    func close() async { try? await channel.channel.close() }
+    /// Finishes the writer before closing: the channel was wrapped without
+    /// `executeThenClose`, and NIO traps when an unfinished writer is deinitialised. The close
+    /// future succeeds before the channel's inactive event reaches the writer, so closing alone
+    /// leaves a window in which dropping this object crashes the test process.
+    func close() async {
+        outbound.finish()
+        try? await channel.channel.close()
+    }
+
+    deinit { outbound.finish() }
 }
 
 @Suite("outpost command line: serve, inspect, purge, SIGHUP")
