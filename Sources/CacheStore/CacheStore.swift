@@ -277,6 +277,17 @@ public final class CacheStore: Sendable {
             purgeEpoch: purgeEpoch ?? writer.purgeEpoch)
     }
 
+    /// Starts writing other codings of the stored object `objectID`: open a stream per coding
+    /// with ``ObjectWriter/addAlternate(coding:)``, append, then
+    /// ``ObjectWriter/commitAlternates()``. Hits see the codings once that commits.
+    public func makeAlternateWriter(objectID: UInt64) throws -> ObjectWriter {
+        guard let writer else { throw StoreError.closed }
+        return ObjectWriter(
+            writer: writer, id: objectID, primaryKey: "", secondaryKey: "", varyNames: [],
+            configuration: configuration, allocator: allocator, purgeEpoch: writer.purgeEpoch,
+            isAlternateWriter: true)
+    }
+
     /// Removes every stored response for these URLs (RFC 9111 §4.4). Returns how many objects went.
     @discardableResult
     public func invalidate(_ primaryKeys: [String]) async throws -> Int {

@@ -28,12 +28,15 @@ public final class ObjectWriter {
     private var finished = false
     /// The purge epoch when the write began (see `PurgeLog`).
     private let purgeEpoch: UInt64
+    /// Whether this writer adds codings to a stored object rather than writing a new one.
+    private let isAlternateWriter: Bool
 
     public var bodyLength: Int { streams[0].length }
 
     init(
         writer: StoreWriter, id: UInt64, primaryKey: String, secondaryKey: String, varyNames: [String],
-        configuration: StoreConfiguration, allocator: ByteBufferAllocator, purgeEpoch: UInt64
+        configuration: StoreConfiguration, allocator: ByteBufferAllocator, purgeEpoch: UInt64,
+        isAlternateWriter: Bool = false
     ) {
         self.writer = writer
         self.id = id
@@ -43,6 +46,7 @@ public final class ObjectWriter {
         self.configuration = configuration
         self.streams = [Stream(coding: "", owner: id)]
         self.purgeEpoch = purgeEpoch
+        self.isAlternateWriter = isAlternateWriter
     }
 
     /// Opens another stream for the same content in `coding`; returns its number for
@@ -96,6 +100,7 @@ public final class ObjectWriter {
         response: StoredResponse, requestHeaders: HeaderFields, storedAt: Double
     ) async throws -> ObjectRecord {
         precondition(!finished, "commit twice")
+        precondition(!isAlternateWriter, "an alternate writer commits with commitAlternates()")
         for stream in streams.indices where streams[stream].pending.readableBytes > 0 {
             let last = streams[stream].pending
             streams[stream].pending = ByteBuffer()
@@ -119,10 +124,34 @@ public final class ObjectWriter {
         return record
     }
 
+    /// Adds the alternate streams to the already stored object ``id`` (a writer made by
+    /// ``CacheStore/makeAlternateWriter(objectID:)``, whose stream 0 stays empty); returns when
+    /// that is committed. False, with the chunks removed, when the object is gone (purged,
+    /// evicted, replaced) or already has alternates.
+    public func commitAlternates() async throws -> Bool {
+        precondition(!finished, "commit twice")
+        for stream in streams.indices.dropFirst() where streams[stream].pending.readableBytes > 0 {
+            let last = streams[stream].pending
+            streams[stream].pending = ByteBuffer()
+            await flushChunk(last, stream: stream)
+        }
+        finished = true
+        let alternates = streams.dropFirst().map {
+            Alternate(coding: $0.coding, chunkOwner: $0.owner, length: $0.length, chunkCount: $0.chunkCount)
+        }
+        let id = self.id
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, Error>) in
+            writer.enqueue(.addAlternates(id: id, alternates, completion: { continuation.resume(with: $0) }))
+        }
+    }
+
     /// Drops the object: removes whatever chunks were written.
     public func abandon() {
         guard !finished else { return }
         finished = true
-        for stream in streams where stream.chunkCount > 0 { writer.enqueue(.discard(id: stream.owner)) }
+        // Stream 0 of an alternate writer is the stored object itself: never discarded here.
+        for stream in streams.dropFirst(isAlternateWriter ? 1 : 0) where stream.chunkCount > 0 {
+            writer.enqueue(.discard(id: stream.owner))
+        }
     }
 }

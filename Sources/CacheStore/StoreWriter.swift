@@ -21,6 +21,8 @@ final class StoreWriter: @unchecked Sendable {
             id: UInt64, response: StoredResponse, purgeEpoch: UInt64,
             completion: @Sendable (Result<Bool, Error>) -> Void)
         case purge(Purge, completion: @Sendable (Result<Int, Error>) -> Void)
+        /// Codings of a stored object produced after it committed (see ``ObjectWriter/commitAlternates()``).
+        case addAlternates(id: UInt64, [Alternate], completion: @Sendable (Result<Bool, Error>) -> Void)
         case barrier(@Sendable () -> Void)
 
         var isPurge: Bool {
@@ -278,6 +280,7 @@ final class StoreWriter: @unchecked Sendable {
         case .purge(_, let completion): return { completion(.failure(error)) }
         case .invalidate(_, let completion): return { completion(.failure(error)) }
         case .update(_, _, _, let completion): return { completion(.failure(error)) }
+        case .addAlternates(_, _, let completion): return { completion(.failure(error)) }
         case .barrier(let completion): return completion
         }
     }
@@ -367,6 +370,26 @@ final class StoreWriter: @unchecked Sendable {
             if let entry {
                 try schema.reindex(txn, primaryKey: record.primaryKey, before: before, entry: entry)
             }
+            return { completion(.success(true)) }
+
+        case .addAlternates(let id, let alternates, let completion):
+            let owners = alternates.map(\.chunkOwner)
+            // The object may have gone (purge, eviction, a newer response) or been coded by an
+            // earlier job while this one ran: its chunks are then removed, never left behind.
+            guard var record = try schema.object(txn, id: id), record.alternates.isEmpty,
+                !owners.contains(where: isFailed)
+            else {
+                for owner in owners { try schema.removeChunks(txn, id: owner) }
+                condition.lock()
+                for owner in owners { failedObjects.remove(owner) }
+                condition.unlock()
+                return { completion(.success(false)) }
+            }
+            usage.bytes -= min(usage.bytes, UInt64(record.cost))
+            record.alternates = alternates
+            usage.bytes += UInt64(record.cost)
+            try txn.put(schema.objects, id.bigEndianBytes, record.encoded())
+            for owner in owners { try txn.delete(schema.pending, owner.bigEndianBytes) }
             return { completion(.success(true)) }
 
         case .barrier(let completion):

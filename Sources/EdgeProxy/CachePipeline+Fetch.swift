@@ -139,7 +139,6 @@ extension CachePipeline {
                 let newWriter = try store.makeObjectWriter(
                     primaryKey: primaryKey, secondaryKey: vary.secondaryKey(for: request.headers),
                     varyNames: vary.fieldNames, purgeEpoch: purgeEpoch)
-                coding.attach(to: newWriter.addAlternate(coding:))
                 writer = newWriter
             } catch {
                 logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
@@ -301,9 +300,6 @@ extension CachePipeline {
             if let current = writer {
                 do {
                     if piece.readableBytes > 0 { try await current.append(piece) }
-                    for (stream, bytes) in output.alternates where bytes.readableBytes > 0 {
-                        try await current.append(bytes, to: stream)
-                    }
                 } catch {
                     current.abandon()
                     writer = nil
@@ -350,11 +346,17 @@ extension CachePipeline {
             finish.handOff()
             let commit = UncheckedTransfer(current)
             let (response, headers, coalescer, logger) = (committed, request.headers, self.coalescer, self.logger)
+            let codeAfterwards = coding.compressible && coding.codingDemanded
+            let (backgroundCoding, compression) = (self.backgroundCoding, configuration.compression)
             runInBackground {
                 do {
-                    try await commit.value.commit(response: response, requestHeaders: headers, storedAt: responseTime)
+                    let record = try await commit.value.commit(
+                        response: response, requestHeaders: headers, storedAt: responseTime)
                     finish(.stored, false)
                     coalescer.markCacheable(primaryKey)
+                    // The client asked for a coding: the object gets its br and gzip now, off
+                    // this request's path.
+                    if codeAfterwards { backgroundCoding.request(record.id, compression: compression) }
                 } catch StoreError.purgedWhileWriting {
                     logger.info("not stored: purged while it was being fetched", metadata: ["url": "\(primaryKey)"])
                     finish(.notStored, false)
@@ -371,10 +373,13 @@ extension CachePipeline {
                     if let suffix {
                         try await copyStoredPart(suffix.part, lower: suffix.lower, upper: suffix.upper, into: current)
                     }
-                    try await current.commit(
+                    let record = try await current.commit(
                         response: committed, requestHeaders: request.headers, storedAt: responseTime)
                     finish(.stored, false)
                     coalescer.markCacheable(primaryKey)
+                    if coding.compressible && coding.codingDemanded {
+                        backgroundCoding.request(record.id, compression: configuration.compression)
+                    }
                 } catch StoreError.purgedWhileWriting {
                     // A purge covering this URL landed during the fetch: what came may predate it.
                     logger.info("not stored: purged while it was being fetched", metadata: ["url": "\(primaryKey)"])

@@ -44,6 +44,7 @@ extension CachePipeline {
                 status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
                 proxyError: nil)
         }
+        requestCodingIfWanted(record, representation: representation, requestHeaders: request.headers)
         let age = Age.headerValue(Age.current(of: record.response, now: now))
         // The representation's own view of the response: its entity tag is what conditions
         // and If-Range compare against.
@@ -125,13 +126,24 @@ extension CachePipeline {
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
     }
 
+    /// Asks for br and gzip of a compressible identity object when this request would have
+    /// taken one of them: a hit never compresses, it is answered with identity meanwhile.
+    func requestCodingIfWanted(_ record: ObjectRecord, representation: Representation, requestHeaders: HeaderFields) {
+        guard representation.source == .primary,
+            Representation.mayBeCoded(record, compression: configuration.compression),
+            Representation.prefersProducedCoding(AcceptEncoding(requestHeaders))
+        else { return }
+        backgroundCoding.request(record.id, compression: configuration.compression)
+    }
+
     /// The header fields of a representation and its view of the stored response: its own
     /// entity tag and coding, which conditions and If-Range compare against.
     func representationView(_ record: ObjectRecord, _ representation: Representation) -> StoredResponse {
         StoredResponse(
             status: record.response.status,
             headers: representation.headers(
-                from: record.response.headers, varies: Representation.variesByCoding(record)),
+                from: record.response.headers,
+                varies: Representation.variesByCoding(record, compression: configuration.compression)),
             requestTime: record.response.requestTime, responseTime: record.response.responseTime)
     }
 

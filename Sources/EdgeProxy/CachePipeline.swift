@@ -17,6 +17,8 @@ final class CachePipeline: Sendable {
     let clock: any CacheClock
     let logger: Logger
     let telemetry: Telemetry
+    /// Codes compressible objects into br and gzip after they are stored, on first demand.
+    let backgroundCoding: BackgroundCoding
     /// Background refreshes in flight, so that shutdown can wait for them before the store closes.
     private let background: NIOLockedValueBox<[Int: Task<Void, Never>]>
     private let backgroundCounter: NIOLockedValueBox<Int>
@@ -32,6 +34,8 @@ final class CachePipeline: Sendable {
         self.clock = clock
         self.logger = logger
         self.telemetry = telemetry
+        self.backgroundCoding = BackgroundCoding(
+            store: store, limit: configuration.compression.maxPendingCodings, telemetry: telemetry, logger: logger)
         self.background = NIOLockedValueBox([:])
         self.backgroundCounter = NIOLockedValueBox(0)
     }
@@ -46,6 +50,7 @@ final class CachePipeline: Sendable {
         self.clock = previous.clock
         self.logger = previous.logger
         self.telemetry = previous.telemetry
+        self.backgroundCoding = previous.backgroundCoding
         self.background = previous.background
         self.backgroundCounter = previous.backgroundCounter
     }
@@ -248,11 +253,13 @@ final class CachePipeline: Sendable {
         }
     }
 
-    /// Waits for the background refreshes in flight (at shutdown, before the store closes).
+    /// Waits for the background refreshes in flight, then for the coding under way (at
+    /// shutdown, before the store closes).
     func drainBackground() async {
         while let task = background.withLockedValue({ $0.values.first }) {
             await task.value
         }
+        await backgroundCoding.shutdown()
     }
 
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and

@@ -94,6 +94,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `compression.max_decoded_size`: cap on bytes produced when decoding a coded body for
         /// a client that does not accept its coding (a decompression-bomb guard).
         public var maxDecodedSize = 256 * 1024 * 1024
+        /// `compression.max_pending_codings`: objects waiting to be coded in the background;
+        /// past it a demand is dropped (and asked again by a later request).
+        public var maxPendingCodings = 256
 
         var compressibleTypes: CompressibleTypes { CompressibleTypes(patterns: types) }
     }

@@ -89,6 +89,9 @@ public enum ConfigurationLoader {
             }
             try compression.integer("gzip_level", minimum: 1) { configuration.compression.gzipLevel = min($0, 9) }
             try compression.size("max_decoded_size", minimum: 1024) { configuration.compression.maxDecodedSize = $0 }
+            try compression.integer("max_pending_codings", minimum: 1) {
+                configuration.compression.maxPendingCodings = $0
+            }
         }
         try reader.table("admin") { admin in
             try admin.address("listen") { configuration.admin.listen = $0 }

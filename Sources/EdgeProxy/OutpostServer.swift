@@ -115,6 +115,11 @@ public final class OutpostServer: Sendable {
             notes.append("store.* needs a restart; unchanged")
             next.store = current.store
         }
+        if next.compression.maxPendingCodings != current.compression.maxPendingCodings {
+            notes.append(
+                "compression.max_pending_codings needs a restart; still \(current.compression.maxPendingCodings)")
+            next.compression.maxPendingCodings = current.compression.maxPendingCodings
+        }
         if next.log.level != current.log.level {
             notes.append("log.level needs a restart; unchanged")
             next.log.level = current.log.level
@@ -204,6 +209,12 @@ public final class OutpostServer: Sendable {
 
     /// Requests waiting right now for another request's fetch of the same URL.
     public var coalescedWaiters: Int { pipelines.current.coalescer.waitingCount }
+
+    /// What the background coder has done since start.
+    public var codingCounts: Telemetry.CodingCounts { pipelines.current.telemetry.codingCounts }
+
+    /// Returns once every store write enqueued so far has committed.
+    public func flushStore() async { await store.flush() }
 
     /// Serves until ``shutdown()``; returns after the store is closed.
     public func run() async {

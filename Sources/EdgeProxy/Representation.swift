@@ -56,9 +56,46 @@ struct Representation: Equatable {
         }
     }
 
-    /// Whether the response could have been coded differently, so it varies on Accept-Encoding.
-    static func variesByCoding(_ record: ObjectRecord) -> Bool {
+    /// Whether the response could have been coded differently, so it varies on Accept-Encoding:
+    /// it has codings, it was sent coded, or this cache will code it once someone asks.
+    static func variesByCoding(_ record: ObjectRecord, compression: OutpostConfiguration.Compression) -> Bool {
         !record.alternates.isEmpty || primaryCoding(record.response.headers).map { $0 != .identity } ?? false
+            || mayBeCoded(record, compression: compression)
+    }
+
+    /// The codings this cache produces of a compressible body (RFC 9110 §8.4.1).
+    static let producedCodings: Set<ContentCodingName> = [.br, .gzip]
+
+    /// Whether this cache codes a body with these stored fields into br and gzip: a whole 200
+    /// sent as identity, of a compressible type, not `no-transform` (RFC 9110 §7.7: an
+    /// intermediary must not transform it), and not smaller than `compression.min_size` when
+    /// its length is known.
+    static func isCompressible(
+        status: Int, headers: HeaderFields, length: Int?, compression: OutpostConfiguration.Compression
+    ) -> Bool {
+        compression.enabled && status == 200 && primaryCoding(headers) == .identity
+            && compression.compressibleTypes.contains(contentType: headers["Content-Type"])
+            && !headers.contains("Content-Range")
+            && !CacheControl(headers).has("no-transform")
+            && (length.map { $0 >= compression.minSize } ?? true)
+    }
+
+    /// Whether `record` is compressible and not coded yet: the first request that would take a
+    /// coding asks ``BackgroundCoding`` for it.
+    static func mayBeCoded(_ record: ObjectRecord, compression: OutpostConfiguration.Compression) -> Bool {
+        record.alternates.isEmpty
+            && isCompressible(
+                status: record.response.status, headers: record.response.headers, length: record.bodyLength,
+                compression: compression)
+    }
+
+    /// Whether a client with this Accept-Encoding would take one of the produced codings over
+    /// identity, were they stored.
+    static func prefersProducedCoding(_ accept: AcceptEncoding) -> Bool {
+        switch CodingNegotiation.choose(accept, available: producedCodings.union([.identity])) {
+        case .coding(let coding): return coding != .identity
+        case .notAcceptable: return false
+        }
     }
 
     /// The header fields of this representation: Content-Encoding, a strong entity tag of its

@@ -60,7 +60,22 @@ public final class Telemetry: Sendable {
         var upstreamErrors = 0
         /// Requests answered on their event loop by the hit path.
         var hitPath = 0
+        var codings = CodingCounts()
         var evictionsReported: UInt64?
+    }
+
+    /// What the background coder did since start (see ``BackgroundCoding``).
+    public struct CodingCounts: Sendable, Equatable {
+        /// Objects whose br and gzip codings were stored.
+        public var coded = 0
+        /// Demands dropped because `compression.max_pending_codings` were already waiting.
+        public var dropped = 0
+        /// Objects whose coding failed (logged).
+        public var failed = 0
+    }
+
+    enum CodingOutcome: String, CaseIterable {
+        case coded, dropped, failed
     }
 
     private let counts = NIOLockedValueBox(Counts())
@@ -81,6 +96,7 @@ public final class Telemetry: Sendable {
     private let purgedObjects: Metrics.Counter
     private let coalescedWaits: Metrics.Counter
     private let hitPathRequests: Metrics.Counter
+    private let codings: [CodingOutcome: Metrics.Counter]
 
     /// Reports into `registry` (each server its own, so tests and several servers in one
     /// process never share counters; swift-metrics' global bootstrap is not used).
@@ -110,7 +126,27 @@ public final class Telemetry: Sendable {
         purgedObjects = Metrics.Counter(label: "outpost_purged_objects_total", factory: factory)
         coalescedWaits = Metrics.Counter(label: "outpost_coalesced_waits_total", factory: factory)
         hitPathRequests = Metrics.Counter(label: "outpost_hit_path_requests_total", factory: factory)
+        var codings: [CodingOutcome: Metrics.Counter] = [:]
+        for outcome in CodingOutcome.allCases {
+            codings[outcome] = Metrics.Counter(
+                label: "outpost_codings_total", dimensions: [("outcome", outcome.rawValue)], factory: factory)
+        }
+        self.codings = codings
     }
+
+    /// One object coded in the background, or a demand dropped, or a coding that failed.
+    func recordCoding(_ outcome: CodingOutcome) {
+        counts.withLockedValue { counts in
+            switch outcome {
+            case .coded: counts.codings.coded += 1
+            case .dropped: counts.codings.dropped += 1
+            case .failed: counts.codings.failed += 1
+            }
+        }
+        codings[outcome]?.increment()
+    }
+
+    var codingCounts: CodingCounts { counts.withLockedValue { $0.codings } }
 
     /// One answered request.
     func record(status: Int, bytes: Int, cacheStatus: CacheStatus) {
@@ -249,6 +285,9 @@ public final class Telemetry: Sendable {
             "coalesced_waits": counts.coalescedWaits,
             "upstream_errors": counts.upstreamErrors,
             "hit_path": counts.hitPath,
+            "codings": [
+                "coded": counts.codings.coded, "dropped": counts.codings.dropped, "failed": counts.codings.failed,
+            ],
             "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
         ]
     }

@@ -356,6 +356,52 @@ struct AlternateTests {
         #expect(try store.usage().bytes == 0)
     }
 
+    @Test("codings added to a stored object later commit at once; for a gone object they are dropped")
+    func alternatesAddedLater() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        func stored(_ key: String) async throws -> ObjectRecord {
+            let writer = try store.makeObjectWriter(primaryKey: key, secondaryKey: "", varyNames: [])
+            try await writer.append(bytes(5000, seed: 1))
+            return try await writer.commit(response: storedResponse(), requestHeaders: HeaderFields(), storedAt: 1)
+        }
+        let kept = try await stored("http://h/later")
+        let costBefore = try store.usage().bytes
+        let writer = try store.makeAlternateWriter(objectID: kept.id)
+        let br = writer.addAlternate(coding: "br")
+        let gzip = writer.addAlternate(coding: "gzip")
+        try await writer.append(bytes(700, seed: 2), to: br)
+        try await writer.append(bytes(900, seed: 3), to: gzip)
+        #expect(try await writer.commitAlternates())
+        let record = try #require(try store.object(id: kept.id))
+        #expect(record.alternates.map(\.coding) == ["br", "gzip"])
+        #expect(record.bodyLength == 5000)
+        let owner = record.alternates[1].chunkOwner
+        #expect(try store.readChunk(objectID: owner, index: 0) == bytes(900, seed: 3))
+        #expect(try store.usage().bytes > costBefore)
+        // A second job for the same object adds nothing and leaves no chunks behind.
+        let again = try store.makeAlternateWriter(objectID: kept.id)
+        let extra = again.addAlternate(coding: "br")
+        try await again.append(bytes(700, seed: 4), to: extra)
+        let extraOwner = again.chunkOwner(of: extra)
+        #expect(try await again.commitAlternates() == false)
+        #expect(try store.readChunk(objectID: extraOwner, index: 0) == nil)
+        // The object purged while it was being coded: the codings are dropped with their chunks.
+        let gone = try await stored("http://h/gone-later")
+        let late = try store.makeAlternateWriter(objectID: gone.id)
+        let lateStream = late.addAlternate(coding: "br")
+        try await late.append(bytes(700, seed: 5), to: lateStream)
+        #expect(try await store.invalidate(["http://h/gone-later"]) == 1)
+        let lateOwner = late.chunkOwner(of: lateStream)
+        #expect(try await late.commitAlternates() == false)
+        #expect(try store.readChunk(objectID: lateOwner, index: 0) == nil)
+        #expect(try await store.invalidate(["http://h/later"]) == 1)
+        #expect(try store.readChunk(objectID: owner, index: 0) == nil)
+        #expect(try store.usage().bytes == 0)
+    }
+
     @Test("an abandoned writer removes its alternates' chunks too")
     func abandon() async throws {
         let dir = TemporaryStore()

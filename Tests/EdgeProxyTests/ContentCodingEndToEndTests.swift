@@ -14,6 +14,17 @@ func htmlPage(_ size: Int) -> [UInt8] {
     return Array(bytes.prefix(size))
 }
 
+/// Asks for `url` in `coding` until the answer comes in it: codings are produced in the
+/// background after the first request that wants one (BackgroundCoding), never on a
+/// request's path. True once a response came coded.
+func waitForCoding(
+    _ client: TestClient, _ url: String, _ coding: String, _ headers: [(String, String)] = []
+) async throws -> Bool {
+    try await eventually {
+        try await client.get(url, headers + [("Accept-Encoding", coding)]).headers["Content-Encoding"] == coding
+    }
+}
+
 @Suite("EdgeProxy: content coding end to end")
 struct ContentCodingEndToEndTests {
     static let page = htmlPage(100_000)
@@ -29,7 +40,16 @@ struct ContentCodingEndToEndTests {
     @Test("RFC 9110 §12.5.3: br, gzip and identity from one origin fetch, each decoding to the origin's bytes")
     func threeCodings() async throws {
         try await withOutpost(origin: Self.origin()) { origin, outpost, client in
+            // The miss is the origin's bytes as they came, never coded on the way; it varies on
+            // Accept-Encoding because later answers will be coded.
+            let miss = try await client.get(outpost.base + "/page", [("Accept-Encoding", "gzip, deflate, br")])
+            #expect(miss.cacheStatus.contains("fwd=uri-miss"))
+            #expect(miss.headers["Content-Encoding"] == nil)
+            #expect(miss.headers["Vary"]?.contains("Accept-Encoding") == true)
+            #expect(miss.body == Self.page)
+            #expect(try await waitForCoding(client, outpost.base + "/page", "br"))
             let br = try await client.get(outpost.base + "/page", [("Accept-Encoding", "gzip, deflate, br")])
+            #expect(br.isHit)
             #expect(br.headers["Content-Encoding"] == "br")
             #expect(br.headers["Vary"]?.contains("Accept-Encoding") == true)
             #expect(try systemDecode("br", br.body) == Self.page)
@@ -47,7 +67,7 @@ struct ContentCodingEndToEndTests {
             let tags = Set([br, gzip, identity].compactMap { $0.headers["ETag"] })
             #expect(tags.count == 3)
             #expect(identity.headers["ETag"] == "\"page1\"")
-            // The coded hit is the same bytes as the coded miss.
+            // The coded bytes are stored once: every br hit is the same bytes.
             let brHit = try await client.get(outpost.base + "/page", [("Accept-Encoding", "br")])
             #expect(brHit.isHit)
             #expect(brHit.body == br.body)
@@ -63,7 +83,8 @@ struct ContentCodingEndToEndTests {
         ])
     func qValues(accept: String, expected: String?) async throws {
         try await withOutpost(origin: Self.origin()) { _, outpost, client in
-            _ = try await client.get(outpost.base + "/q")
+            _ = try await client.get(outpost.base + "/q", [("Accept-Encoding", "br, gzip")])
+            #expect(try await waitForCoding(client, outpost.base + "/q", "gzip"))
             let response = try await client.get(outpost.base + "/q", [("Accept-Encoding", accept)])
             #expect(response.status == 200)
             #expect(response.headers["Content-Encoding"] == expected, "\(accept)")
@@ -73,7 +94,8 @@ struct ContentCodingEndToEndTests {
     @Test("RFC 9110 §12.5.3: identity refused and nothing else acceptable is 406")
     func notAcceptable() async throws {
         try await withOutpost(origin: Self.origin()) { _, outpost, client in
-            _ = try await client.get(outpost.base + "/n")
+            _ = try await client.get(outpost.base + "/n", [("Accept-Encoding", "br")])
+            #expect(try await waitForCoding(client, outpost.base + "/n", "br"))
             let response = try await client.get(outpost.base + "/n", [("Accept-Encoding", "identity;q=0, compress")])
             #expect(response.status == 406)
         }
@@ -126,6 +148,8 @@ struct ContentCodingEndToEndTests {
     @Test("RFC 9110 §14: ranges of the gzip representation join into the whole gzip body")
     func rangesOfCodedBytes() async throws {
         try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/r", [("Accept-Encoding", "gzip")])
+            #expect(try await waitForCoding(client, outpost.base + "/r", "gzip"))
             let whole = try await client.get(outpost.base + "/r", [("Accept-Encoding", "gzip")])
             let first = try await client.get(
                 outpost.base + "/r", [("Accept-Encoding", "gzip"), ("Range", "bytes=0-999")])
@@ -142,6 +166,8 @@ struct ContentCodingEndToEndTests {
     @Test("RFC 9110 §13.1.2: If-None-Match with a coded representation's tag gets 304")
     func conditionalOnCodedTag() async throws {
         try await withOutpost(origin: Self.origin()) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/c", [("Accept-Encoding", "br")])
+            #expect(try await waitForCoding(client, outpost.base + "/c", "br"))
             let br = try await client.get(outpost.base + "/c", [("Accept-Encoding", "br")])
             let tag = try #require(br.headers["ETag"])
             #expect(tag == "\"page1-br\"")
@@ -153,6 +179,46 @@ struct ContentCodingEndToEndTests {
         }
     }
 
+    @Test("codings are made on first demand, off the request path; a hit never compresses")
+    func codingOnDemand() async throws {
+        try await withOutpost(origin: Self.origin()) { origin, outpost, client in
+            // Nobody asks for a coding: the object stays identity, and says it varies.
+            let miss = try await client.get(outpost.base + "/d")
+            #expect(miss.body == Self.page)
+            #expect(try await eventually { try await client.get(outpost.base + "/d").isHit })
+            await outpost.server.flushStore()
+            #expect(outpost.server.codingCounts.coded == 0)
+            // The first hit that would take br is answered at once with identity, from the store.
+            let first = try await client.get(outpost.base + "/d", [("Accept-Encoding", "br")])
+            #expect(first.isHit)
+            #expect(first.headers["Content-Encoding"] == nil)
+            #expect(first.headers["Vary"]?.contains("Accept-Encoding") == true)
+            #expect(first.body == Self.page)
+            // ... and its demand has both codings produced in the background.
+            #expect(try await waitForCoding(client, outpost.base + "/d", "br"))
+            let gzip = try await client.get(outpost.base + "/d", [("Accept-Encoding", "gzip")])
+            #expect(gzip.isHit && gzip.headers["Content-Encoding"] == "gzip")
+            #expect(try systemDecode("gzip", gzip.body) == Self.page)
+            #expect(try await eventually { outpost.server.codingCounts.coded == 1 })
+            #expect(origin.count("/d") == 1)
+        }
+    }
+
+    @Test("compression.enabled = false: no codings are ever produced")
+    func compressionDisabled() async throws {
+        try await withOutpost(origin: Self.origin(), configure: { $0.compression.enabled = false }) {
+            _, outpost, client in
+            for _ in 0..<3 {
+                let response = try await client.get(outpost.base + "/off", [("Accept-Encoding", "br, gzip")])
+                #expect(response.headers["Content-Encoding"] == nil)
+                #expect(response.body == Self.page)
+            }
+            await outpost.server.flushStore()
+            let counts = outpost.server.codingCounts
+            #expect(counts.coded == 0 && counts.dropped == 0 && counts.failed == 0)
+        }
+    }
+
     @Test("RFC 9110 §7.7: no-transform responses are never coded by Outpost")
     func noTransform() async throws {
         try await withOutpost(origin: { _ in
@@ -160,9 +226,13 @@ struct ContentCodingEndToEndTests {
                 headers: [("Cache-Control", "max-age=60, no-transform"), ("Content-Type", "text/html")],
                 bytes: Self.page)
         }) { _, outpost, client in
-            let response = try await client.get(outpost.base + "/nt", [("Accept-Encoding", "br")])
-            #expect(response.headers["Content-Encoding"] == nil)
-            #expect(response.body == Self.page)
+            for _ in 0..<3 {
+                let response = try await client.get(outpost.base + "/nt", [("Accept-Encoding", "br")])
+                #expect(response.headers["Content-Encoding"] == nil)
+                #expect(response.body == Self.page)
+            }
+            await outpost.server.flushStore()
+            #expect(outpost.server.codingCounts.coded == 0)
         }
     }
 }

@@ -181,7 +181,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if configuration.cache.debugKey { cacheStatus.key = url }
         // 406 and decoding on the fly are the pipeline's.
-        guard let representation = object.representation(for: headers),
+        guard let representation = object.representation(for: headers, now: now, pipeline: pipeline),
             let prepared = object.head(for: representation, inline: inline, pipeline: pipeline)
         else { return nil }
         let request = ClientRequest(

@@ -33,8 +33,13 @@ final class PreparedObject {
         var bytes: StoredBytes
     }
 
-    /// Representations chosen so far, by the request's Accept-Encoding value (nil key: none sent).
-    private var chosen: [String?: Representation?] = [:]
+    /// Representations chosen so far, by the request's Accept-Encoding value (nil key: none
+    /// sent), and whether that value would take a coding this cache has yet to produce.
+    private var chosen: [String?: (representation: Representation?, wantsCoding: Bool)] = [:]
+    /// Whether the object is compressible and not coded yet (see ``BackgroundCoding``).
+    private let mayBeCoded: Bool
+    /// When this loop last asked for the object's codings.
+    private var codingAskedAt: Double?
     private var heads: [Representation.Source: Head] = [:]
 
     init(record: ObjectRecord, revision: UInt64, pipeline: CachePipeline) {
@@ -43,6 +48,7 @@ final class PreparedObject {
         cacheControl = pipeline.governingCacheControl(record.response)
         lifetime = pipeline.lifetime(of: record)
         initialAge = Age.correctedInitialAge(of: record.response)
+        mayBeCoded = Representation.mayBeCoded(record, compression: pipeline.configuration.compression)
     }
 
     func age(at now: Double) -> Double {
@@ -50,13 +56,28 @@ final class PreparedObject {
     }
 
     /// `Representation.choose`, remembered per Accept-Encoding value (a handful per object).
-    func representation(for requestHeaders: HeaderFields) -> Representation? {
+    /// A request that would take br or gzip of an object not coded yet asks for its codings
+    /// (as `CachePipeline.requestCodingIfWanted` does), at most every 10 s per loop in case
+    /// the queue was full; it is answered with identity meanwhile.
+    func representation(for requestHeaders: HeaderFields, now: Double, pipeline: CachePipeline) -> Representation? {
         let accept = requestHeaders.combined("Accept-Encoding")
-        if let known = chosen[accept] { return known }
-        let representation = Representation.choose(for: record, requestHeaders: requestHeaders)
-        if chosen.count >= 16 { chosen.removeAll() }
-        chosen[accept] = representation
-        return representation
+        let choice: (representation: Representation?, wantsCoding: Bool)
+        if let known = chosen[accept] {
+            choice = known
+        } else {
+            let representation = Representation.choose(for: record, requestHeaders: requestHeaders)
+            let wantsCoding =
+                mayBeCoded && representation?.source == .primary
+                && Representation.prefersProducedCoding(AcceptEncoding(requestHeaders))
+            choice = (representation, wantsCoding)
+            if chosen.count >= 16 { chosen.removeAll() }
+            chosen[accept] = choice
+        }
+        if choice.wantsCoding, codingAskedAt.map({ now - $0 >= 10 }) ?? true {
+            codingAskedAt = now
+            pipeline.backgroundCoding.request(record.id, compression: pipeline.configuration.compression)
+        }
+        return choice.representation
     }
 
     /// The head of a representation stored as bytes (nil for one decoded while sent).
