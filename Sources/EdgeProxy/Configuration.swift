@@ -84,7 +84,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `compression.enabled`: store br and gzip codings of compressible responses.
         public var enabled = true
         /// `compression.types`: media types worth compressing (`text/*` style patterns).
-        public var types = CompressibleTypes.defaultPatterns
+        public var types = CompressibleTypes.defaultPatterns {
+            didSet { compressibleTypes = CompressibleTypes(patterns: types) }
+        }
         /// `compression.min_size`: smaller bodies are stored and sent as they are.
         public var minSize = 1024
         /// `compression.brotli_quality`: 0 (fastest) to 11 (smallest).
@@ -98,7 +100,8 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// past it a demand is dropped (and asked again by a later request).
         public var maxPendingCodings = 256
 
-        var compressibleTypes: CompressibleTypes { CompressibleTypes(patterns: types) }
+        /// `types`, parsed once (every miss asks whether its type is compressible).
+        private(set) var compressibleTypes = CompressibleTypes(patterns: CompressibleTypes.defaultPatterns)
     }
 
     public struct Admin: Sendable, Equatable {

@@ -39,13 +39,14 @@ final class FetchCoding {
     ) throws {
         let primary = Representation.primaryCoding(headers)
         // A range cut from a miss is cut from the body as received (its length is known).
-        let accept = clientGetsBodyAsReceived ? AcceptEncoding(lines: ["identity"]) : AcceptEncoding(requestHeaders)
+        let requested = AcceptEncoding(requestHeaders)
+        let accept = clientGetsBodyAsReceived ? AcceptEncoding(lines: ["identity"]) : requested
         compressible = Representation.isCompressible(
             status: status, headers: headers, length: headers["Content-Length"].flatMap { Int($0.trimmingOWS()) },
             compression: compression)
         if compressible {
             varies = true
-            codingDemanded = Representation.prefersProducedCoding(AcceptEncoding(requestHeaders))
+            codingDemanded = Representation.prefersProducedCoding(requested)
             switch CodingNegotiation.choose(accept, available: [.identity]) {
             case .coding: client = .asReceived
             case .notAcceptable: client = .notAcceptable
