@@ -517,7 +517,7 @@ extension CachePipeline {
         let cacheControl = governingCacheControl(stale.response)
         return Reuse.staleIfErrorAllows(
             stored: stale.response, responseCacheControl: cacheControl,
-            lifetime: lifetime(of: stale),
+            lifetime: lifetime(of: stale, cacheControl: cacheControl),
             request: RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives),
             operatorWindow: configuration.cache.staleIfError, now: clock.now())
     }

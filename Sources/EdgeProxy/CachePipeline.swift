@@ -108,7 +108,7 @@ final class CachePipeline: Sendable {
                 return try await fetchCoalesced(request, sink: sink, plan: plan)
             }
             let cacheControl = governingCacheControl(record.response)
-            let lifetime = lifetime(of: record)
+            let lifetime = lifetime(of: record, cacheControl: cacheControl)
             let now = clock.now()
             let age = Age.current(of: record.response, now: now)
             let decision = reuseDecision(
@@ -199,9 +199,11 @@ final class CachePipeline: Sendable {
     }
 
     /// The freshness lifetime of a stored object, ended at its soft purge if it had one.
-    func lifetime(of record: ObjectRecord) -> FreshnessLifetime {
+    /// - Parameter cacheControl: `governingCacheControl(record.response)` when the caller
+    ///   has it already (parsing it is most of the cost).
+    func lifetime(of record: ObjectRecord, cacheControl: CacheControl? = nil) -> FreshnessLifetime {
         let lifetime = FreshnessLifetime.of(
-            record.response, cacheControl: governingCacheControl(record.response),
+            record.response, cacheControl: cacheControl ?? governingCacheControl(record.response),
             configuration: configuration.freshness)
         guard let purgedAt = record.softPurgedAt else { return lifetime }
         return Reuse.softPurged(lifetime, stored: record.response, purgedAt: purgedAt)

@@ -73,11 +73,11 @@ struct Representation: Equatable {
     static func isCompressible(
         status: Int, headers: HeaderFields, length: Int?, compression: OutpostConfiguration.Compression
     ) -> Bool {
-        compression.enabled && status == 200 && primaryCoding(headers) == .identity
+        // Cheapest checks first.
+        compression.enabled && status == 200 && (length.map { $0 >= compression.minSize } ?? true)
+            && !headers.contains("Content-Range") && primaryCoding(headers) == .identity
             && compression.compressibleTypes.contains(contentType: headers["Content-Type"])
-            && !headers.contains("Content-Range")
             && !CacheControl(headers).has("no-transform")
-            && (length.map { $0 >= compression.minSize } ?? true)
     }
 
     /// Whether `record` is compressible and not coded yet: the first request that would take a

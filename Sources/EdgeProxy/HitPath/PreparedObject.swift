@@ -36,8 +36,10 @@ final class PreparedObject {
     /// Representations chosen so far, by the request's Accept-Encoding value (nil key: none
     /// sent), and whether that value would take a coding this cache has yet to produce.
     private var chosen: [String?: (representation: Representation?, wantsCoding: Bool)] = [:]
-    /// Whether the object is compressible and not coded yet (see ``BackgroundCoding``).
-    private let mayBeCoded: Bool
+    /// Whether the object is compressible and not coded yet (see ``BackgroundCoding``), worked
+    /// out on the first request that would take a coding (most objects never see one).
+    private lazy var mayBeCoded = Representation.mayBeCoded(record, compression: compression)
+    private let compression: OutpostConfiguration.Compression
     /// When this loop last asked for the object's codings.
     private var codingAskedAt: Double?
     private var heads: [Representation.Source: Head] = [:]
@@ -46,9 +48,9 @@ final class PreparedObject {
         self.record = record
         self.revision = revision
         cacheControl = pipeline.governingCacheControl(record.response)
-        lifetime = pipeline.lifetime(of: record)
+        lifetime = pipeline.lifetime(of: record, cacheControl: cacheControl)
         initialAge = Age.correctedInitialAge(of: record.response)
-        mayBeCoded = Representation.mayBeCoded(record, compression: pipeline.configuration.compression)
+        compression = pipeline.configuration.compression
     }
 
     func age(at now: Double) -> Double {
@@ -67,8 +69,8 @@ final class PreparedObject {
         } else {
             let representation = Representation.choose(for: record, requestHeaders: requestHeaders)
             let wantsCoding =
-                mayBeCoded && representation?.source == .primary
-                && Representation.prefersProducedCoding(AcceptEncoding(requestHeaders))
+                representation?.source == .primary && accept != nil
+                && Representation.prefersProducedCoding(AcceptEncoding(requestHeaders)) && mayBeCoded
             choice = (representation, wantsCoding)
             if chosen.count >= 16 { chosen.removeAll() }
             chosen[accept] = choice
