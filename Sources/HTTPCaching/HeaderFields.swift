@@ -88,29 +88,31 @@ public struct HeaderFields: Sendable, Equatable, Sequence {
 
     /// Splits one field line on commas that are outside quoted strings.
     public static func splitList(_ line: String) -> [String] {
+        // Byte by byte: the delimiters are ASCII, which never occurs inside a multi-byte UTF-8
+        // sequence, and fields are octets (RFC 9110 §5.5); walking Characters instead cost
+        // grapheme breaking on every byte of every list field.
         var members: [String] = []
-        var current = Substring()
-        var start = line.startIndex
+        let bytes = line.utf8
+        var start = bytes.startIndex
         var inQuotes = false
         var escaped = false
-        var index = line.startIndex
-        while index < line.endIndex {
-            let character = line[index]
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
             if escaped {
                 escaped = false
-            } else if inQuotes && character == "\\" {
+            } else if inQuotes && byte == UInt8(ascii: "\\") {
                 escaped = true
-            } else if character == "\"" {
+            } else if byte == UInt8(ascii: "\"") {
                 inQuotes.toggle()
-            } else if character == "," && !inQuotes {
-                current = line[start..<index]
-                let trimmed = current.trimmingOWS()
+            } else if byte == UInt8(ascii: ",") && !inQuotes {
+                let trimmed = Substring(bytes[start..<index]).trimmingOWS()
                 if !trimmed.isEmpty { members.append(String(trimmed)) }
-                start = line.index(after: index)
+                start = bytes.index(after: index)
             }
-            index = line.index(after: index)
+            bytes.formIndex(after: &index)
         }
-        let trimmed = line[start...].trimmingOWS()
+        let trimmed = Substring(bytes[start...]).trimmingOWS()
         if !trimmed.isEmpty { members.append(String(trimmed)) }
         return members
     }
@@ -152,13 +154,18 @@ extension StringProtocol {
 
     /// Trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3).
     public func trimmingOWS() -> SubSequence {
-        var start = startIndex
-        var end = endIndex
-        while start < end, self[start] == " " || self[start] == "\t" { start = index(after: start) }
-        while end > start {
-            let before = index(before: end)
-            guard self[before] == " " || self[before] == "\t" else { break }
-            end = before
+        // On the bytes: SP and HTAB are ASCII (see `HeaderFields.splitList`).
+        // (The generic UTF-8 view only walks forwards: the end is the position after the last
+        // byte that is not OWS.)
+        let bytes = utf8
+        var start = bytes.startIndex
+        while start < bytes.endIndex, bytes[start] == 0x20 || bytes[start] == 0x09 { bytes.formIndex(after: &start) }
+        var end = start
+        var index = start
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            bytes.formIndex(after: &index)
+            if byte != 0x20 && byte != 0x09 { end = index }
         }
         return self[start..<end]
     }

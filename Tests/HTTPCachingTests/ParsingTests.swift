@@ -110,6 +110,28 @@ struct ParsingTests {
         #expect(HeaderFields.splitList("\"a,b\", c") == ["\"a,b\"", "c"])
     }
 
+    @Test(
+        "RFC 9110 §5.6.1 lists split on the bytes: quotes, escapes, OWS, empty members, non-ASCII",
+        arguments: [
+            ("", []),
+            (" , ,\t,", []),
+            ("a", ["a"]),
+            ("\ta ,\tb\t", ["a", "b"]),
+            ("max-age=60, no-cache=\"Set-Cookie, Vary\"", ["max-age=60", "no-cache=\"Set-Cookie, Vary\""]),
+            ("x=\"a\\\",b\", y", ["x=\"a\\\",b\"", "y"]),
+            ("caf\u{e9}, \u{1F600} ,z", ["caf\u{e9}", "\u{1F600}", "z"]),
+            ("a,,b", ["a", "b"]),
+        ] as [(String, [String])])
+    func splitListTable(line: String, members: [String]) {
+        #expect(HeaderFields.splitList(line) == members)
+    }
+
+    @Test("OWS is trimmed from both ends only", arguments: [("  a b\t", "a b"), ("\t", ""), ("x", "x"), ("", "")])
+    func trimming(text: String, trimmed: String) {
+        #expect(String(text.trimmingOWS()) == trimmed)
+        #expect(String(Substring(text).trimmingOWS()) == trimmed)
+    }
+
     @Test("RFC 9111 §5.1 Age: invalid values are ignored")
     func ageField() {
         #expect(response([("Age", "30")]).ageValue == 30)
