@@ -37,6 +37,10 @@ final class UpstreamPool: Sendable {
             decompression: .disabled)
         clientConfiguration.httpVersion = .http1Only
         clientConfiguration.connectionPool.retryConnectionEstablishment = false
+        // Outpost bootstraps no tracer: left at its default (the global no-op tracer), the
+        // client would still open a span and format its attributes (URL, method, status) for
+        // every origin request, about 39 000 instructions per miss (callgrind).
+        clientConfiguration.tracing.tracer = nil
         var clients: [String: HTTPClient] = [:]
         let origins = [configuration.defaultOrigin].compactMap { $0 } + configuration.hosts.values
         for origin in origins where clients[origin.description] == nil {
