@@ -13,11 +13,22 @@ public enum HopByHop {
         return names
     }
 
+    /// The fixed names as an array, compared without building lower-cased copies.
+    private static let fixedNames = Array(fixed)
+
     /// The message's fields without the hop-by-hop ones (for forwarding either way).
     public static func stripped(_ headers: HeaderFields) -> HeaderFields {
-        let names = names(in: headers)
+        // Runs on every forwarded request and response: names are compared case-insensitively
+        // in place (no lower-cased copy and hash per field), and Connection is read only when
+        // present.
+        let listed = headers.contains("Connection") ? headers.listMembers("Connection") : []
+        func isHopByHop(_ name: String) -> Bool {
+            fixedNames.contains { $0.equalsIgnoringASCIICase(name) }
+                || listed.contains { $0.equalsIgnoringASCIICase(name) }
+        }
+        guard headers.contains(where: { isHopByHop($0.name) }) else { return headers }
         var copy = headers
-        copy.remove { names.contains($0.name.asciiLowercased()) }
+        copy.remove { isHopByHop($0.name) }
         return copy
     }
 

@@ -342,12 +342,19 @@ struct PartCombinationTests {
         ) { origin, outpost, client in
             _ = try await client.get(outpost.base + "/v", [("Range", "bytes=0-99999")])
             _ = try await client.get(outpost.base + "/v", [("Range", "bytes=100000-199999")])
+            #expect(
+                try await outpost.stored("/v", status: 206) {
+                    $0.response.headers["Content-Range"] == "bytes 0-199999/300000"
+                })
             // Straddles the two parts: only a combined part can answer it.
             let straddle = try await client.get(outpost.base + "/v", [("Range", "bytes=99000-100999")])
             #expect(straddle.isHit)
             #expect(straddle.body == Array(payload[99_000...100_999]))
             #expect(straddle.headers["Content-Range"] == "bytes 99000-100999/300000")
             _ = try await client.get(outpost.base + "/v", [("Range", "bytes=200000-")])
+            // That part commits after its client got the end of its response; with it the
+            // parts are the complete response.
+            #expect(try await outpost.stored("/v"))
             let requests = origin.count("/v")
             // Together the parts are the whole representation: a plain GET is a hit.
             let whole = try await client.get(outpost.base + "/v")
@@ -389,6 +396,7 @@ struct PartCompletionTests {
             origin: PartialContentTests.rangingOrigin(payload), configure: { $0.cache.rangeFetchMaxSize = 0 }
         ) { origin, outpost, client in
             _ = try await client.get(outpost.base + "/c", [("Range", "bytes=0-9999")])
+            #expect(try await outpost.stored("/c", status: 206))
             let whole = try await client.get(outpost.base + "/c")
             #expect(whole.status == 200)
             #expect(whole.body == payload)
@@ -396,6 +404,7 @@ struct PartCompletionTests {
             #expect(whole.cacheStatus.contains("fwd=partial"))
             #expect(origin.requests.last?.headers["Range"] == "bytes=10000-")
             #expect(origin.requests.last?.headers["If-Range"] == "\"whole\"")
+            #expect(try await outpost.stored("/c"))
             let hit = try await client.get(outpost.base + "/c")
             #expect(hit.isHit)
             #expect(hit.body == payload)

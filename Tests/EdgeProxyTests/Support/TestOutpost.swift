@@ -59,6 +59,19 @@ struct TestOutpost {
     }
 
     func removeStore() { try? FileManager.default.removeItem(atPath: storePath) }
+
+    /// Waits until the store holds a response with `status` for `path` (Host 127.0.0.1:port),
+    /// without sending a request: a fetch's commit may land after its client got the end of
+    /// the response, and a request sent to find out could itself go to the origin.
+    func stored(
+        _ path: String, status: Int = 200, where matches: @escaping (ObjectRecord) -> Bool = { _ in true }
+    ) async throws -> Bool {
+        try await eventually {
+            guard case .found(let record, _) = try server.store.lookup(base + path, requestHeaders: HeaderFields())
+            else { return false }
+            return record.response.status == status && matches(record)
+        }
+    }
 }
 
 /// A response as a test client saw it.
