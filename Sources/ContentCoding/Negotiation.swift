@@ -31,7 +31,6 @@ public enum CodingNegotiation {
 /// Which media types are worth compressing (`compression.types`).
 public struct CompressibleTypes: Sendable, Equatable {
     /// Patterns: `text/*`, or an exact `type/subtype`; parameters are ignored.
-    public var patterns: [String]
 
     public static let defaultPatterns = [
         "text/*", "application/json", "application/javascript", "application/x-javascript", "application/xml",
@@ -39,19 +38,36 @@ public struct CompressibleTypes: Sendable, Equatable {
         "application/manifest+json", "application/wasm", "image/svg+xml", "font/ttf", "font/otf",
     ]
 
+    public var patterns: [String] {
+        didSet { (exact, wildcardTypes) = Self.split(patterns) }
+    }
+    /// `patterns` split once into exact media types and the types of `type/*` patterns.
+    private var exact: [String]
+    private var wildcardTypes: [String]
+
     public init(patterns: [String] = CompressibleTypes.defaultPatterns) {
         self.patterns = patterns.map { $0.asciiLowercased() }
+        (exact, wildcardTypes) = Self.split(self.patterns)
     }
 
+    private static func split(_ patterns: [String]) -> (exact: [String], wildcardTypes: [String]) {
+        (
+            patterns.filter { !$0.hasSuffix("/*") },
+            patterns.filter { $0.hasSuffix("/*") }.map { String($0.dropLast(2)) }
+        )
+    }
+
+    /// Whether a Content-Type's media type (parameters ignored, case-insensitive) matches.
+    /// Asked on every miss and revalidation: compared on the bytes, without copies.
     public func contains(contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let media =
-            contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingOWS().asciiLowercased() } ?? ""
-        guard let slash = media.firstIndex(of: "/") else { return false }
-        let type = media[..<slash]
-        return patterns.contains { pattern in
-            pattern == media || (pattern.hasSuffix("/*") && pattern.dropLast(2) == type)
-        }
+        var media = Substring(contentType)
+        if let semicolon = media.utf8.firstIndex(of: UInt8(ascii: ";")) { media = Substring(media.utf8[..<semicolon]) }
+        let trimmed = media.trimmingOWS()
+        guard let slash = trimmed.utf8.firstIndex(of: UInt8(ascii: "/")) else { return false }
+        let type = Substring(trimmed.utf8[..<slash])
+        return exact.contains { $0.equalsIgnoringASCIICase(trimmed) }
+            || wildcardTypes.contains { $0.equalsIgnoringASCIICase(type) }
     }
 }
 

@@ -77,7 +77,20 @@ struct Representation: Equatable {
         compression.enabled && status == 200 && (length.map { $0 >= compression.minSize } ?? true)
             && !headers.contains("Content-Range") && primaryCoding(headers) == .identity
             && compression.compressibleTypes.contains(contentType: headers["Content-Type"])
-            && !CacheControl(headers).has("no-transform")
+            && !(mentionsNoTransform(headers) && CacheControl(headers).has("no-transform"))
+    }
+
+    /// Whether a Cache-Control line holds the text `no-transform` at all: a scan of the bytes
+    /// that spares the parse (and its Strings) for the responses that cannot have it.
+    private static func mentionsNoTransform(_ headers: HeaderFields) -> Bool {
+        let needle = Array("no-transform".utf8)
+        return headers.values("Cache-Control").contains { line in
+            let bytes = Array(line.utf8)
+            guard bytes.count >= needle.count else { return false }
+            return (0...(bytes.count - needle.count)).contains { start in
+                needle.indices.allSatisfy { bytes[start + $0] | 0x20 == needle[$0] | 0x20 }
+            }
+        }
     }
 
     /// Whether `record` is compressible and not coded yet: the first request that would take a

@@ -120,9 +120,24 @@ struct NegotiationTests {
         arguments: [
             ("text/html; charset=utf-8", true), ("application/json", true), ("image/svg+xml", true),
             ("image/png", false), ("application/octet-stream", false), ("TEXT/CSS", true), ("video/mp4", false),
+            (" text/plain ;format=flowed", true), ("\tApplication/JSON\t", true), ("textual/html", false),
+            ("text", false), ("", false), ("application/jsonx", false), ("application/jso", false),
+            ("/html", false), ("image/svg+xml;charset=utf-8", true),
         ])
     func types(contentType: String, expected: Bool) {
         #expect(CompressibleTypes().contains(contentType: contentType) == expected)
+    }
+
+    @Test("configured compressible types: exact and type/* patterns, any case; changing them takes effect")
+    func configuredTypes() {
+        var types = CompressibleTypes(patterns: ["Application/Foo", "font/*"])
+        #expect(types.contains(contentType: "application/foo"))
+        #expect(types.contains(contentType: "FONT/woff2"))
+        #expect(!types.contains(contentType: "text/html"))
+        #expect(!types.contains(contentType: nil))
+        types.patterns = ["text/*"]
+        #expect(types.contains(contentType: "text/html"))
+        #expect(!types.contains(contentType: "font/woff2"))
     }
 
     @Test("RFC 9110 §8.8.3 coded representations get their own strong tags, and map back")
