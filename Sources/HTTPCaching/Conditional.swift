@@ -118,7 +118,7 @@ public enum Validation {
     /// Fields a 304 must not change in the stored response (§3.2): Content-Length (a 304 has no
     /// body, so its length says nothing about the stored one). Hop-by-hop fields are removed
     /// before the merge (§3.1).
-    static let keptOnUpdate: Set<String> = ["content-length"]
+    static let keptOnUpdate = ["content-length"]
 
     /// The stored response updated with a 304's fields (§3.2, §4.3.4): every field the 304
     /// carries replaces the stored one, except Content-Length and hop-by-hop fields; times reset.
@@ -130,13 +130,14 @@ public enum Validation {
     ) -> StoredResponse {
         let incoming = HopByHop.storableHeaders(headers)
         var result = stored.headers
-        var replaced = Set<String>()
+        // Names compared in place, case-insensitively: a 304 carries a handful of fields, and
+        // lower-cased copies in a Set cost more than the comparisons.
+        var replaced: [String] = []
         for field in incoming {
-            let name = field.name.asciiLowercased()
-            guard !keptOnUpdate.contains(name) else { continue }
-            if !replaced.contains(name) {
+            guard !keptOnUpdate.contains(where: { $0.equalsIgnoringASCIICase(field.name) }) else { continue }
+            if !replaced.contains(where: { $0.equalsIgnoringASCIICase(field.name) }) {
                 result.remove(field.name)
-                replaced.insert(name)
+                replaced.append(field.name)
             }
             result.add(field.name, field.value)
         }
