@@ -98,11 +98,17 @@ struct Schema: Sendable {
     }
 
     /// The union of the tags of an entry's variants.
-    func tags(_ txn: LMDBTransaction, of entry: EntryRecord?) throws -> Set<String> {
+    /// - Parameter known: tags of objects the caller has in hand (a record it just wrote), so
+    ///   that they are not read back and decoded.
+    func tags(_ txn: LMDBTransaction, of entry: EntryRecord?, known: [UInt64: [String]] = [:]) throws -> Set<String> {
         guard let entry else { return [] }
         var all = Set<String>()
         for variant in entry.variants {
-            if let record = try? object(txn, id: variant.objectID) { all.formUnion(record.tags) }
+            if let tags = known[variant.objectID] {
+                all.formUnion(tags)
+            } else if let record = try? object(txn, id: variant.objectID) {
+                all.formUnion(record.tags)
+            }
         }
         return all
     }
@@ -116,10 +122,11 @@ struct Schema: Sendable {
     /// Brings the URL and tag indexes in line with an entry after it changed: `before` is the
     /// tag set it had, `entry` what it is now (nil when it is gone).
     func reindex(
-        _ txn: LMDBTransaction, primaryKey: String, before: Set<String>, entry: EntryRecord?
+        _ txn: LMDBTransaction, primaryKey: String, before: Set<String>, entry: EntryRecord?,
+        knownTags: [UInt64: [String]] = [:]
     ) throws {
         let digest = KeyDigest.digest(primaryKey)
-        let after = try tags(txn, of: entry)
+        let after = try tags(txn, of: entry, known: knownTags)
         if entry == nil {
             try txn.delete(urls, Schema.urlKey(primaryKey, digest: digest))
         } else {

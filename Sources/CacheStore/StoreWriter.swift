@@ -434,7 +434,9 @@ final class StoreWriter: @unchecked Sendable {
         let entry = EntryRecord(primaryKey: record.primaryKey, variants: kept)
         try txn.put(schema.entries, digest, entry.encoded())
         try txn.put(schema.objects, record.id.bigEndianBytes, record.encoded())
-        try schema.reindex(txn, primaryKey: record.primaryKey, before: before, entry: entry)
+        // The new record's tags are in hand: only the other variants are read back.
+        try schema.reindex(
+            txn, primaryKey: record.primaryKey, before: before, entry: entry, knownTags: [record.id: record.tags])
         let tick = usage.nextTick
         usage.nextTick += 1
         try txn.put(
