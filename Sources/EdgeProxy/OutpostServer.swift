@@ -27,6 +27,7 @@ public final class OutpostServer: Sendable {
     /// request can still be using them).
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
+    private let accepted: AcceptedConnections
     private let clock: any CacheClock
     private let logger: Logger
     private let shuttingDown = NIOLockedValueBox(false)
@@ -59,6 +60,8 @@ public final class OutpostServer: Sendable {
         let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
         self.accessLog = accessLog
         let registry = self.registry
+        let accepted = AcceptedConnections()
+        self.accepted = accepted
         do {
             let hitPath = try LoopHitStates(group: group) { loop in
                 try LoopHitState(
@@ -67,10 +70,12 @@ public final class OutpostServer: Sendable {
                     accessLog: accessLog, logger: logger)
             }
             traffic = try await OutpostServer.bind(
-                configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath)
+                configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
+                accepted: accepted)
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
-                configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil)
+                configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
+                accepted: accepted)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -150,7 +155,7 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?
+        hitPath: LoopHitStates?, accepted: AcceptedConnections
     ) async throws -> NIOAsyncChannel<ConnectionChannel, Never> {
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
@@ -202,7 +207,7 @@ public final class OutpostServer: Sendable {
                         try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
                         try sync.addHandler(timeoutHandler)
                     }
-                    return try ConnectionChannel(wrappingChannelSynchronously: channel)
+                    return accepted.adopt(try ConnectionChannel(wrappingChannelSynchronously: channel))
                 }
             }
     }
@@ -244,6 +249,7 @@ public final class OutpostServer: Sendable {
                 }
             }
         }
+        accepted.closeAll()
         await pipelines.current.drainBackground()
         let pools = upstreams.withLockedValue { [$0.current] + $0.retired }
         for pool in pools { await pool.shutdown() }
@@ -266,6 +272,7 @@ public final class OutpostServer: Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await connection in inbound {
+                            accepted.take(connection)
                             group.addTask { await handle(connection) }
                         }
                     } catch {
