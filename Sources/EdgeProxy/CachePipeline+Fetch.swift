@@ -54,7 +54,7 @@ extension CachePipeline {
         let requestTime = clock.now()
         // Purges from here on apply to what this fetch stores (see CacheStore.purgeEpoch).
         let purgeEpoch = store.purgeEpoch
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
             response = try await upstream.execute(
                 UpstreamRequest(
@@ -561,7 +561,7 @@ extension CachePipeline {
     ) async throws -> RequestOutcome {
         let requestTime = clock.now()
         let purgeEpoch = store.purgeEpoch
-        let response: HTTPClientResponse
+        let response: UpstreamResponse
         do {
             response = try await upstream.execute(
                 UpstreamRequest(

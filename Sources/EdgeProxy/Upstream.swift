@@ -22,6 +22,8 @@ final class UpstreamPool: Sendable {
     private let fallback: HTTPClient
     private let responseTimeout: TimeAmount
     private let telemetry: Telemetry?
+    /// Requests without a body to `http` origins (see ``OriginClient``).
+    private let originClient: OriginClient
 
     init(configuration: OutpostConfiguration.Upstream, eventLoopGroup: any EventLoopGroup, telemetry: Telemetry? = nil)
     {
@@ -49,11 +51,30 @@ final class UpstreamPool: Sendable {
         self.clients = clients
         self.fallback = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
         self.responseTimeout = .milliseconds(Int64(configuration.responseTimeout * 1000))
+        let loops = Array(eventLoopGroup.makeIterator()).count
+        originClient = OriginClient(
+            group: eventLoopGroup,
+            settings: OriginClient.Settings(
+                connectTimeout: .milliseconds(Int64(configuration.connectTimeout * 1000)),
+                readTimeout: .milliseconds(Int64(configuration.readTimeout * 1000)),
+                responseTimeout: responseTimeout,
+                connectionsPerLoop: max(1, (configuration.maxConnectionsPerOrigin + loops - 1) / max(1, loops))))
     }
 
     /// Sends the request and returns once the response head arrived; the body streams from
     /// the returned response. Failures come back as the ``ProxyError`` to answer with.
-    func execute(_ request: UpstreamRequest, logger: Logger) async throws -> HTTPClientResponse {
+    func execute(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
+        if request.body == nil && request.origin.scheme == "http" {
+            let started = ContinuousClock.now
+            do {
+                let response = try await originClient.execute(request)
+                telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
+                return response
+            } catch {
+                telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
+                throw UpstreamPool.classify(error, origin: request.origin)
+            }
+        }
         let client = clients[request.origin.description] ?? fallback
         var outgoing = HTTPClientRequest(url: request.origin.description + request.pathAndQuery)
         outgoing.method = HTTPMethod(rawValue: request.method)
@@ -65,7 +86,8 @@ final class UpstreamPool: Sendable {
         do {
             let response = try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
             telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
-            return response
+            return UpstreamResponse(
+                status: response.status, headers: response.headers, body: UpstreamBody(source: .client(response.body)))
         } catch {
             telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
             throw UpstreamPool.classify(error, origin: request.origin)
@@ -73,6 +95,7 @@ final class UpstreamPool: Sendable {
     }
 
     func shutdown() async {
+        await originClient.shutdown()
         for client in clients.values { try? await client.shutdown() }
         try? await fallback.shutdown()
     }
@@ -80,6 +103,9 @@ final class UpstreamPool: Sendable {
     /// Maps a client error to the RFC 9209 error and status the client gets.
     static func classify(_ error: any Error, origin: OriginURL) -> ProxyError {
         if let proxyError = error as? ProxyError { return proxyError }
+        if error is OriginConnection.ClosedBeforeResponse {
+            return .connectionTerminated("\(origin) closed the connection")
+        }
         let text = String(describing: error)
         if let clientError = error as? HTTPClientError {
             switch clientError {

@@ -99,6 +99,16 @@ final class TestOrigin: Sendable {
     private let recorded = NIOLockedValueBox<[OriginRequest]>([])
     private let task: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private let accepted = NIOLockedValueBox(0)
+
+    /// Connections accepted so far.
+    var connectionCount: Int { accepted.withLockedValue { $0 } }
+
+    /// Closes every open connection but keeps listening: kept-alive connections to this
+    /// origin go stale, as when an origin closes idle connections.
+    func dropConnections() async {
+        for channel in connections.withLockedValue({ Array($0.values) }) { try? await channel.close() }
+    }
 
     var requests: [OriginRequest] { recorded.withLockedValue { $0 } }
     func requests(to path: String) -> [OriginRequest] { requests.filter { $0.path == path } }
@@ -144,6 +154,7 @@ final class TestOrigin: Sendable {
 
     private func serve(_ connection: Connection, _ handler: Handler) async {
         let id = ObjectIdentifier(connection.channel)
+        accepted.withLockedValue { $0 += 1 }
         connections.withLockedValue { $0[id] = connection.channel }
         defer { connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
         try? await connection.executeThenClose { inbound, outbound in

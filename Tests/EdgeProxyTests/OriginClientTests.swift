@@ -1,0 +1,103 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The origin client of requests without a body (misses, validations, HEAD): kept-alive
+/// connections per event loop, a stale one replaced, the per-origin limit queued.
+@Suite("EdgeProxy: origin connections")
+struct OriginClientTests {
+    static var loops: Int { Array(MultiThreadedEventLoopGroup.singleton.makeIterator()).count }
+
+    static let origin: TestOrigin.Handler = { request in
+        OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "body of \(request.path)")
+    }
+
+    @Test("misses one after another reuse kept-alive connections")
+    func keepAlive() async throws {
+        try await withOutpost(origin: Self.origin) { origin, outpost, client in
+            for index in 0..<12 {
+                let response = try await client.get(outpost.base + "/k/\(index)")
+                #expect(response.status == 200)
+                #expect(response.text == "body of /k/\(index)")
+            }
+            #expect(origin.count("/k/0") == 1)
+            // At most one connection per event loop for requests that never overlap.
+            #expect(origin.connectionCount <= Self.loops)
+        }
+    }
+
+    @Test("a kept-alive connection the origin closed is replaced, and the request sent again")
+    func staleConnection() async throws {
+        // The first time /s/b arrives, the origin closes the connection without answering, as
+        // an origin does when its keep-alive timeout races a new request. It arrives on a
+        // kept-alive connection (every event loop has one after the warm-up), so the request
+        // had no effect and is sent again on a new connection.
+        let attempts = NIOLockedValueBox(0)
+        let racing: TestOrigin.Handler = { request in
+            if request.path == "/s/b",
+                attempts.withLockedValue({
+                    $0 += 1; return $0
+                }) == 1
+            {
+                var response = OriginResponse(body: "")
+                response.action = .hangUp
+                return response
+            }
+            return OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "body of \(request.path)")
+        }
+        // One connection per event loop: warm up until every loop has opened its own (requests
+        // spread over the loops), so that /s/b finds a kept-alive one wherever it goes.
+        try await withOutpost(origin: racing, configure: { $0.upstream.maxConnectionsPerOrigin = Self.loops }) {
+            origin, outpost, client in
+            var warm = 0
+            while origin.connectionCount < Self.loops && warm < 200 {
+                #expect(try await client.get(outpost.base + "/s/a\(warm)").status == 200)
+                warm += 1
+            }
+            #expect(origin.connectionCount == Self.loops)
+            let before = origin.connectionCount
+            let response = try await client.get(outpost.base + "/s/b")
+            #expect(response.status == 200, "\(response.cacheStatus)")
+            #expect(response.text == "body of /s/b")
+            #expect(origin.count("/s/b") == 2)
+            #expect(origin.connectionCount == before + 1)
+        }
+    }
+
+    @Test("a new connection the origin closes without answering is an error, not a retry")
+    func closedNewConnection() async throws {
+        let hangUp: TestOrigin.Handler = { _ in
+            var response = OriginResponse(body: "")
+            response.action = .hangUp
+            return response
+        }
+        try await withOutpost(origin: hangUp) { origin, outpost, client in
+            let response = try await client.get(outpost.base + "/h")
+            #expect(response.status == 502)
+            #expect(response.headers["Proxy-Status"]?.contains("connection_terminated") == true)
+            #expect(origin.count("/h") == 1)
+        }
+    }
+
+    @Test("past upstream.max_connections_per_origin requests wait for a connection, then all succeed")
+    func connectionLimit() async throws {
+        let slow: TestOrigin.Handler = { request in
+            var response = OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "slow \(request.path)")
+            response.delay = .milliseconds(100)
+            return response
+        }
+        try await withOutpost(origin: slow, configure: { $0.upstream.maxConnectionsPerOrigin = 1 }) {
+            origin, outpost, client in
+            let texts = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<8 {
+                    group.addTask { try await client.get(outpost.base + "/l/\(index)").text }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(Set(texts) == Set((0..<8).map { "slow /l/\($0)" }))
+            // The limit is shared out among the event loops: one connection each.
+            #expect(origin.connectionCount <= Self.loops)
+        }
+    }
+}
