@@ -94,7 +94,12 @@ final class OriginClient: Sendable {
         let outgoing = head
         let origin = request.origin
         do {
-            return try await loop.flatSubmit { pool.execute(outgoing, origin: origin, mayRetry: true) }.get()
+            // One deadline for the head, whatever the request waits for on the way: a free
+            // connection, a connection, a second attempt.
+            let deadline = NIODeadline.now() + settings.responseTimeout
+            return try await loop.flatSubmit {
+                pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true)
+            }.get()
         } catch {
             throw UpstreamPool.classify(error, origin: origin)
         }
@@ -127,13 +132,15 @@ final class LoopPool: @unchecked Sendable {
         self.settings = settings
     }
 
-    func execute(_ head: HTTPRequestHead, origin: OriginURL, mayRetry: Bool) -> EventLoopFuture<UpstreamResponse> {
-        acquire(origin).flatMap { connection, reused in
-            connection.send(head, timeouts: self.settings).flatMapError { error in
+    func execute(
+        _ head: HTTPRequestHead, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool
+    ) -> EventLoopFuture<UpstreamResponse> {
+        acquire(origin, deadline: deadline).flatMap { connection, reused in
+            connection.send(head, deadline: deadline, readTimeout: self.settings.readTimeout).flatMapError { error in
                 // A kept-alive connection the origin closed before it read the request: the
                 // request had no effect; GET and HEAD are safe to send again (RFC 9110 §9.2.2).
                 if reused, mayRetry, error is OriginConnection.ClosedBeforeResponse {
-                    return self.execute(head, origin: origin, mayRetry: false)
+                    return self.execute(head, origin: origin, deadline: deadline, mayRetry: false)
                 }
                 return self.loop.makeFailedFuture(error)
             }
@@ -141,7 +148,9 @@ final class LoopPool: @unchecked Sendable {
     }
 
     /// An idle connection, a new one, or the next one released when the origin is at its limit.
-    private func acquire(_ origin: OriginURL) -> EventLoopFuture<(OriginConnection, reused: Bool)> {
+    private func acquire(
+        _ origin: OriginURL, deadline: NIODeadline
+    ) -> EventLoopFuture<(OriginConnection, reused: Bool)> {
         let key = origin.description
         let now = NIODeadline.now()
         while var connections = idle[key], let connection = connections.popLast() {
@@ -154,31 +163,41 @@ final class LoopPool: @unchecked Sendable {
         }
         if closed { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         if open[key, default: 0] >= settings.connectionsPerLoop {
+            // Waiting for a connection counts against the response deadline.
             let promise = loop.makePromise(of: OriginConnection?.self)
             waiting[key, default: []].append(promise)
+            let timeout = loop.scheduleTask(deadline: deadline) {
+                guard var queue = self.waiting[key],
+                    let index = queue.firstIndex(where: { $0.futureResult === promise.futureResult })
+                else { return }
+                queue.remove(at: index)
+                self.waiting[key] = queue
+                promise.fail(ProxyError.responseTimeout("\(origin) did not answer in time"))
+            }
             return promise.futureResult.flatMap { connection in
+                timeout.cancel()
                 if let connection { return self.loop.makeSucceededFuture((connection, true)) }
-                return self.acquire(origin)
+                return self.acquire(origin, deadline: deadline)
             }
         }
         open[key, default: 0] += 1
-        return OriginConnection.connect(to: origin, on: loop, timeout: settings.connectTimeout) { connection in
-            self.release(connection, origin: origin)
-        }
+        return OriginConnection.connect(
+            to: origin, on: loop, timeout: settings.connectTimeout,
+            released: { connection in self.release(connection, origin: origin) },
+            gone: { _ in self.connectionGone(origin) }
+        )
         .map { ($0, false) }
-        .flatMapErrorThrowing { error in
-            self.connectionGone(origin)
-            throw error
-        }
     }
 
-    /// Called by a connection when its exchange ended: kept for the next request, or gone.
+    /// Called by a connection whose exchange ended with the connection reusable.
     private func release(_ connection: OriginConnection, origin: OriginURL) {
         let key = origin.description
-        guard connection.isUsable, !closed else {
-            connectionGone(origin)
+        guard !closed else {
+            connection.close()
             return
         }
+        // Not usable after all (closing as it ended): it reports itself gone.
+        guard connection.isUsable else { return }
         if var queue = waiting[key], !queue.isEmpty {
             let next = queue.removeFirst()
             waiting[key] = queue
@@ -256,6 +275,8 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     private(set) var idleSince = NIODeadline.now()
     private var context: ChannelHandlerContext?
     private let released: (OriginConnection) -> Void
+    private let gone: (OriginConnection) -> Void
+    private var reportedGone = false
     private var readsWanted = true
     private var readPending = false
     private var headDeadline: Scheduled<Void>?
@@ -267,9 +288,12 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     let origin: OriginURL
 
-    private init(origin: OriginURL, released: @escaping (OriginConnection) -> Void) {
+    private init(
+        origin: OriginURL, released: @escaping (OriginConnection) -> Void, gone: @escaping (OriginConnection) -> Void
+    ) {
         self.origin = origin
         self.released = released
+        self.gone = gone
     }
 
     var isUsable: Bool {
@@ -279,9 +303,9 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     static func connect(
         to origin: OriginURL, on loop: any EventLoop, timeout: TimeAmount,
-        released: @escaping (OriginConnection) -> Void
+        released: @escaping (OriginConnection) -> Void, gone: @escaping (OriginConnection) -> Void
     ) -> EventLoopFuture<OriginConnection> {
-        let connection = OriginConnection(origin: origin, released: released)
+        let connection = OriginConnection(origin: origin, released: released, gone: gone)
         return ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -293,12 +317,18 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             }
             .connect(host: origin.host, port: origin.port)
             .map { _ in connection }
+            .flatMapErrorThrowing { error in
+                connection.reportGone()
+                throw error
+            }
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     /// Writes the request; the future holds the response once its head is here.
-    func send(_ head: HTTPRequestHead, timeouts: OriginClient.Settings) -> EventLoopFuture<UpstreamResponse> {
+    func send(
+        _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount
+    ) -> EventLoopFuture<UpstreamResponse> {
         guard let context, case .idle = state else {
             return (context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any()).makeFailedFuture(
                 ClosedBeforeResponse())
@@ -306,9 +336,9 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         let promise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         state = .awaitingHead(promise)
         exchange &+= 1
-        readTimeout = timeouts.readTimeout
+        self.readTimeout = readTimeout
         let exchange = self.exchange
-        headDeadline = context.eventLoop.scheduleTask(in: timeouts.responseTimeout) { [self] in
+        headDeadline = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
             guard exchange == self.exchange, case .awaitingHead = state else { return }
             fail(ProxyError.responseTimeout("\(origin) did not answer in time"))
         }
@@ -352,11 +382,12 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
                     readPending = false
                     context.read()
                 }
+                released(self)
             } else {
                 state = .closed
                 context.close(promise: nil)
+                reportGone()
             }
-            released(self)
         }
     }
 
@@ -412,8 +443,15 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             break
         }
         if let context, context.channel.isActive { context.close(promise: nil) }
-        if case .closed = previous { return }
-        released(self)
+        reportGone()
+    }
+
+    /// Tells the pool, once, that this connection is no more.
+    func reportGone() {
+        guard !reportedGone else { return }
+        reportedGone = true
+        state = .closed
+        gone(self)
     }
 
     private func armReadDeadline(_ context: ChannelHandlerContext) {

@@ -1,7 +1,10 @@
+import HTTPCaching
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import EdgeProxy
 
 /// The origin client of requests without a body (misses, validations, HEAD): kept-alive
 /// connections per event loop, a stale one replaced, the per-origin limit queued.
@@ -99,5 +102,56 @@ struct OriginClientTests {
             // The limit is shared out among the event loops: one connection each.
             #expect(origin.connectionCount <= Self.loops)
         }
+    }
+}
+
+/// The client itself, on a group of one event loop, so that which loop a request takes is
+/// not left to chance.
+@Suite("EdgeProxy: origin client on one event loop")
+struct OriginClientLoopTests {
+    static func request(_ origin: TestOrigin, _ path: String) -> UpstreamRequest {
+        UpstreamRequest(
+            origin: OriginURL(parsing: origin.url)!, method: "GET", pathAndQuery: path,
+            headers: HeaderFields([("Host", "h")]), body: nil)
+    }
+
+    static func collect(_ response: UpstreamResponse) async throws -> String {
+        var text = ""
+        for try await buffer in response.body { text += String(buffer: buffer) }
+        return text
+    }
+
+    @Test("at the connection limit a request waits for a free connection, within its response deadline")
+    func waitsWithinDeadline() async throws {
+        let gate = Gate()
+        let origin = try await TestOrigin.start { request in
+            var response = OriginResponse(body: "answer to \(request.path)")
+            if request.path == "/held" {
+                response = OriginResponse(bytes: Array(repeating: UInt8(ascii: "x"), count: 20_000), pieces: 2)
+                response.gate = gate
+            }
+            return response
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = OriginClient(
+            group: group,
+            settings: .init(
+                connectTimeout: .seconds(5), readTimeout: .seconds(30), responseTimeout: .milliseconds(500),
+                connectionsPerLoop: 1))
+        // The one connection is held: its body stops after the first piece until the gate opens.
+        let held = try await client.execute(Self.request(origin, "/held"))
+        #expect(held.status == .ok)
+        // A second request waits for the connection, and its deadline ends the wait.
+        await #expect(throws: ProxyError.self) { _ = try await client.execute(Self.request(origin, "/waits")) }
+        #expect(origin.count("/waits") == 0)
+        // Once the held body ends, the connection is free and kept alive for the next request.
+        gate.open()
+        #expect(try await Self.collect(held).utf8.count == 20_000)
+        let next = try await client.execute(Self.request(origin, "/next"))
+        #expect(try await Self.collect(next) == "answer to /next")
+        #expect(origin.connectionCount == 1)
+        await client.shutdown()
+        await origin.stop()
+        try await group.shutdownGracefully()
     }
 }
