@@ -136,7 +136,7 @@ struct OriginClientLoopTests {
         let client = OriginClient(
             group: group,
             settings: .init(
-                connectTimeout: .seconds(5), readTimeout: .seconds(30), responseTimeout: .milliseconds(500),
+                connectTimeout: .seconds(5), readTimeout: .seconds(30), responseTimeout: .seconds(3),
                 connectionsPerLoop: 1))
         // The one connection is held: its body stops after the first piece until the gate opens.
         let held = try await client.execute(Self.request(origin, "/held"))
