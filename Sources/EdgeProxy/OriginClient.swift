@@ -325,6 +325,13 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
+    /// The channel is gone: the exchange with it, and the reference to its context (which
+    /// would keep the pipeline, and this handler, alive).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        fail(ClosedBeforeResponse())
+        self.context = nil
+    }
+
     /// Writes the request; the future holds the response once its head is here.
     func send(
         _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount
