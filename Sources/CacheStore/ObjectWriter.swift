@@ -101,18 +101,12 @@ public final class ObjectWriter {
     ) async throws -> ObjectRecord {
         precondition(!finished, "commit twice")
         precondition(!isAlternateWriter, "an alternate writer commits with commitAlternates()")
-        for stream in streams.indices where streams[stream].pending.readableBytes > 0 {
-            let last = streams[stream].pending
-            streams[stream].pending = ByteBuffer()
-            await flushChunk(last, stream: stream)
-        }
+        await flushLastChunks()
         finished = true
         var record = ObjectRecord(
             id: id, primaryKey: primaryKey, secondaryKey: secondaryKey, response: response, storedAt: storedAt,
             bodyLength: streams[0].length, chunkSize: configuration.chunkSize, chunkCount: streams[0].chunkCount)
-        record.alternates = streams.dropFirst().map {
-            Alternate(coding: $0.coding, chunkOwner: $0.owner, length: $0.length, chunkCount: $0.chunkCount)
-        }
+        record.alternates = alternates
         let varyNames = self.varyNames
         let committed = record
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
@@ -130,18 +124,28 @@ public final class ObjectWriter {
     /// evicted, replaced) or already has alternates.
     public func commitAlternates() async throws -> Bool {
         precondition(!finished, "commit twice")
-        for stream in streams.indices.dropFirst() where streams[stream].pending.readableBytes > 0 {
+        await flushLastChunks()
+        finished = true
+        let (id, alternates) = (self.id, self.alternates)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, Error>) in
+            writer.enqueue(.addAlternates(id: id, alternates, completion: { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Writes every stream's last, partly filled chunk (stream 0 of an alternate writer never
+    /// has one).
+    private func flushLastChunks() async {
+        for stream in streams.indices where streams[stream].pending.readableBytes > 0 {
             let last = streams[stream].pending
             streams[stream].pending = ByteBuffer()
             await flushChunk(last, stream: stream)
         }
-        finished = true
-        let alternates = streams.dropFirst().map {
+    }
+
+    /// The alternate streams as the object record lists them.
+    private var alternates: [Alternate] {
+        streams.dropFirst().map {
             Alternate(coding: $0.coding, chunkOwner: $0.owner, length: $0.length, chunkCount: $0.chunkCount)
-        }
-        let id = self.id
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, Error>) in
-            writer.enqueue(.addAlternates(id: id, alternates, completion: { continuation.resume(with: $0) }))
         }
     }
 

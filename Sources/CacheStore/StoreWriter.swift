@@ -267,6 +267,14 @@ final class StoreWriter: @unchecked Sendable {
         return nextObjectID
     }
 
+    /// Removes the chunks written for these owners, and forgets that any of their writes failed.
+    private func dropChunks(of owners: [UInt64], _ txn: LMDBTransaction) throws {
+        for owner in owners { try schema.removeChunks(txn, id: owner) }
+        condition.lock()
+        for owner in owners { failedObjects.remove(owner) }
+        condition.unlock()
+    }
+
     private func isFailed(_ id: UInt64) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -293,19 +301,13 @@ final class StoreWriter: @unchecked Sendable {
             return {}
 
         case .discard(let id):
-            try schema.removeChunks(txn, id: id)
-            condition.lock()
-            failedObjects.remove(id)
-            condition.unlock()
+            try dropChunks(of: [id], txn)
             return {}
 
         case .commit(var record, let requestHeaders, let varyNames, let purgeEpoch, let completion):
             let owners = [record.id] + record.alternates.map(\.chunkOwner)
             if owners.contains(where: isFailed) {
-                for owner in owners { try schema.removeChunks(txn, id: owner) }
-                condition.lock()
-                for owner in owners { failedObjects.remove(owner) }
-                condition.unlock()
+                try dropChunks(of: owners, txn)
                 return { completion(.failure(StoreError.full)) }
             }
             condition.lock()
@@ -313,7 +315,7 @@ final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             switch verdict {
             case .drop:
-                for owner in owners { try schema.removeChunks(txn, id: owner) }
+                try dropChunks(of: owners, txn)
                 return { completion(.failure(StoreError.purgedWhileWriting)) }
             case .markStale(let time):
                 record.softPurgedAt = time
@@ -379,10 +381,7 @@ final class StoreWriter: @unchecked Sendable {
             guard var record = try schema.object(txn, id: id), record.alternates.isEmpty,
                 !owners.contains(where: isFailed)
             else {
-                for owner in owners { try schema.removeChunks(txn, id: owner) }
-                condition.lock()
-                for owner in owners { failedObjects.remove(owner) }
-                condition.unlock()
+                try dropChunks(of: owners, txn)
                 return { completion(.success(false)) }
             }
             usage.bytes -= min(usage.bytes, UInt64(record.cost))
