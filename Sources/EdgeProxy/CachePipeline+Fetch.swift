@@ -346,7 +346,7 @@ extension CachePipeline {
             finish.handOff()
             let commit = UncheckedTransfer(current)
             let (response, headers, coalescer, logger) = (committed, request.headers, self.coalescer, self.logger)
-            let codeAfterwards = coding.compressible && coding.codingDemanded
+            let codeAfterwards = coding.codingDemanded
             let (backgroundCoding, compression) = (self.backgroundCoding, configuration.compression)
             runInBackground {
                 do {
@@ -377,7 +377,7 @@ extension CachePipeline {
                         response: committed, requestHeaders: request.headers, storedAt: responseTime)
                     finish(.stored, false)
                     coalescer.markCacheable(primaryKey)
-                    if coding.compressible && coding.codingDemanded {
+                    if coding.codingDemanded {
                         backgroundCoding.request(record.id, compression: configuration.compression)
                     }
                 } catch StoreError.purgedWhileWriting {

@@ -129,10 +129,10 @@ extension CachePipeline {
     /// Asks for br and gzip of a compressible identity object when this request would have
     /// taken one of them: a hit never compresses, it is answered with identity meanwhile.
     func requestCodingIfWanted(_ record: ObjectRecord, representation: Representation, requestHeaders: HeaderFields) {
-        // Cheapest first: most requests name no coding, most objects are coded or not compressible.
-        guard representation.source == .primary, requestHeaders.contains("Accept-Encoding"),
-            Representation.prefersProducedCoding(AcceptEncoding(requestHeaders)),
-            Representation.mayBeCoded(record, compression: configuration.compression)
+        guard
+            Representation.wantsCoding(
+                representation, requestHeaders: requestHeaders,
+                mayBeCoded: Representation.mayBeCoded(record, compression: configuration.compression))
         else { return }
         backgroundCoding.request(record.id, compression: configuration.compression)
     }

@@ -23,9 +23,8 @@ final class FetchCoding {
     let client: Client
     /// Whether the response could have been coded differently (so it varies on Accept-Encoding).
     let varies: Bool
-    /// Whether this cache will code the body into br and gzip once it is stored.
-    let compressible: Bool
-    /// Whether the client would have taken one of those codings: the first demand for them.
+    /// Whether this cache will code the body into br and gzip once it is stored and the client
+    /// would have taken one of them: the first demand for them.
     let codingDemanded: Bool
 
     struct Output {
@@ -41,7 +40,7 @@ final class FetchCoding {
         // A range cut from a miss is cut from the body as received (its length is known).
         let requested = AcceptEncoding(requestHeaders)
         let accept = clientGetsBodyAsReceived ? AcceptEncoding(lines: ["identity"]) : requested
-        compressible = Representation.isCompressible(
+        let compressible = Representation.isCompressible(
             status: status, headers: headers, length: headers["Content-Length"].flatMap { Int($0.trimmingOWS()) },
             compression: compression)
         if compressible {

@@ -102,6 +102,17 @@ struct Representation: Equatable {
                 compression: compression)
     }
 
+    /// Whether a request answered with `representation` should ask for the object's codings:
+    /// it gets the primary body, names a coding it would take over identity, and the object
+    /// may still be coded. Cheapest first: most requests name no coding; `mayBeCoded` is the
+    /// costly part (the hit path remembers it per object).
+    static func wantsCoding(
+        _ representation: Representation?, requestHeaders: HeaderFields, mayBeCoded: @autoclosure () -> Bool
+    ) -> Bool {
+        representation?.source == .primary && requestHeaders.contains("Accept-Encoding")
+            && prefersProducedCoding(AcceptEncoding(requestHeaders)) && mayBeCoded()
+    }
+
     /// Whether a client with this Accept-Encoding would take one of the produced codings over
     /// identity, were they stored.
     static func prefersProducedCoding(_ accept: AcceptEncoding) -> Bool {

@@ -68,9 +68,8 @@ final class PreparedObject {
             choice = known
         } else {
             let representation = Representation.choose(for: record, requestHeaders: requestHeaders)
-            let wantsCoding =
-                representation?.source == .primary && accept != nil
-                && Representation.prefersProducedCoding(AcceptEncoding(requestHeaders)) && mayBeCoded
+            let wantsCoding = Representation.wantsCoding(
+                representation, requestHeaders: requestHeaders, mayBeCoded: self.mayBeCoded)
             choice = (representation, wantsCoding)
             if chosen.count >= 16 { chosen.removeAll() }
             chosen[accept] = choice
