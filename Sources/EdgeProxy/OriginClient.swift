@@ -83,6 +83,7 @@ final class OriginClient: Sendable {
 
     /// Sends a request without a body; returns once the response head arrived. A request on a
     /// kept-alive connection that the origin had closed meanwhile is sent once more on a new one.
+    /// Errors are the connection's own; ``UpstreamPool`` maps them to what the client gets.
     func execute(_ request: UpstreamRequest) async throws -> UpstreamResponse {
         let loop = group.any()
         guard let pool = pools[ObjectIdentifier(loop)] else {
@@ -93,16 +94,12 @@ final class OriginClient: Sendable {
         for field in request.headers { head.headers.add(name: field.name, value: field.value) }
         let outgoing = head
         let origin = request.origin
-        do {
-            // One deadline for the head, whatever the request waits for on the way: a free
-            // connection, a connection, a second attempt.
-            let deadline = NIODeadline.now() + settings.responseTimeout
-            return try await loop.flatSubmit {
-                pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true)
-            }.get()
-        } catch {
-            throw UpstreamPool.classify(error, origin: origin)
-        }
+        // One deadline for the head, whatever the request waits for on the way: a free
+        // connection, a connection, a second attempt.
+        let deadline = NIODeadline.now() + settings.responseTimeout
+        return try await loop.flatSubmit {
+            pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true)
+        }.get()
     }
 
     /// Closes every connection (at shutdown).
@@ -198,24 +195,25 @@ final class LoopPool: @unchecked Sendable {
         }
         // Not usable after all (closing as it ended): it reports itself gone.
         guard connection.isUsable else { return }
-        if var queue = waiting[key], !queue.isEmpty {
-            let next = queue.removeFirst()
-            waiting[key] = queue
-            next.succeed(connection)
-            return
-        }
-        idle[key, default: []].append(connection)
+        if !wakeNextWaiter(key, with: connection) { idle[key, default: []].append(connection) }
     }
 
     /// A connection closed or failed to open: a waiting request may open one in its place.
     private func connectionGone(_ origin: OriginURL) {
         let key = origin.description
         open[key] = max(0, open[key, default: 1] - 1)
-        if var queue = waiting[key], !queue.isEmpty {
-            let next = queue.removeFirst()
-            waiting[key] = queue
-            next.succeed(nil)
-        }
+        wakeNextWaiter(key, with: nil)
+    }
+
+    /// Hands the oldest request waiting for `key` a connection (nil: room to open one). False
+    /// when none waits.
+    @discardableResult
+    private func wakeNextWaiter(_ key: String, with connection: OriginConnection?) -> Bool {
+        guard var queue = waiting[key], !queue.isEmpty else { return false }
+        let next = queue.removeFirst()
+        waiting[key] = queue
+        next.succeed(connection)
+        return true
     }
 
     func closeAll() -> EventLoopFuture<Void> {
@@ -287,11 +285,14 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     private var lastRead = NIODeadline.now()
 
     let origin: OriginURL
+    private let loop: any EventLoop
 
     private init(
-        origin: OriginURL, released: @escaping (OriginConnection) -> Void, gone: @escaping (OriginConnection) -> Void
+        origin: OriginURL, loop: any EventLoop, released: @escaping (OriginConnection) -> Void,
+        gone: @escaping (OriginConnection) -> Void
     ) {
         self.origin = origin
+        self.loop = loop
         self.released = released
         self.gone = gone
     }
@@ -305,7 +306,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         to origin: OriginURL, on loop: any EventLoop, timeout: TimeAmount,
         released: @escaping (OriginConnection) -> Void, gone: @escaping (OriginConnection) -> Void
     ) -> EventLoopFuture<OriginConnection> {
-        let connection = OriginConnection(origin: origin, released: released, gone: gone)
+        let connection = OriginConnection(origin: origin, loop: loop, released: released, gone: gone)
         return ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -336,10 +337,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     func send(
         _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount
     ) -> EventLoopFuture<UpstreamResponse> {
-        guard let context, case .idle = state else {
-            return (context?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any()).makeFailedFuture(
-                ClosedBeforeResponse())
-        }
+        guard let context, case .idle = state else { return loop.makeFailedFuture(ClosedBeforeResponse()) }
         let promise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         state = .awaitingHead(promise)
         exchange &+= 1

@@ -64,17 +64,21 @@ final class UpstreamPool: Sendable {
     /// Sends the request and returns once the response head arrived; the body streams from
     /// the returned response. Failures come back as the ``ProxyError`` to answer with.
     func execute(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
-        if request.body == nil && request.origin.scheme == "http" {
-            let started = ContinuousClock.now
-            do {
-                let response = try await originClient.execute(request)
-                telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
-                return response
-            } catch {
-                telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
-                throw UpstreamPool.classify(error, origin: request.origin)
-            }
+        let started = ContinuousClock.now
+        do {
+            let response = try await send(request, logger: logger)
+            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
+            return response
+        } catch {
+            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
+            throw UpstreamPool.classify(error, origin: request.origin)
         }
+    }
+
+    /// Outpost's own client for requests without a body to `http` origins; async-http-client
+    /// for the rest (request bodies, `https`).
+    private func send(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
+        if request.body == nil && request.origin.scheme == "http" { return try await originClient.execute(request) }
         let client = clients[request.origin.description] ?? fallback
         var outgoing = HTTPClientRequest(url: request.origin.description + request.pathAndQuery)
         outgoing.method = HTTPMethod(rawValue: request.method)
@@ -82,16 +86,9 @@ final class UpstreamPool: Sendable {
         for field in request.headers { headers.add(name: field.name, value: field.value) }
         outgoing.headers = headers
         outgoing.body = request.body
-        let started = ContinuousClock.now
-        do {
-            let response = try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
-            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
-            return UpstreamResponse(
-                status: response.status, headers: response.headers, body: UpstreamBody(source: .client(response.body)))
-        } catch {
-            telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: true)
-            throw UpstreamPool.classify(error, origin: request.origin)
-        }
+        let response = try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
+        return UpstreamResponse(
+            status: response.status, headers: response.headers, body: UpstreamBody(source: .client(response.body)))
     }
 
     func shutdown() async {
