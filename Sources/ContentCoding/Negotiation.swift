@@ -30,14 +30,13 @@ public enum CodingNegotiation {
 
 /// Which media types are worth compressing (`compression.types`).
 public struct CompressibleTypes: Sendable, Equatable {
-    /// Patterns: `text/*`, or an exact `type/subtype`; parameters are ignored.
-
     public static let defaultPatterns = [
         "text/*", "application/json", "application/javascript", "application/x-javascript", "application/xml",
         "application/xhtml+xml", "application/rss+xml", "application/atom+xml", "application/ld+json",
         "application/manifest+json", "application/wasm", "image/svg+xml", "font/ttf", "font/otf",
     ]
 
+    /// Patterns: `text/*`, or an exact `type/subtype`; parameters are ignored.
     public var patterns: [String] {
         didSet { (exact, wildcardTypes) = Self.split(patterns) }
     }

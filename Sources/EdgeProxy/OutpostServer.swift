@@ -218,9 +218,6 @@ public final class OutpostServer: Sendable {
     /// What the background coder has done since start.
     public var codingCounts: Telemetry.CodingCounts { pipelines.current.telemetry.codingCounts }
 
-    /// Returns once every store write enqueued so far has committed.
-    public func flushStore() async { await store.flush() }
-
     /// Serves until ``shutdown()``; returns after the store is closed.
     public func run() async {
         let accessLog = self.accessLog

@@ -1,20 +1,10 @@
 /// Fields that belong to one connection (RFC 9110 §7.6.1) or must never be replayed from storage.
 public enum HopByHop {
-    static let fixed: Set<String> = [
+    /// Always hop-by-hop; the fields a message's Connection names are too.
+    static let fixedNames = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authenticate", "proxy-authorization",
     ]
-
-    /// The lower-cased names that are hop-by-hop in this message: the fixed list plus every
-    /// field named in Connection.
-    public static func names(in headers: HeaderFields) -> Set<String> {
-        var names = fixed
-        for member in headers.listMembers("Connection") { names.insert(member.asciiLowercased()) }
-        return names
-    }
-
-    /// The fixed names as an array, compared without building lower-cased copies.
-    private static let fixedNames = Array(fixed)
 
     /// The message's fields without the hop-by-hop ones (for forwarding either way).
     public static func stripped(_ headers: HeaderFields) -> HeaderFields {

@@ -186,7 +186,7 @@ struct ContentCodingEndToEndTests {
             let miss = try await client.get(outpost.base + "/d")
             #expect(miss.body == Self.page)
             #expect(try await eventually { try await client.get(outpost.base + "/d").isHit })
-            await outpost.server.flushStore()
+            await outpost.server.store.flush()
             #expect(outpost.server.codingCounts.coded == 0)
             // The first hit that would take br is answered at once with identity, from the store.
             let first = try await client.get(outpost.base + "/d", [("Accept-Encoding", "br")])
@@ -213,7 +213,7 @@ struct ContentCodingEndToEndTests {
                 #expect(response.headers["Content-Encoding"] == nil)
                 #expect(response.body == Self.page)
             }
-            await outpost.server.flushStore()
+            await outpost.server.store.flush()
             let counts = outpost.server.codingCounts
             #expect(counts.coded == 0 && counts.dropped == 0 && counts.failed == 0)
         }
@@ -231,7 +231,7 @@ struct ContentCodingEndToEndTests {
                 #expect(response.headers["Content-Encoding"] == nil)
                 #expect(response.body == Self.page)
             }
-            await outpost.server.flushStore()
+            await outpost.server.store.flush()
             #expect(outpost.server.codingCounts.coded == 0)
         }
     }
