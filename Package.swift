@@ -27,6 +27,11 @@ let package = Package(
             providers: [.apt(["liblmdb-dev"])]
         ),
         .systemLibrary(
+            name: "CXXHash",
+            pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"])]
+        ),
+        .systemLibrary(
             name: "CBrotli",
             pkgConfig: "libbrotlienc",
             providers: [.apt(["libbrotli-dev"])]
@@ -37,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "CacheStore",
-            dependencies: ["CLMDB", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["CLMDB", "CXXHash", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "ContentCoding",

@@ -3,6 +3,30 @@ import HTTPCaching
 import NIOCore
 import Synchronization
 
+/// A damaged value a read found: what, and what holds it, as far as the reader knew.
+public struct StoreCorruption: Sendable, Equatable, CustomStringConvertible {
+    public var what: String
+    public var primaryKey: String?
+    public var objectID: UInt64?
+    /// The id a damaged body chunk is stored under (an object's, or one of its codings').
+    public var chunkOwner: UInt64?
+
+    public init(what: String = "", primaryKey: String? = nil, objectID: UInt64? = nil, chunkOwner: UInt64? = nil) {
+        self.what = what
+        self.primaryKey = primaryKey
+        self.objectID = objectID
+        self.chunkOwner = chunkOwner
+    }
+
+    public var description: String {
+        var parts = [what]
+        if let primaryKey { parts.append("url \(primaryKey)") }
+        if let objectID { parts.append("object \(objectID)") }
+        if let chunkOwner { parts.append("chunks of \(chunkOwner)") }
+        return parts.joined(separator: ", ")
+    }
+}
+
 /// The cache's storage: stored responses and their bodies in an LMDB environment.
 ///
 /// Reads (``lookup(_:requestHeaders:)``, ``readChunk(objectID:index:)``) run on the caller's
@@ -18,9 +42,21 @@ public final class CacheStore: Sendable {
     let allocator = ByteBufferAllocator()
     /// The event loops' read sessions, ended by ``close()`` before the environment closes.
     private let sessions = Mutex<[StoreReadSession]>([])
+    /// Damaged values found by reads since the store opened, and who is told of each.
+    private let corruptions = Mutex<(count: UInt64, handler: (@Sendable (StoreCorruption) -> Void)?)>((0, nil))
+
+    /// What opening the store found and did about a damaged store (`store.on_corruption =
+    /// "reset"`): nil when the store opened as it was.
+    public let recovery: StoreRecovery?
 
     /// Opens the store, creating it in an empty directory. A writable open also removes the
     /// chunks of objects that were being written when the previous process stopped.
+    ///
+    /// Before liblmdb maps the data file, the file's structure is checked (``LMDBFileCheck``):
+    /// a truncated or damaged file, or a store of an older format without checksums, is
+    /// refused with ``StoreError/damaged(path:reason:)``, or, when the configuration says
+    /// `reset`, moved aside into a `damaged-<time>` directory inside the store directory (the
+    /// previous one is removed) and the store starts empty.
     public init(configuration: StoreConfiguration) throws {
         self.configuration = configuration
         let path = configuration.path
@@ -35,6 +71,34 @@ public final class CacheStore: Sendable {
             throw StoreError.notAStore(path: path, reason: "no data.mdb")
         }
         do {
+            (environment, schema, writer) = try Self.open(configuration)
+            recovery = nil
+        } catch StoreError.damaged(_, let reason)
+            where configuration.onCorruption == .reset && !configuration.readOnly
+        {
+            let movedTo = try Self.moveAside(path: path)
+            (environment, schema, writer) = try Self.open(configuration)
+            recovery = StoreRecovery(reason: reason, movedTo: movedTo)
+        }
+    }
+
+    /// Checks and opens the environment, the schema and (writable) the writer.
+    private static func open(_ configuration: StoreConfiguration) throws -> (LMDBEnvironment, Schema, StoreWriter?) {
+        let path = configuration.path
+        let dataFile = path + "/data.mdb"
+        // An empty data file is a store that was created and never written: liblmdb sets it up.
+        if let size = (try? FileManager.default.attributesOfItem(atPath: dataFile))?[.size] as? Int,
+            size > 0 || configuration.readOnly
+        {
+            do {
+                _ = try LMDBFileCheck.check(dataFile: dataFile)
+            } catch let damage as LMDBFileCheck.Damage {
+                if damage.notLMDB { throw StoreError.notAStore(path: path, reason: damage.description) }
+                throw StoreError.damaged(path: path, reason: damage.description)
+            }
+        }
+        let environment: LMDBEnvironment
+        do {
             environment = try LMDBEnvironment(
                 path: path, mapSize: configuration.mapSize, maxDatabases: Schema.databaseCount + 1,
                 readOnly: configuration.readOnly, syncCommits: configuration.syncCommits)
@@ -43,42 +107,62 @@ public final class CacheStore: Sendable {
         } catch let error as LMDBError {
             throw StoreError.lmdb(error)
         }
-        let formatKey = Array("format".utf8)
+        do {
+            let (schema, writer) = try openSchema(environment, configuration)
+            return (environment, schema, writer)
+        } catch {
+            environment.close()
+            throw error
+        }
+    }
+
+    private static let formatKey = Array("format".utf8)
+
+    /// Whether a format found in a store is one a later Outpost wrote (refused whatever
+    /// `on_corruption` says: an older Outpost never discards a newer one's store).
+    private static func isNewer(_ format: String) -> Bool {
+        guard format.hasPrefix("outpost-store/"), let version = Int(format.dropFirst("outpost-store/".count)) else {
+            return false
+        }
+        return version > Int(StoreFormat.identifier.dropFirst("outpost-store/".count))!
+    }
+
+    /// The refusal for a store whose format is not this version's.
+    private static func formatError(path: String, found: String) -> StoreError {
+        if isNewer(found) || found == "none" {
+            return .incompatibleFormat(path: path, found: found, expected: StoreFormat.identifier)
+        }
+        return .damaged(
+            path: path,
+            reason: "record format \"\(found)\" has no checksums (this Outpost reads \"\(StoreFormat.identifier)\")")
+    }
+
+    private static func openSchema(
+        _ environment: LMDBEnvironment, _ configuration: StoreConfiguration
+    ) throws -> (Schema, StoreWriter?) {
+        let path = configuration.path
         if configuration.readOnly {
+            let schema: Schema
             do {
                 schema = try Schema(environment: environment, create: false)
             } catch {
-                throw StoreError.notAStore(
-                    path: path,
-                    reason: "missing the Outpost databases (a store of an older format is upgraded when "
-                        + "`outpost serve` opens it)")
+                throw StoreError.notAStore(path: path, reason: "missing the Outpost databases")
             }
             let meta = schema.meta
             let found = try environment.read { try $0.get(meta, formatKey) }.map { String(decoding: $0, as: UTF8.self) }
             guard let found, found == StoreFormat.identifier else {
-                throw StoreError.incompatibleFormat(
-                    path: path, found: found ?? "none", expected: StoreFormat.identifier)
+                throw formatError(path: path, found: found ?? "none")
             }
-            writer = nil
-            return
+            return (schema, nil)
         }
         let schema = try Schema(environment: environment, create: true)
-        self.schema = schema
         let usage: StoreUsage = try environment.write { txn in
             if let found = try txn.get(schema.meta, formatKey) {
                 let format = String(decoding: found, as: UTF8.self)
-                guard StoreFormat.readable.contains(format) else {
-                    throw StoreError.incompatibleFormat(path: path, found: format, expected: StoreFormat.identifier)
-                }
-                // Older records are read as they are; new ones are written in the current
-                // version. Stores from before the URL and tag indexes get them built now.
-                if format != StoreFormat.identifier {
-                    try schema.buildIndexes(txn)
-                    try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
-                }
+                guard format == StoreFormat.identifier else { throw formatError(path: path, found: format) }
             } else {
                 guard try txn.count(schema.objects) == 0, try txn.count(schema.entries) == 0 else {
-                    throw StoreError.incompatibleFormat(path: path, found: "none", expected: StoreFormat.identifier)
+                    throw formatError(path: path, found: "none")
                 }
                 try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
             }
@@ -90,9 +174,35 @@ public final class CacheStore: Sendable {
                 return true
             }
             for id in interrupted { try schema.removeChunks(txn, id: id) }
-            return try schema.usage(txn)
+            do {
+                return try schema.usage(txn)
+            } catch let error as StoreError {
+                throw StoreError.damaged(path: path, reason: "the usage record: \(error)")
+            }
         }
-        writer = StoreWriter(environment: environment, schema: schema, configuration: configuration, usage: usage)
+        return (
+            schema, StoreWriter(environment: environment, schema: schema, configuration: configuration, usage: usage)
+        )
+    }
+
+    /// Moves a damaged store's files into `damaged-<UTC time>` inside the store directory,
+    /// after removing any earlier such directory (one damaged copy is kept for inspection, so
+    /// that repeated resets cannot fill the disk). Returns the new directory.
+    private static func moveAside(path: String) throws -> String {
+        let manager = FileManager.default
+        for name in (try? manager.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix("damaged-") {
+            try? manager.removeItem(atPath: path + "/" + name)
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let target = path + "/damaged-" + formatter.string(from: Date())
+        try manager.createDirectory(atPath: target, withIntermediateDirectories: true)
+        for file in ["data.mdb", "lock.mdb"] where manager.fileExists(atPath: path + "/" + file) {
+            try manager.moveItem(atPath: path + "/" + file, toPath: target + "/" + file)
+        }
+        return target
     }
 
     /// Stops the writer after the queued work and closes the environment.
@@ -101,6 +211,42 @@ public final class CacheStore: Sendable {
         writer?.stop()
         if !configuration.readOnly { try? environment.sync() }
         environment.close()
+    }
+
+    // MARK: corruption
+
+    /// Damaged values (checksum mismatches, undecodable records) found by reads since the
+    /// store opened (`outpost_store_corruptions_total`).
+    public var corruptionsDetected: UInt64 { corruptions.withLock { $0.count } }
+
+    /// Who hears of each damaged value a read finds (the server logs it); called on the
+    /// reading thread, so it must not block.
+    public func onCorruption(_ handler: @escaping @Sendable (StoreCorruption) -> Void) {
+        corruptions.withLock { $0.handler = handler }
+    }
+
+    /// A read found a damaged value: it is counted and reported, never used, and what holds it
+    /// is removed (so the next request is a miss that stores the origin's bytes anew).
+    func reportCorruption(_ corruption: StoreCorruption) {
+        let handler = corruptions.withLock { state -> (@Sendable (StoreCorruption) -> Void)? in
+            state.count += 1
+            return state.handler
+        }
+        handler?(corruption)
+        writer?.enqueue(.removeDamaged(corruption))
+    }
+
+    /// Decodes a record with `body`; a damaged one (``StoreError/corruptRecord(_:)``) is
+    /// reported and read as absent.
+    func decodeReporting<T>(_ corruption: @autoclosure () -> StoreCorruption, _ body: () throws -> T?) throws -> T? {
+        do {
+            return try body()
+        } catch StoreError.corruptRecord(let what) {
+            var report = corruption()
+            report.what = what
+            reportCorruption(report)
+            return nil
+        }
     }
 
     // MARK: reads
@@ -119,10 +265,12 @@ public final class CacheStore: Sendable {
     /// newest variant first.
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
         try environment.read { txn in
-            let selection = try select(
-                txn, entry: try schema.entry(txn, primaryKey: primaryKey), primaryKey: primaryKey,
-                requestHeaders: requestHeaders
-            ) { id in try schema.object(txn, id: id).map { ($0, 0) } }
+            let entry = try decodeReporting(StoreCorruption(primaryKey: primaryKey)) {
+                try schema.entry(txn, primaryKey: primaryKey)
+            }
+            let selection = try select(txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders) {
+                id in try schema.object(txn, id: id).map { ($0, 0) }
+            }
             switch selection {
             case .noEntry: return .noEntry
             case .noMatchingVariant: return .noMatchingVariant
@@ -141,8 +289,10 @@ public final class CacheStore: Sendable {
         // A digest collision is a miss, never another URL's object.
         guard let entry, entry.primaryKey == primaryKey else { return .noEntry }
         for variant in entry.variants where variant.matches(requestHeaders) {
-            guard let (record, revision) = try object(variant.objectID), let body = try inlineBody(txn, of: record)
-            else { continue }
+            let found = try decodeReporting(StoreCorruption(primaryKey: primaryKey, objectID: variant.objectID)) {
+                try object(variant.objectID)
+            }
+            guard let (record, revision) = found, let body = try inlineBody(txn, of: record) else { continue }
             return .found(record, revision: revision, body: body.buffer)
         }
         return .noMatchingVariant
@@ -168,18 +318,45 @@ public final class CacheStore: Sendable {
         }
     }
 
-    /// The body of a one-chunk object, copied once out of the map; nil when the stored chunk
-    /// does not have the length the record says (the variant is skipped, never served wrong).
+    /// The body of a one-chunk object, verified and copied once out of the map; nil when the
+    /// stored chunk is missing, damaged (reported) or not the length the record says: the
+    /// variant is skipped, never served wrong.
     func inlineBody(_ txn: LMDBTransaction, of record: ObjectRecord) throws -> InlineBody? {
         switch record.chunkCount {
         case 0: return .whole(allocator.buffer(capacity: 0))
         case 1:
-            let body = try Schema.withChunkKey(record.id, 0) {
-                try txn.getBuffer(schema.chunks, key: $0, allocator: allocator)
+            let value = try Schema.withChunkKey(record.id, 0) {
+                try txn.getSealed(schema.chunks, key: $0, allocator: allocator)
             }
-            guard let body, body.readableBytes == record.bodyLength else { return nil }
-            return .whole(body)
+            switch value {
+            case .missing: return nil
+            case .corrupt:
+                reportCorruption(
+                    StoreCorruption(
+                        what: "body chunk 0: checksum mismatch", primaryKey: record.primaryKey, objectID: record.id))
+                return nil
+            case .intact(let body):
+                guard body.readableBytes == record.bodyLength else {
+                    reportCorruption(
+                        StoreCorruption(
+                            what: "body chunk 0 is \(body.readableBytes) bytes, the record says \(record.bodyLength)",
+                            primaryKey: record.primaryKey, objectID: record.id))
+                    return nil
+                }
+                return .whole(body)
+            }
         default: return .chunked
+        }
+    }
+
+    /// A chunk read with its checksum checked: nil when missing or damaged (reported).
+    func verifiedChunk(_ value: LMDBTransaction.SealedValue, owner: UInt64, index: Int) -> ByteBuffer? {
+        switch value {
+        case .missing: return nil
+        case .corrupt:
+            reportCorruption(StoreCorruption(what: "body chunk \(index): checksum mismatch", chunkOwner: owner))
+            return nil
+        case .intact(let chunk): return chunk
         }
     }
 
@@ -191,11 +368,14 @@ public final class CacheStore: Sendable {
         }
     }
 
-    /// One body chunk, copied out of the map; nil when the object is gone.
+    /// One body chunk, verified and copied out of the map; nil when the object is gone or the
+    /// chunk is damaged (reported, and the object removed): the caller must then cut the
+    /// response, never send other bytes.
     public func readChunk(objectID: UInt64, index: Int) throws -> ByteBuffer? {
-        try environment.read { txn in
-            try txn.getBuffer(schema.chunks, Schema.chunkKey(objectID, index), allocator: allocator)
+        let value = try environment.read { txn in
+            try txn.getSealed(schema.chunks, Schema.chunkKey(objectID, index), allocator: allocator)
         }
+        return verifiedChunk(value, owner: objectID, index: index)
     }
 
     public func object(id: UInt64) throws -> ObjectRecord? {

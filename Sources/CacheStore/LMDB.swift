@@ -194,19 +194,41 @@ public final class LMDBTransaction {
         try withValue(db, key) { Array($0) }
     }
 
-    /// The value under `key`, copied into a ByteBuffer (the one copy out of the map).
-    public func getBuffer(_ db: LMDBDatabase, _ key: [UInt8], allocator: ByteBufferAllocator) throws -> ByteBuffer? {
-        try key.withUnsafeBytes { try getBuffer(db, key: $0, allocator: allocator) }
+    /// What reading a sealed value (``putSealed(_:_:_:)``) found.
+    public enum SealedValue {
+        case missing
+        /// The value's checksum does not match its bytes: it must not be used.
+        case corrupt
+        case intact(ByteBuffer)
+    }
+
+    /// The sealed value under `key`, verified and copied into a ByteBuffer (the one copy out
+    /// of the map), without its checksum.
+    public func getSealed(_ db: LMDBDatabase, _ key: [UInt8], allocator: ByteBufferAllocator) throws -> SealedValue {
+        try key.withUnsafeBytes { try getSealed(db, key: $0, allocator: allocator) }
     }
 
     /// The same, with the key given as raw bytes (a key built on the stack).
-    public func getBuffer(
+    public func getSealed(
         _ db: LMDBDatabase, key: UnsafeRawBufferPointer, allocator: ByteBufferAllocator
-    ) throws -> ByteBuffer? {
-        try withValue(db, key: key) { bytes in
-            var buffer = allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            return buffer
+    ) throws -> SealedValue {
+        let found = try withValue(db, key: key) { bytes -> SealedValue in
+            guard let payload = Checksum.verified(bytes) else { return .corrupt }
+            var buffer = allocator.buffer(capacity: payload.count)
+            buffer.writeBytes(payload)
+            return .intact(buffer)
+        }
+        return found ?? .missing
+    }
+
+    /// Stores `buffer` followed by its checksum, written straight into the space LMDB reserves
+    /// for the value (MDB_RESERVE), so sealing costs no extra copy.
+    public func putSealed(_ db: LMDBDatabase, _ key: [UInt8], _ buffer: ByteBuffer) throws {
+        try withKey(key) { keyVal in
+            var value = MDB_val(mv_size: buffer.readableBytes + Checksum.size, mv_data: nil)
+            try LMDBError.check(mdb_put(txn, db.dbi, &keyVal, &value, UInt32(MDB_RESERVE)), "mdb_put")
+            let destination = UnsafeMutableRawBufferPointer(start: value.mv_data, count: value.mv_size)
+            buffer.withUnsafeReadableBytes { Checksum.seal($0, into: destination) }
         }
     }
 

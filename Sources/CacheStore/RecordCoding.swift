@@ -1,8 +1,16 @@
 /// Little helpers to write and read the store's binary records (big-endian integers,
-/// length-prefixed strings). Decoding never traps: truncated or malformed input is a
+/// length-prefixed strings), each sealed with a ``Checksum``. Decoding never traps: a record
+/// whose checksum does not match, or that is truncated or malformed, is a
 /// `StoreError.corruptRecord`, so a damaged record is skipped instead of crashing the server.
 struct RecordWriter {
-    private(set) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
+
+    /// The record followed by its checksum: what goes into the store.
+    var sealed: [UInt8] {
+        var sealed = bytes
+        Checksum.seal(&sealed)
+        return sealed
+    }
 
     init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
@@ -26,14 +34,27 @@ struct RecordWriter {
 struct RecordReader {
     private let bytes: [UInt8]
     private var offset = 0
+    /// Where the record ends (its checksum, if any, follows).
+    private let end: Int
     let context: String
 
+    /// A reader of unsealed bytes (keys).
     init(_ bytes: [UInt8], context: String) {
         self.bytes = bytes
+        self.end = bytes.count
         self.context = context
     }
 
-    var isAtEnd: Bool { offset == bytes.count }
+    /// A reader of a sealed record, which must carry a matching checksum.
+    init(sealed bytes: [UInt8], context: String) throws {
+        let intact = bytes.withUnsafeBytes { Checksum.verified($0) != nil }
+        guard intact else { throw StoreError.corruptRecord("\(context): checksum mismatch") }
+        self.bytes = bytes
+        self.end = bytes.count - Checksum.size
+        self.context = context
+    }
+
+    var isAtEnd: Bool { offset == end }
 
     mutating func u8() throws -> UInt8 { try integer() }
     mutating func u16() throws -> UInt16 { try integer() }
@@ -43,7 +64,7 @@ struct RecordReader {
 
     mutating func string32() throws -> String {
         let count = Int(try u32())
-        guard count <= bytes.count - offset else { throw StoreError.corruptRecord(context) }
+        guard count <= end - offset else { throw StoreError.corruptRecord(context) }
         let value = String(decoding: bytes[offset..<offset + count], as: UTF8.self)
         offset += count
         return value
@@ -51,7 +72,7 @@ struct RecordReader {
 
     private mutating func integer<T: FixedWidthInteger>() throws -> T {
         let size = MemoryLayout<T>.size
-        guard bytes.count - offset >= size else { throw StoreError.corruptRecord(context) }
+        guard end - offset >= size else { throw StoreError.corruptRecord(context) }
         var value: T = 0
         for byte in bytes[offset..<offset + size] { value = value << 8 | T(byte) }
         offset += size

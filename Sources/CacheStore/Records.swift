@@ -4,13 +4,17 @@ import HTTPCaching
 // "string32" is a u32 byte count followed by that many UTF-8 bytes. Every record starts with
 // its own version byte so that a later format can be recognised rather than misread.
 //
+// Every value (records and body chunks) is sealed: followed by the u64 XXH3 checksum of its
+// bytes (Checksum.swift), written in the same transaction and verified on every read. A value
+// whose checksum does not match is never used (docs/architecture.md, "Store integrity").
+//
 // Databases (named LMDB databases inside one environment):
 //
-//   meta     "format"            → UTF-8 "outpost-store/3"
+//   meta     "format"            → UTF-8 "outpost-store/4" (not sealed: read before anything else)
 //            "usage"             → UsageRecord
 //   entries  digest16(primary)   → EntryRecord    one per URL: its variants
 //   objects  u64 objectID        → ObjectRecord   one per stored response
-//   chunks   u64 objectID ‖ u32 index → body bytes (at most chunk_size each)
+//   chunks   u64 objectID ‖ u32 index → body bytes (at most chunk_size each), sealed
 //   access   u64 objectID        → AccessRecord   LRU position and counters
 //   lru      u64 tick ‖ u64 objectID → (empty)    ascending tick = least recently used first
 //   pending  u64 objectID        → (empty)        chunks written, object not yet committed
@@ -24,8 +28,7 @@ import HTTPCaching
 //   variantCount × ( u64 objectID | string32 secondaryKey | string32 varyNames ("\n"-joined) )
 //   Variants are ordered newest first; a lookup takes the first that matches.
 //
-// ObjectRecord (version 3; versions 1 and 2 are still read: 1 has no alternates, neither has
-// softPurgedAt):
+// ObjectRecord (version 3):
 //   u8 version=3 | u8 flags (reserved, 0) | u16 status | f64 requestTime | f64 responseTime |
 //   f64 storedAt | u64 bodyLength | u32 chunkSize | u32 chunkCount | string32 primaryKey |
 //   string32 secondaryKey | u16 headerCount | headerCount × ( string32 name | string32 value ) |
@@ -42,10 +45,10 @@ import HTTPCaching
 //   u8 version=1 | u64 bytes | u64 objects | u64 evictions | u64 nextObjectID | u64 nextTick
 
 enum StoreFormat {
-    static let identifier = "outpost-store/3"
-    /// Formats this version reads (an older one is upgraded in place on a writable open: its
-    /// records are read as they are, and the URL and tag indexes are built).
-    static let readable: Set<String> = ["outpost-store/1", "outpost-store/2", "outpost-store/3"]
+    /// Format 4 added the checksums. Stores of formats 1 to 3 hold values without them, which
+    /// this version cannot verify: they are refused, or moved aside under
+    /// `store.on_corruption = "reset"` (``CacheStore/init(configuration:)``).
+    static let identifier = "outpost-store/4"
 }
 
 struct VariantRef: Sendable, Equatable {
@@ -75,7 +78,7 @@ struct EntryRecord: Sendable, Equatable {
             writer.string32(variant.secondaryKey)
             writer.string32(variant.varyNames.joined(separator: "\n"))
         }
-        return writer.bytes
+        return writer.sealed
     }
 
     init(primaryKey: String, variants: [VariantRef]) {
@@ -84,7 +87,7 @@ struct EntryRecord: Sendable, Equatable {
     }
 
     init(decoding bytes: [UInt8]) throws {
-        var reader = RecordReader(bytes, context: "entry")
+        var reader = try RecordReader(sealed: bytes, context: "entry")
         guard try reader.u8() == 1 else { throw StoreError.corruptRecord("entry version") }
         primaryKey = try reader.string32()
         let count = Int(try reader.u16())
@@ -169,7 +172,7 @@ public struct ObjectRecord: Sendable, Equatable {
             writer.u32(UInt32(alternate.chunkCount))
         }
         writer.f64(softPurgedAt ?? 0)
-        return writer.bytes
+        return writer.sealed
     }
 
     init(
@@ -187,9 +190,8 @@ public struct ObjectRecord: Sendable, Equatable {
     }
 
     init(id: UInt64, decoding bytes: [UInt8]) throws {
-        var reader = RecordReader(bytes, context: "object \(id)")
-        let version = try reader.u8()
-        guard (1...3).contains(version) else { throw StoreError.corruptRecord("object \(id) version") }
+        var reader = try RecordReader(sealed: bytes, context: "object \(id)")
+        guard try reader.u8() == 3 else { throw StoreError.corruptRecord("object \(id) version") }
         _ = try reader.u8()
         let status = Int(try reader.u16())
         let requestTime = try reader.f64()
@@ -209,20 +211,16 @@ public struct ObjectRecord: Sendable, Equatable {
         }
         response = StoredResponse(
             status: status, headers: headers, requestTime: requestTime, responseTime: responseTime)
-        if version >= 2 {
-            let count = Int(try reader.u16())
-            for _ in 0..<count {
-                let coding = try reader.string32()
-                let owner = try reader.u64()
-                let length = Int(try reader.u64())
-                let chunks = Int(try reader.u32())
-                alternates.append(Alternate(coding: coding, chunkOwner: owner, length: length, chunkCount: chunks))
-            }
+        let count = Int(try reader.u16())
+        for _ in 0..<count {
+            let coding = try reader.string32()
+            let owner = try reader.u64()
+            let length = Int(try reader.u64())
+            let chunks = Int(try reader.u32())
+            alternates.append(Alternate(coding: coding, chunkOwner: owner, length: length, chunkCount: chunks))
         }
-        if version >= 3 {
-            let purgedAt = try reader.f64()
-            softPurgedAt = purgedAt > 0 ? purgedAt : nil
-        }
+        let purgedAt = try reader.f64()
+        softPurgedAt = purgedAt > 0 ? purgedAt : nil
     }
 }
 
@@ -237,7 +235,7 @@ struct AccessRecord: Sendable, Equatable {
         writer.u64(tick)
         writer.u64(hits)
         writer.f64(lastAccess)
-        return writer.bytes
+        return writer.sealed
     }
 
     init(tick: UInt64, hits: UInt64, lastAccess: Double) {
@@ -247,7 +245,7 @@ struct AccessRecord: Sendable, Equatable {
     }
 
     init(decoding bytes: [UInt8]) throws {
-        var reader = RecordReader(bytes, context: "access")
+        var reader = try RecordReader(sealed: bytes, context: "access")
         guard try reader.u8() == 1 else { throw StoreError.corruptRecord("access version") }
         tick = try reader.u64()
         hits = try reader.u64()
@@ -271,13 +269,13 @@ public struct StoreUsage: Sendable, Equatable {
         writer.u64(evictions)
         writer.u64(nextObjectID)
         writer.u64(nextTick)
-        return writer.bytes
+        return writer.sealed
     }
 
     public init() {}
 
     init(decoding bytes: [UInt8]) throws {
-        var reader = RecordReader(bytes, context: "usage")
+        var reader = try RecordReader(sealed: bytes, context: "usage")
         guard try reader.u8() == 1 else { throw StoreError.corruptRecord("usage version") }
         self.bytes = try reader.u64()
         objects = try reader.u64()

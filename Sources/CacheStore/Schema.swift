@@ -136,17 +136,6 @@ struct Schema: Sendable {
         for tag in after.subtracting(before) { try txn.put(tags, Schema.tagKey(tag, digest: digest), []) }
     }
 
-    /// Builds the URL and tag indexes from the entries (when a store of an older format is
-    /// first opened by this version).
-    func buildIndexes(_ txn: LMDBTransaction) throws {
-        var all: [EntryRecord] = []
-        try txn.scan(entries) { _, value in
-            if let entry = try? EntryRecord(decoding: value) { all.append(entry) }
-            return true
-        }
-        for entry in all { try reindex(txn, primaryKey: entry.primaryKey, before: [], entry: entry) }
-    }
-
     func putUsage(_ txn: LMDBTransaction, _ usage: StoreUsage) throws {
         try txn.put(meta, Array("usage".utf8), usage.encoded())
     }
@@ -206,14 +195,24 @@ struct Schema: Sendable {
 
     /// Drops one variant from its entry after its object (`removed`) was removed.
     func unlinkVariant(_ txn: LMDBTransaction, removed: ObjectRecord) throws {
-        let primaryKey = removed.primaryKey
+        try unlinkVariant(txn, objectID: removed.id, primaryKey: removed.primaryKey, tags: removed.tags)
+    }
+
+    /// Drops the variant `objectID` from the entry of `primaryKey`; `tags` are the removed
+    /// object's (unknown when its record was damaged: the tag index may then keep a key that
+    /// leads nowhere, which tag lookups skip).
+    func unlinkVariant(
+        _ txn: LMDBTransaction, objectID: UInt64, primaryKey: String, tags removedTags: [String] = []
+    )
+        throws
+    {
         let digest = KeyDigest.digest(primaryKey)
         guard let bytes = try txn.get(entries, digest), var entry = try? EntryRecord(decoding: bytes),
             entry.primaryKey == primaryKey
         else { return }
-        entry.variants.removeAll { $0.objectID == removed.id }
+        entry.variants.removeAll { $0.objectID == objectID }
         // The object is already gone from `objects`: its tags count as the entry's before.
-        let before = try tags(txn, of: entry).union(removed.tags)
+        let before = try tags(txn, of: entry).union(removedTags)
         if entry.variants.isEmpty {
             try txn.delete(entries, digest)
             try reindex(txn, primaryKey: primaryKey, before: before, entry: nil)
@@ -221,6 +220,17 @@ struct Schema: Sendable {
             try txn.put(entries, digest, entry.encoded())
             try reindex(txn, primaryKey: primaryKey, before: before, entry: entry)
         }
+    }
+
+    /// Removes an entry whose record is damaged (its variants are unknown: their objects stay
+    /// until eviction reaches them, unreachable by any lookup).
+    func removeDamagedEntry(_ txn: LMDBTransaction, primaryKey: String) throws {
+        let digest = KeyDigest.digest(primaryKey)
+        guard let bytes = try txn.get(entries, digest) else { return }
+        // Only if it is still the damaged one: a new entry may have replaced it meanwhile.
+        guard (try? EntryRecord(decoding: bytes)) == nil else { return }
+        try txn.delete(entries, digest)
+        try txn.delete(urls, Schema.urlKey(primaryKey, digest: digest))
     }
 
     func touch(_ txn: LMDBTransaction, id: UInt64, hits: UInt64, at time: Double, usage: inout StoreUsage) throws {

@@ -1,3 +1,21 @@
+/// What to do with a store that fails the integrity check at open (`store.on_corruption`).
+public enum CorruptionPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Refuse to open it, saying what is wrong (the default: an operator's files are never
+    /// moved unasked).
+    case refuse
+    /// Move its files aside (kept for inspection) and start with an empty store: a cache can
+    /// refill from the origin, so an unattended node keeps serving.
+    case reset
+}
+
+/// What opening a damaged store did under ``CorruptionPolicy/reset``.
+public struct StoreRecovery: Sendable, Equatable {
+    /// What the check found.
+    public var reason: String
+    /// Where the damaged files went.
+    public var movedTo: String
+}
+
 /// How a store is opened and bounded. Every limit here is a configuration key (docs/configuration.md).
 public struct StoreConfiguration: Sendable, Equatable {
     /// Directory of the LMDB environment; created when missing (writable stores only).
@@ -21,6 +39,8 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// Records (entries and objects, each) an event loop keeps decoded for its hits
     /// (`hot_records`); a record whose bytes changed is decoded again, so this bounds memory only.
     public var hotRecords: Int = 16384
+    /// What opening a damaged store does (`on_corruption`).
+    public var onCorruption: CorruptionPolicy = .refuse
 
     public init(
         path: String, maxStoreSize: Int = 1 << 30, maxObjectSize: Int = 64 << 20, chunkSize: Int = 256 << 10,

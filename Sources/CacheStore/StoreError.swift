@@ -4,6 +4,9 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case incompatibleFormat(path: String, found: String, expected: String)
     /// The directory holds something that is not an LMDB environment.
     case notAStore(path: String, reason: String)
+    /// The store's data file failed the integrity check at open, or holds an older format
+    /// without checksums; `reason` says what was found.
+    case damaged(path: String, reason: String)
     /// A record failed to decode; the string says which.
     case corruptRecord(String)
     /// The object is larger than the configured maximum object size.
@@ -25,6 +28,9 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
                 + "point --store at an empty directory or remove the old store"
         case .notAStore(let path, let reason):
             return "\(path) is not an Outpost store: \(reason)"
+        case .damaged(let path, let reason):
+            return "the store at \(path) is damaged: \(reason); move it aside or remove it, or set "
+                + "store.on_corruption = \"reset\" to have Outpost move it aside and start empty"
         case .corruptRecord(let what): return "corrupt record: \(what)"
         case .objectTooLarge(let limit): return "object larger than max_object_size (\(limit) bytes)"
         case .closed: return "the store is closed"

@@ -83,8 +83,10 @@ public final class StoreReadSession: @unchecked Sendable {
         return try state.withLock { state in
             guard let reader = state.reader else { throw StoreError.closed }
             return try reader.read { txn -> Lookup in
-                let entry = try digest.withBytes { key in
-                    try txn.withValue(schema.entries, key: key) { try state.entry($0, key: digest) }
+                let entry = try store.decodeReporting(StoreCorruption(primaryKey: primaryKey)) {
+                    try digest.withBytes { key in
+                        try txn.withValue(schema.entries, key: key) { try state.entry($0, key: digest) }
+                    }
                 }
                 return try store.select(txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders) {
                     id in
@@ -96,17 +98,18 @@ public final class StoreReadSession: @unchecked Sendable {
         }
     }
 
-    /// One body chunk, copied out of the map in this session's transaction; nil when the
-    /// object is gone.
+    /// One body chunk, verified and copied out of the map in this session's transaction; nil
+    /// when the object is gone or the chunk is damaged (as ``CacheStore/readChunk(objectID:index:)``).
     public func readChunk(objectID: UInt64, index: Int) throws -> ByteBuffer? {
-        try state.withLock { state in
+        let value = try state.withLock { state in
             guard let reader = state.reader else { throw StoreError.closed }
             return try reader.read { txn in
                 try Schema.withChunkKey(objectID, index) {
-                    try txn.getBuffer(store.schema.chunks, key: $0, allocator: store.allocator)
+                    try txn.getSealed(store.schema.chunks, key: $0, allocator: store.allocator)
                 }
             }
         }
+        return store.verifiedChunk(value, owner: objectID, index: index)
     }
 
     /// Ends the session: its transaction is freed and later reads fail with ``StoreError/closed``.

@@ -24,6 +24,8 @@ final class StoreWriter: @unchecked Sendable {
         /// Codings of a stored object produced after it committed (see ``ObjectWriter/commitAlternates()``).
         case addAlternates(id: UInt64, [Alternate], completion: @Sendable (Result<Bool, Error>) -> Void)
         case barrier(@Sendable () -> Void)
+        /// Removes what a read found damaged (see ``CacheStore/reportCorruption(_:)``).
+        case removeDamaged(StoreCorruption)
 
         var isPurge: Bool {
             if case .purge = self { return true }
@@ -283,7 +285,7 @@ final class StoreWriter: @unchecked Sendable {
 
     private func fail(_ operation: Operation, _ error: Error) -> () -> Void {
         switch operation {
-        case .putChunk, .discard: return {}
+        case .putChunk, .discard, .removeDamaged: return {}
         case .commit(_, _, _, _, let completion): return { completion(.failure(error)) }
         case .purge(_, let completion): return { completion(.failure(error)) }
         case .invalidate(_, let completion): return { completion(.failure(error)) }
@@ -297,11 +299,15 @@ final class StoreWriter: @unchecked Sendable {
         switch operation {
         case .putChunk(let id, let index, let bytes):
             if index == 0 { try txn.put(schema.pending, id.bigEndianBytes, []) }
-            try txn.put(schema.chunks, Schema.chunkKey(id, index), bytes)
+            try txn.putSealed(schema.chunks, Schema.chunkKey(id, index), bytes)
             return {}
 
         case .discard(let id):
             try dropChunks(of: [id], txn)
+            return {}
+
+        case .removeDamaged(let corruption):
+            try removeDamaged(corruption, txn)
             return {}
 
         case .commit(var record, let requestHeaders, let varyNames, let purgeEpoch, let completion):
@@ -492,6 +498,40 @@ final class StoreWriter: @unchecked Sendable {
             }
         }
         return count
+    }
+
+    /// Removes what a read found damaged, so that the next request is a miss that stores the
+    /// origin's bytes anew: the object (its record may itself be the damaged part), and its
+    /// variant in the entry, or the whole entry when the entry record is the damaged part.
+    private func removeDamaged(_ corruption: StoreCorruption, _ txn: LMDBTransaction) throws {
+        var objectID = corruption.objectID
+        if objectID == nil, let owner = corruption.chunkOwner {
+            if try txn.get(schema.objects, owner.bigEndianBytes) != nil { objectID = owner }
+        }
+        if objectID == nil, let owner = corruption.chunkOwner {
+            // A coding's chunks: find the object that lists them (rare, so a scan).
+            try txn.scan(schema.objects) { key, value in
+                guard key.count == 8, let record = try? ObjectRecord(id: 0, decoding: value),
+                    record.alternates.contains(where: { $0.chunkOwner == owner })
+                else { return true }
+                var reader = RecordReader(key, context: "object key")
+                objectID = try reader.u64()
+                return false
+            }
+            if objectID == nil { try schema.removeChunks(txn, id: owner) }
+        }
+        if let id = objectID {
+            let removed = try schema.removeObject(txn, id: id, usage: &usage)
+            if removed == nil { try schema.removeChunks(txn, id: id) }
+            if let removed {
+                try schema.unlinkVariant(txn, removed: removed)
+            } else if let primaryKey = corruption.primaryKey {
+                try schema.unlinkVariant(txn, objectID: id, primaryKey: primaryKey)
+            }
+        } else if let primaryKey = corruption.primaryKey {
+            try schema.removeDamagedEntry(txn, primaryKey: primaryKey)
+        }
+        try schema.putUsage(txn, usage)
     }
 
     /// Removes least recently used objects until the store counts at most `target` bytes,

@@ -1,3 +1,4 @@
+import CacheStore
 import Foundation
 import TOMLKit
 
@@ -79,6 +80,14 @@ public enum ConfigurationLoader {
             try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
             try store.integer("hot_records", minimum: 1) { configuration.store.hotRecords = $0 }
+            try store.string("on_corruption") { value in
+                guard let policy = CorruptionPolicy(rawValue: value) else {
+                    throw ConfigurationError(
+                        "store.on_corruption: \"\(value)\" is not one of "
+                            + CorruptionPolicy.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                configuration.store.onCorruption = policy
+            }
         }
         try reader.table("compression") { compression in
             try compression.bool("enabled") { configuration.compression.enabled = $0 }

@@ -49,6 +49,18 @@ public final class OutpostServer: Sendable {
         self.telemetry = telemetry
         let store = try CacheStore(configuration: configuration.store)
         self.store = store
+        if let recovery = store.recovery {
+            logger.error(
+                "the store was damaged and has been reset (store.on_corruption = \"reset\"): \(recovery.reason)",
+                metadata: ["store": "\(configuration.store.path)", "moved_to": "\(recovery.movedTo)"])
+        }
+        let corruptionLogger = logger
+        store.onCorruption { corruption in
+            telemetry.recordStoreCorruption()
+            corruptionLogger.error(
+                "damaged store value found and not served; removing what holds it",
+                metadata: ["damage": "\(corruption)"])
+        }
         let group = MultiThreadedEventLoopGroup.singleton
         let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group, telemetry: telemetry)
         self.upstreams = NIOLockedValueBox((upstream, []))

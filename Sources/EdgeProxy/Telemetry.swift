@@ -62,6 +62,8 @@ public final class Telemetry: Sendable {
         var hitPath = 0
         var codings = CodingCounts()
         var evictionsReported: UInt64?
+        /// Damaged store values found by reads (``recordStoreCorruption()``).
+        var storeCorruptions = 0
     }
 
     /// What the background coder did since start (see ``BackgroundCoding``).
@@ -93,6 +95,7 @@ public final class Telemetry: Sendable {
     private let storeEntries: Metrics.Gauge
     private let storeMaxBytes: Metrics.Gauge
     private let evictions: Metrics.Counter
+    private let storeCorruptions: Metrics.Counter
     private let purgedObjects: Metrics.Counter
     private let coalescedWaits: Metrics.Counter
     private let hitPathRequests: Metrics.Counter
@@ -123,6 +126,7 @@ public final class Telemetry: Sendable {
         storeEntries = Metrics.Gauge(label: "outpost_store_entries", factory: factory)
         storeMaxBytes = Metrics.Gauge(label: "outpost_store_max_bytes", factory: factory)
         evictions = Metrics.Counter(label: "outpost_evictions_total", factory: factory)
+        storeCorruptions = Metrics.Counter(label: "outpost_store_corruptions_total", factory: factory)
         purgedObjects = Metrics.Counter(label: "outpost_purged_objects_total", factory: factory)
         coalescedWaits = Metrics.Counter(label: "outpost_coalesced_waits_total", factory: factory)
         hitPathRequests = Metrics.Counter(label: "outpost_hit_path_requests_total", factory: factory)
@@ -239,6 +243,13 @@ public final class Telemetry: Sendable {
         }
     }
 
+    /// A read found a damaged store value (a checksum mismatch or an undecodable record); it
+    /// was not served and what held it is being removed.
+    func recordStoreCorruption() {
+        storeCorruptions.increment()
+        counts.withLockedValue { $0.storeCorruptions += 1 }
+    }
+
     /// Brings the store gauges (and the eviction counter, kept by the store) up to date; called
     /// before the registry is read.
     func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int) {
@@ -280,6 +291,7 @@ public final class Telemetry: Sendable {
             "by_status": Dictionary(uniqueKeysWithValues: counts.byStatus.map { (String($0.key), $0.value) }),
             "bytes_sent": counts.bytesSent,
             "evictions": Int(clamping: usage.evictions),
+            "store_corruptions": counts.storeCorruptions,
             "purges": counts.purges,
             "purged_objects": counts.purgedObjects,
             "coalesced_waits": counts.coalescedWaits,

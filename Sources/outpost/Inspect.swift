@@ -7,7 +7,7 @@ import Foundation
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look inside a store: what is held, for which URL, and why.",
-        subcommands: [List.self, Show.self, Stats.self])
+        subcommands: [List.self, Show.self, Stats.self, Verify.self])
 
     struct StoreOptions: ParsableArguments {
         @Option(help: "Store directory (store.path of the running server).")
@@ -94,6 +94,64 @@ struct Inspect: ParsableCommand {
             print(
                 options.json ? try Inspection.json(report) : Inspection.table(report),
                 terminator: options.json ? "\n" : "")
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the whole store: its file structure, every record and every body chunk's checksum.",
+            discussion: "Exits 0 when the store is intact, 1 when anything is damaged (each damaged value is listed).")
+
+        @Option(help: "Store directory (store.path of the running server).")
+        var store: String
+
+        @Flag(help: "Print JSON for scripts instead of text.")
+        var json = false
+
+        func run() throws {
+            var configuration = StoreConfiguration(path: store)
+            configuration.readOnly = true
+            let opened: CacheStore
+            do {
+                opened = try CacheStore(configuration: configuration)
+            } catch StoreError.damaged(_, let reason) {
+                report(intact: false, lines: ["the store's data file is damaged: \(reason)"], figures: [:])
+                throw ExitCode(1)
+            } catch {
+                throw ValidationError("cannot open the store: \(error)")
+            }
+            defer { opened.close() }
+            let result = try opened.verify()
+            let lines = result.damaged.map { damage in
+                var line = "\(damage.kind): \(damage.what)"
+                if let id = damage.objectID { line += ", object \(id)" }
+                if let url = damage.url { line += ", \(url)" }
+                return line
+            }
+            report(
+                intact: result.isIntact, lines: lines,
+                figures: [
+                    "pages": result.pages, "entries": result.entries, "objects": result.objects,
+                    "chunks": result.chunks,
+                ])
+            if !result.isIntact { throw ExitCode(1) }
+        }
+
+        private func report(intact: Bool, lines: [String], figures: [String: Int]) {
+            if json {
+                let object: [String: Any] = ["intact": intact, "damaged": lines, "checked": figures]
+                if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                    print(String(decoding: data, as: UTF8.self))
+                }
+                return
+            }
+            if !figures.isEmpty {
+                print(
+                    "checked \(figures["pages"] ?? 0) pages, \(figures["entries"] ?? 0) entries, "
+                        + "\(figures["objects"] ?? 0) objects, \(figures["chunks"] ?? 0) chunks")
+            }
+            for line in lines { print("damaged: \(line)") }
+            print(intact ? "store intact" : "store damaged: \(lines.count) problem(s)")
         }
     }
 }
