@@ -18,6 +18,13 @@ public struct StoreCorruption: Sendable, Equatable, CustomStringConvertible {
         self.chunkOwner = chunkOwner
     }
 
+    /// What holds the damage, as one key (the same damage found twice has the same key).
+    var holder: String {
+        if let objectID { return "object \(objectID)" }
+        if let chunkOwner { return "chunks \(chunkOwner)" }
+        return "entry \(primaryKey ?? "")"
+    }
+
     public var description: String {
         var parts = [what]
         if let primaryKey { parts.append("url \(primaryKey)") }
@@ -43,7 +50,15 @@ public final class CacheStore: Sendable {
     /// The event loops' read sessions, ended by ``close()`` before the environment closes.
     private let sessions = Mutex<[StoreReadSession]>([])
     /// Damaged values found by reads since the store opened, and who is told of each.
-    private let corruptions = Mutex<(count: UInt64, handler: (@Sendable (StoreCorruption) -> Void)?)>((0, nil))
+    private let corruptions = Mutex(CorruptionState())
+
+    private struct CorruptionState {
+        var count: UInt64 = 0
+        var handler: (@Sendable (StoreCorruption) -> Void)?
+        /// What was reported and is waiting for the writer to remove it: reads that find the
+        /// same damage meanwhile (the hit path, then the pipeline) neither count nor log again.
+        var removing: Set<String> = []
+    }
 
     /// What opening the store found and did about a damaged store (`store.on_corruption =
     /// "reset"`): nil when the store opened as it was.
@@ -228,12 +243,22 @@ public final class CacheStore: Sendable {
     /// A read found a damaged value: it is counted and reported, never used, and what holds it
     /// is removed (so the next request is a miss that stores the origin's bytes anew).
     func reportCorruption(_ corruption: StoreCorruption) {
-        let handler = corruptions.withLock { state -> (@Sendable (StoreCorruption) -> Void)? in
+        let key = corruption.holder
+        let (isNew, handler) = corruptions.withLock { state -> (Bool, (@Sendable (StoreCorruption) -> Void)?) in
+            guard state.removing.insert(key).inserted else { return (false, nil) }
             state.count += 1
-            return state.handler
+            return (true, state.handler)
         }
+        guard isNew else { return }
         handler?(corruption)
-        writer?.enqueue(.removeDamaged(corruption))
+        guard let writer else {
+            corruptions.withLock { _ = $0.removing.remove(key) }
+            return
+        }
+        writer.enqueue(
+            .removeDamaged(
+                corruption,
+                completion: { [weak self] in self?.corruptions.withLock { _ = $0.removing.remove(key) } }))
     }
 
     /// Decodes a record with `body`; a damaged one (``StoreError/corruptRecord(_:)``) is
@@ -282,8 +307,11 @@ public final class CacheStore: Sendable {
     /// The stored response a request selects among an entry's variants (RFC 9111 §4.1), newest
     /// first, skipping a variant whose record or body is not (or no longer) there; for
     /// ``lookup(_:requestHeaders:)`` and the read sessions, which decode records differently.
+    /// - Parameter readsBody: whether to read (and check) a one-chunk body with the record;
+    ///   when not, `body` is nil and the caller reads the representation it sends.
     func select(
         _ txn: LMDBTransaction, entry: EntryRecord?, primaryKey: String, requestHeaders: HeaderFields,
+        readsBody: (ObjectRecord) -> Bool = { _ in true },
         object: (UInt64) throws -> (ObjectRecord, revision: UInt64)?
     ) throws -> StoreReadSession.Lookup {
         // A digest collision is a miss, never another URL's object.
@@ -292,7 +320,9 @@ public final class CacheStore: Sendable {
             let found = try decodeReporting(StoreCorruption(primaryKey: primaryKey, objectID: variant.objectID)) {
                 try object(variant.objectID)
             }
-            guard let (record, revision) = found, let body = try inlineBody(txn, of: record) else { continue }
+            guard let (record, revision) = found else { continue }
+            guard readsBody(record) else { return .found(record, revision: revision, body: nil) }
+            guard let body = try inlineBody(txn, of: record) else { continue }
             return .found(record, revision: revision, body: body.buffer)
         }
         return .noMatchingVariant

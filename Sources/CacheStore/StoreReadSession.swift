@@ -76,7 +76,10 @@ public final class StoreReadSession: @unchecked Sendable {
         case found(ObjectRecord, revision: UInt64, body: ByteBuffer?)
     }
 
-    /// Finds the stored response a request selects (RFC 9111 §4.1), as ``CacheStore/lookup(_:requestHeaders:)``.
+    /// Finds the stored response a request selects (RFC 9111 §4.1), as ``CacheStore/lookup(_:requestHeaders:)``,
+    /// except that the body of an object with stored codings is not read: the caller reads the
+    /// representation it sends (``readChunk(objectID:index:)``), instead of reading and
+    /// checking an identity body that a client asking for br or gzip does not get.
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
         let digest = KeyDigest.value(primaryKey)
         let schema = store.schema
@@ -88,7 +91,10 @@ public final class StoreReadSession: @unchecked Sendable {
                         try txn.withValue(schema.entries, key: key) { try state.entry($0, key: digest) }
                     }
                 }
-                return try store.select(txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders) {
+                return try store.select(
+                    txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders,
+                    readsBody: { $0.alternates.isEmpty }
+                ) {
                     id in
                     try withUnsafeBytes(of: id.bigEndian) { key in
                         try txn.withValue(schema.objects, key: key) { try state.object($0, id: id) }

@@ -25,7 +25,7 @@ final class StoreWriter: @unchecked Sendable {
         case addAlternates(id: UInt64, [Alternate], completion: @Sendable (Result<Bool, Error>) -> Void)
         case barrier(@Sendable () -> Void)
         /// Removes what a read found damaged (see ``CacheStore/reportCorruption(_:)``).
-        case removeDamaged(StoreCorruption)
+        case removeDamaged(StoreCorruption, completion: @Sendable () -> Void)
 
         var isPurge: Bool {
             if case .purge = self { return true }
@@ -285,7 +285,8 @@ final class StoreWriter: @unchecked Sendable {
 
     private func fail(_ operation: Operation, _ error: Error) -> () -> Void {
         switch operation {
-        case .putChunk, .discard, .removeDamaged: return {}
+        case .putChunk, .discard: return {}
+        case .removeDamaged(_, let completion): return completion
         case .commit(_, _, _, _, let completion): return { completion(.failure(error)) }
         case .purge(_, let completion): return { completion(.failure(error)) }
         case .invalidate(_, let completion): return { completion(.failure(error)) }
@@ -306,9 +307,9 @@ final class StoreWriter: @unchecked Sendable {
             try dropChunks(of: [id], txn)
             return {}
 
-        case .removeDamaged(let corruption):
+        case .removeDamaged(let corruption, let completion):
             try removeDamaged(corruption, txn)
-            return {}
+            return completion
 
         case .commit(var record, let requestHeaders, let varyNames, let purgeEpoch, let completion):
             let owners = [record.id] + record.alternates.map(\.chunkOwner)

@@ -13,21 +13,34 @@ struct ChannelResponseSink: ResponseSink {
     var stripSurrogateKeys = true
     /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
     let mustClose = NIOLockedValueBox(false)
-    /// A head not written yet: it goes out with the first body bytes (or the end), so a
-    /// streamed response's head and first bytes cost one write and one flush.
-    private let pendingHead = NIOLockedValueBox<HTTPServerResponsePart?>(nil)
+    /// Where the one response to this request is: a head not written yet (it goes out with
+    /// the first body bytes or the end, so a streamed response's head and first bytes cost one
+    /// write and one flush), a head written, or the whole response written.
+    private let progress = NIOLockedValueBox(Progress.nothing)
+
+    private enum Progress {
+        case nothing
+        case pendingHead(HTTPServerResponsePart)
+        case headWritten
+        case complete
+    }
+
+    /// A second response to one request, or bytes after its end: never written (the
+    /// connection is cut instead, RFC 9112 §9.6: one response per request).
+    struct SecondResponse: Error, CustomStringConvertible {
+        var description: String { "a response to this request was already sent" }
+    }
 
     func sendHead(status: Int, headers: HeaderFields) async throws {
         let head = HTTPServerResponsePart.head(makeHead(status: status, headers: headers))
-        if let previous = pendingHead.withLockedValue({ pending in
-            defer { pending = head }; return pending
-        }) {
-            try await writer.write(previous)
+        try progress.withLockedValue { progress in
+            guard case .nothing = progress else { throw SecondResponse() }
+            progress = .pendingHead(head)
         }
     }
 
     func sendBody(_ buffer: ByteBuffer) async throws {
-        if let head = takePendingHead() {
+        if let head = try take(ending: false) {
             try await writer.write(contentsOf: [head, .body(.byteBuffer(buffer))])
         } else {
             try await writer.write(.body(.byteBuffer(buffer)))
@@ -35,23 +48,39 @@ struct ChannelResponseSink: ResponseSink {
     }
 
     func sendEnd() async throws {
-        if let head = takePendingHead() {
+        if let head = try take(ending: true) {
             try await writer.write(contentsOf: [head, .end(nil)])
         } else {
             try await writer.write(.end(nil))
         }
     }
 
-    private func takePendingHead() -> HTTPServerResponsePart? {
-        pendingHead.withLockedValue { pending in
-            defer { pending = nil }
-            return pending
+    /// The head still to write with the next part, after checking that a part may follow.
+    private func take(ending: Bool) throws -> HTTPServerResponsePart? {
+        try progress.withLockedValue { progress in
+            switch progress {
+            case .nothing, .complete: throw SecondResponse()
+            case .pendingHead(let head):
+                progress = ending ? .complete : .headWritten
+                return head
+            case .headWritten:
+                if ending { progress = .complete }
+                return nil
+            }
         }
     }
 
-    /// Head, body and end in one write, so a small response costs one flush (one syscall).
+    /// Head, body and end in one write, so a small response costs one flush (one syscall). A
+    /// head set aside but not written yet is replaced (an error found before any byte went out);
+    /// once a head was written, a second response is refused.
     func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
         let head = HTTPServerResponsePart.head(makeHead(status: status, headers: headers))
+        try progress.withLockedValue { progress in
+            switch progress {
+            case .nothing, .pendingHead: progress = .complete
+            case .headWritten, .complete: throw SecondResponse()
+            }
+        }
         if let body, body.readableBytes > 0 {
             try await writer.write(contentsOf: [head, .body(.byteBuffer(body)), .end(nil)])
         } else {

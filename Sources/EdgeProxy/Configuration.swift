@@ -13,6 +13,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `server.request_header_timeout`: seconds allowed from the first byte of a request
         /// to the end of its header section (defeats slow-header clients).
         public var requestHeaderTimeout: Double = 10
+        /// `server.request_body_timeout`: seconds a client may take to send more of a request
+        /// body each time the server reads (not while the server is not reading); 0: none.
+        public var requestBodyTimeout: Double = 30
         /// `server.max_header_bytes`: bytes of header fields per request; beyond → 431.
         public var maxHeaderBytes = 32 * 1024
         /// `server.max_headers`: header fields per request; beyond → 431.

@@ -1,3 +1,5 @@
+import HTTPCaching
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -6,24 +8,36 @@ import NIOHTTP1
 /// Idle: between requests, a keep-alive connection may wait `idle_timeout` for the first byte
 /// of the next request. Reading a head: from that first byte, the whole header section must
 /// arrive within `request_header_timeout` (a slow-header client cannot hold a connection
-/// forever). Busy: while a request is being answered no timer runs here; the upstream
-/// timeouts bound that.
+/// forever). Reading a body: each time the server asks the socket for more of a request body,
+/// the client has `request_body_timeout` to send some (as nginx's `client_body_timeout`, the
+/// time between two reads); while the server does not ask (back-pressure from a slow origin)
+/// no timer runs, so the client is never blamed for the server's wait. Busy: while a request
+/// is being answered no timer runs here; the upstream timeouts bound that.
+///
+/// A head or body that times out is answered `408` before the connection closes (RFC 9110
+/// §15.5.9), unless a response to it has already begun.
 struct ConnectionTimeoutState: Equatable {
-    enum Phase: Equatable { case idle, readingHead, busy }
+    enum Phase: Equatable { case idle, readingHead, readingBody, busy }
+    enum Reason: Equatable { case header, body }
     enum Action: Equatable {
         case arm(seconds: Double)
         case disarm
+        /// Close quietly (an idle keep-alive connection).
         case close
+        /// Answer 408 (unless a response has begun) and close.
+        case timedOut(Reason)
         case none
     }
 
     private(set) var phase: Phase = .idle
     let idleTimeout: Double
     let headerTimeout: Double
+    let bodyTimeout: Double
 
-    init(idleTimeout: Double, headerTimeout: Double) {
+    init(idleTimeout: Double, headerTimeout: Double, bodyTimeout: Double = 30) {
         self.idleTimeout = idleTimeout
         self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
     }
 
     /// The connection opened: wait for a request like any idle connection.
@@ -35,7 +49,22 @@ struct ConnectionTimeoutState: Equatable {
         return .arm(seconds: headerTimeout)
     }
 
-    mutating func headReceived() -> Action {
+    /// A request head was decoded; `expectsBody` when it announces one (Content-Length above
+    /// zero or chunked).
+    mutating func headReceived(expectsBody: Bool = false) -> Action {
+        phase = expectsBody ? .readingBody : .busy
+        return .disarm
+    }
+
+    /// The server asked the socket for more bytes.
+    func readRequested() -> Action { phase == .readingBody ? .arm(seconds: bodyTimeout) : .none }
+
+    /// Part of the request body arrived: the wait it was timing is over.
+    func bodyArrived() -> Action { phase == .readingBody ? .disarm : .none }
+
+    /// The request (its body included) has been read.
+    mutating func requestEnded() -> Action {
+        guard phase == .readingBody else { return .none }
         phase = .busy
         return .disarm
     }
@@ -46,12 +75,21 @@ struct ConnectionTimeoutState: Equatable {
         return .arm(seconds: idleTimeout)
     }
 
-    func timerFired() -> Action { phase == .busy ? .none : .close }
+    func timerFired() -> Action {
+        switch phase {
+        case .idle: .close
+        case .readingHead: .timedOut(.header)
+        case .readingBody: .timedOut(.body)
+        case .busy: .none
+        }
+    }
 }
 
 /// Runs ``ConnectionTimeoutState`` on a channel. Sits after the HTTP decoder (it sees request
-/// heads and response ends); its ``FirstByteObserver`` sits before the decoder and reports raw
-/// bytes. Both live on the channel's event loop.
+/// heads, body parts, response heads and ends, and the channel's read requests); its
+/// ``FirstByteObserver`` sits before the decoder, reports raw bytes, and writes the 408 as
+/// raw bytes straight to the socket (the HTTP handlers between may be mid-request). Both live
+/// on the channel's event loop.
 final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -60,10 +98,18 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
 
     private var state: ConnectionTimeoutState
     private var timer: Scheduled<Void>?
+    /// When the scheduled check runs; an earlier deadline reschedules it.
+    private var scheduledFor: NIODeadline?
     private var context: ChannelHandlerContext?
+    private let logger: Logger?
+    /// The raw writer at the front of the pipeline (set when it is added).
+    fileprivate var observer: FirstByteObserver?
+    /// A response to the current request has begun (its head was written).
+    private var responseStarted = false
 
-    init(idleTimeout: Double, headerTimeout: Double) {
-        state = ConnectionTimeoutState(idleTimeout: idleTimeout, headerTimeout: headerTimeout)
+    init(idleTimeout: Double, headerTimeout: Double, bodyTimeout: Double = 30, logger: Logger? = nil) {
+        state = ConnectionTimeoutState(idleTimeout: idleTimeout, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)
+        self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -77,12 +123,14 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        cancelTimer()
         self.context = nil
+        observer = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        cancelTimer()
+        observer = nil
         context.fireChannelInactive()
     }
 
@@ -90,25 +138,52 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
     func bytesArrived() { run(state.bytesArrived()) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { headReceived() }
+        switch unwrapInboundIn(data) {
+        case .head(let head): run(state.headReceived(expectsBody: Self.expectsBody(head)))
+        case .body: run(state.bodyArrived())
+        case .end: run(state.requestEnded())
+        }
         context.fireChannelRead(data)
     }
 
+    func read(context: ChannelHandlerContext) {
+        run(state.readRequested())
+        context.read()
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { responseEnded() }
+        switch unwrapOutboundIn(data) {
+        case .head: responseStarted = true
+        case .end: responseEnded()
+        case .body: break
+        }
         context.write(data, promise: promise)
     }
 
-    /// A request head arrived (also called by the hit path for the requests it answers,
-    /// which do not pass through this handler).
-    func headReceived() { run(state.headReceived()) }
+    /// A request head without a body arrived (called by the hit path for the requests it
+    /// answers, which do not pass through this handler).
+    func headReceived() {
+        responseStarted = false
+        run(state.headReceived())
+    }
 
     /// A response ended (likewise).
-    func responseEnded() { run(state.responseEnded()) }
+    func responseEnded() {
+        responseStarted = false
+        run(state.responseEnded())
+    }
 
-    /// Timers are lazy: arming only moves the deadline; one scheduled check per connection
-    /// re-arms itself for the current deadline when it fires early. So a request costs no
-    /// timer scheduling on the hot path.
+    /// Whether a request head announces a body (RFC 9112 §6.3).
+    private static func expectsBody(_ head: HTTPRequestHead) -> Bool {
+        if head.headers.contains(name: "transfer-encoding") { return true }
+        guard let length = head.headers.first(name: "content-length") else { return false }
+        return length.trimmingOWS() != "0"
+    }
+
+    /// Timers are lazy: arming a later deadline only moves the stored deadline, and the one
+    /// scheduled check per connection re-arms itself for it when it fires early, so a request
+    /// costs no timer scheduling on the hot path. Arming an earlier deadline than the check's
+    /// reschedules the check.
     private var deadline: NIODeadline?
 
     private func run(_ action: ConnectionTimeoutState.Action) {
@@ -117,25 +192,50 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
             guard let context, seconds > 0 else { return }
             let newDeadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
             deadline = newDeadline
+            if let scheduledFor, newDeadline < scheduledFor { cancelTimer() }
             if timer == nil { schedule(at: newDeadline, context: context) }
         case .disarm:
             deadline = nil
         case .close:
-            timer?.cancel()
-            timer = nil
+            cancelTimer()
             context?.close(promise: nil)
+        case .timedOut(let reason):
+            cancelTimer()
+            let peer = context?.channel.remoteAddress?.description ?? "?"
+            let what = reason == .header ? "request_header_timeout" : "request_body_timeout"
+            logger?.notice(
+                "client too slow: closing its connection",
+                metadata: ["timeout": "\(what)", "peer": "\(peer)", "answered": "\(responseStarted ? "-" : "408")"])
+            if !responseStarted, let observer {
+                observer.sendAndClose(ConnectionTimeoutHandler.requestTimeout)
+            } else {
+                context?.close(promise: nil)
+            }
         case .none:
             break
         }
     }
 
+    /// RFC 9110 §15.5.9: the server closes a connection it has stopped waiting on with 408.
+    static let requestTimeout = ByteBuffer(
+        string: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+            + "Content-Length: 16\r\n\r\nrequest timeout\n")
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        scheduledFor = nil
+    }
+
     private func schedule(at when: NIODeadline, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        scheduledFor = when
         timer = context.eventLoop.scheduleTask(deadline: when) { loopBound.value.fired() }
     }
 
     private func fired() {
         timer = nil
+        scheduledFor = nil
         guard let deadline, let context else { return }
         if deadline > NIODeadline.now() {
             schedule(at: deadline, context: context)
@@ -149,13 +249,30 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
 final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let timeouts: ConnectionTimeoutHandler
+    private var context: ChannelHandlerContext?
 
     init(timeouts: ConnectionTimeoutHandler) { self.timeouts = timeouts }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        timeouts.observer = self
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         timeouts.bytesArrived()
         context.fireChannelRead(data)
+    }
+
+    /// Writes `bytes` straight to the socket (no handler after this one sees them), then
+    /// closes the connection.
+    func sendAndClose(_ bytes: ByteBuffer) {
+        guard let context else { return }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in bound.value.close(promise: nil) }
     }
 }

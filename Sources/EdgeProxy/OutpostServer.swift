@@ -207,7 +207,8 @@ public final class OutpostServer: Sendable {
                     let timeoutHandler =
                         timeouts
                         ? ConnectionTimeoutHandler(
-                            idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout) : nil
+                            idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout,
+                            bodyTimeout: server.requestBodyTimeout, logger: logger) : nil
                     // The hit path sits right after the HTTP pipelining handler: a request it
                     // answers goes through no other handler either way (it tells the timeouts
                     // itself); every other request passes on to the handlers below.

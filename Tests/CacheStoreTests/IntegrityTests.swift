@@ -100,7 +100,9 @@ struct ChecksumTests {
         #expect(try session.readChunk(objectID: found.id, index: 1) != nil)
         #expect(try session.readChunk(objectID: found.id, index: 2) == nil)
         #expect(try store.readChunk(objectID: found.id, index: 2) == nil)
-        #expect(store.corruptionsDetected == 2)
+        // Found twice, counted once: the second read sees it damaged while its removal is
+        // queued, or already removed.
+        #expect(store.corruptionsDetected == 1)
         let verification = try store.verify()
         #expect(verification.damaged.map(\.kind) == ["chunk"] || verification.damaged.isEmpty)
         await store.flush()

@@ -19,13 +19,43 @@ struct ConnectionTimeoutStateTests {
         #expect(state.timerFired() == .close)
     }
 
-    @Test("a slow header section is closed when its timer fires")
+    @Test("a slow header section is answered 408 and closed when its timer fires")
     func slowHeader() {
         var state = ConnectionTimeoutState(idleTimeout: 60, headerTimeout: 10)
         _ = state.start()
         _ = state.bytesArrived()
         #expect(state.phase == .readingHead)
-        #expect(state.timerFired() == .close)
+        #expect(state.timerFired() == .timedOut(.header))
+    }
+
+    @Test("a request body: its timer runs only while the server waits to read, and times out with 408")
+    func body() {
+        var state = ConnectionTimeoutState(idleTimeout: 60, headerTimeout: 10, bodyTimeout: 5)
+        _ = state.bytesArrived()
+        #expect(state.headReceived(expectsBody: true) == .disarm)
+        #expect(state.phase == .readingBody)
+        // Back-pressure: no read asked for, no timer, nothing fires.
+        #expect(state.timerFired() == .timedOut(.body))
+        #expect(state.readRequested() == .arm(seconds: 5))
+        #expect(state.bodyArrived() == .disarm)
+        #expect(state.readRequested() == .arm(seconds: 5))
+        #expect(state.requestEnded() == .disarm)
+        #expect(state.phase == .busy)
+        #expect(state.readRequested() == .none)
+        #expect(state.bodyArrived() == .none)
+        #expect(state.timerFired() == .none)
+        #expect(state.responseEnded() == .arm(seconds: 60))
+    }
+
+    @Test("a request without a body goes straight to busy; reads then start no timer")
+    func noBody() {
+        var state = ConnectionTimeoutState(idleTimeout: 60, headerTimeout: 10, bodyTimeout: 5)
+        _ = state.bytesArrived()
+        #expect(state.headReceived(expectsBody: false) == .disarm)
+        #expect(state.phase == .busy)
+        #expect(state.readRequested() == .none)
+        #expect(state.requestEnded() == .none)
+        #expect(state.phase == .busy)
     }
 
     @Test("a pipelined head while busy keeps the connection busy")

@@ -251,8 +251,18 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let count = max(0, upper - lower + 1)
             let sendsBody = method != "HEAD" && count > 0
+            var bytes = prepared.bytes
+            if sendsBody, bytes.inline == nil, bytes.length <= bytes.chunkSize {
+                // A one-chunk body the lookup did not read (a coding, or the identity body of an
+                // object with codings): read and check it before anything is sent, so that a
+                // missing or damaged chunk is the pipeline's to answer, never a cut response.
+                guard let chunk = try? state.session.readChunk(objectID: bytes.owner, index: 0),
+                    Int64(chunk.readableBytes) == bytes.length
+                else { return nil }
+                bytes.inline = chunk
+            }
             answer = Answer(
-                head: responseHead, serialised: serialised, bytes: sendsBody ? prepared.bytes : nil, lower: lower,
+                head: responseHead, serialised: serialised, bytes: sendsBody ? bytes : nil, lower: lower,
                 upper: upper,
                 outcome: RequestOutcome(status: status, bytes: sendsBody ? Int(count) : 0, cacheStatus: cacheStatus),
                 closes: closes, method: method, url: url, started: started)
