@@ -134,8 +134,26 @@ final class ConnectionTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
         context.fireChannelInactive()
     }
 
-    /// Called by the observer before the decoder.
-    func bytesArrived() { run(state.bytesArrived()) }
+    /// Called by the observer before the decoder; true when these bytes begin a request.
+    @discardableResult
+    func bytesArrived() -> Bool {
+        let action = state.bytesArrived()
+        run(action)
+        return action != .none
+    }
+
+    /// A request in a version Outpost does not speak (an HTTP/0.9 request line, HTTP/2's
+    /// preface): answered 505 and closed at once, instead of leaving the decoder waiting for a
+    /// version until the header timeout, or calling it malformed.
+    fileprivate func refuseVersion(_ version: String) {
+        cancelTimer()
+        logger?.notice(
+            "rejected request: unsupported HTTP version",
+            metadata: [
+                "status": "505", "version": "\(version)",
+                "peer": "\(context?.channel.remoteAddress?.description ?? "?")",
+            ])
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -264,9 +282,42 @@ final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        timeouts.bytesArrived()
+        if timeouts.bytesArrived(), let version = Self.unsupportedVersion(unwrapInboundIn(data)) {
+            timeouts.refuseVersion(version)
+            sendAndClose(Self.versionNotSupported)
+            return
+        }
         context.fireChannelRead(data)
     }
+
+    /// The version a request's first bytes show this server does not speak, if they do: an
+    /// HTTP/0.9 request line, or HTTP/2's connection preface (prior knowledge over cleartext,
+    /// RFC 9113 §3.4), which llhttp would only call malformed.
+    static func unsupportedVersion(_ bytes: ByteBuffer) -> String? {
+        if bytes.readableBytesView.starts(with: "PRI * HTTP/2.0".utf8) { return "HTTP/2 prior knowledge" }
+        return isHTTP09(bytes) ? "HTTP/0.9" : nil
+    }
+
+    /// Whether a request's first bytes hold a complete request line without an HTTP version
+    /// (RFC 9112 §2.3: HTTP/0.9's `GET /path`). Leading empty lines are skipped (§2.2); an
+    /// incomplete line is left to the decoder.
+    static func isHTTP09(_ bytes: ByteBuffer) -> Bool {
+        bytes.withUnsafeReadableBytes { raw in
+            var start = 0
+            while start < raw.count, raw[start] == UInt8(ascii: "\r") || raw[start] == UInt8(ascii: "\n") { start += 1 }
+            guard let end = raw[start...].firstIndex(of: UInt8(ascii: "\n")) else { return false }
+            var line = raw[start..<end]
+            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            guard !line.isEmpty else { return false }
+            // The version is the request line's last word: "HTTP/" and more.
+            guard let space = line.lastIndex(of: UInt8(ascii: " ")) else { return true }
+            return !line[(space + 1)...].starts(with: "HTTP/".utf8)
+        }
+    }
+
+    static let versionNotSupported = ByteBuffer(
+        string: "HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+            + "Content-Length: 36\r\n\r\nHTTP/1.0 or HTTP/1.1 requests only.\n")
 
     /// Writes `bytes` straight to the socket (no handler after this one sees them), then
     /// closes the connection.

@@ -32,7 +32,14 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             context.fireErrorCaught(error)
             return
         }
-        let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        let status: HTTPResponseStatus
+        switch parserError {
+        case .headerOverflow: status = .requestHeaderFieldsTooLarge
+        // RFC 9110 §15.6.6: a version this server does not speak (HTTP/2.0 prior knowledge
+        // over cleartext, HTTP/3.0, HTTP/1.2 that llhttp refuses).
+        case .invalidVersion: status = .httpVersionNotSupported
+        default: status = .badRequest
+        }
         logger.notice(
             "rejected malformed request",
             metadata: [

@@ -136,7 +136,12 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let method = head.method.rawValue
         var fields: [HeaderFields.Field] = []
         fields.reserveCapacity(head.headers.count)
-        for (name, value) in head.headers { fields.append(HeaderFields.Field(name: name, value: value)) }
+        for (name, value) in head.headers {
+            // An Upgrade request stops the decoder after it (the bytes that follow would be the
+            // new protocol's): the pipeline answers it and closes the connection.
+            if name.utf8.count == 7, name.equalsIgnoringASCIICase("upgrade") { return nil }
+            fields.append(HeaderFields.Field(name: name, value: value))
+        }
         let headers = HeaderFields(fields: fields)
         // Requests the checks would reject are the pipeline's to answer (and log).
         guard
