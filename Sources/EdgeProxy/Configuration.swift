@@ -13,6 +13,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `server.request_header_timeout`: seconds allowed from the first byte of a request
         /// to the end of its header section (defeats slow-header clients).
         public var requestHeaderTimeout: Double = 10
+        /// `server.max_connections`: open client connections on the traffic listener; past it
+        /// new ones get 503 and a close. Nil: half the open-file limit (at least 64).
+        public var maxConnections: Int?
         /// `server.request_body_timeout`: seconds a client may take to send more of a request
         /// body each time the server reads (not while the server is not reading); 0: none.
         public var requestBodyTimeout: Double = 30

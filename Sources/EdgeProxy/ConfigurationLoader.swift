@@ -36,6 +36,7 @@ public enum ConfigurationLoader {
             try server.seconds("idle_timeout") { configuration.server.idleTimeout = $0 }
             try server.seconds("request_header_timeout") { configuration.server.requestHeaderTimeout = $0 }
             try server.seconds("request_body_timeout") { configuration.server.requestBodyTimeout = $0 }
+            try server.integer("max_connections", minimum: 1) { configuration.server.maxConnections = $0 }
             try server.size("max_header_bytes", minimum: 1024) { configuration.server.maxHeaderBytes = $0 }
             try server.integer("max_headers", minimum: 1) { configuration.server.maxHeaders = $0 }
             try server.size("max_uri_length", minimum: 256) { configuration.server.maxURILength = $0 }

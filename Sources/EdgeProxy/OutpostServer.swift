@@ -28,6 +28,8 @@ public final class OutpostServer: Sendable {
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
     private let accepted: AcceptedConnections
+    /// Counts the traffic listener's connections against `server.max_connections`.
+    private let gate = ConnectionGate()
     private let clock: any CacheClock
     private let logger: Logger
     private let shuttingDown = NIOLockedValueBox(false)
@@ -42,6 +44,14 @@ public final class OutpostServer: Sendable {
             throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
         }
         try AdminToken.checkExposure(configuration.admin)
+        let files = OpenFileLimit.raise()
+        logger.info(
+            "open files limit",
+            metadata: [
+                "soft_before": "\(files.before)", "soft": "\(files.now)", "hard": "\(files.hard)",
+                "max_connections":
+                    "\(configuration.server.maxConnections ?? OpenFileLimit.defaultMaxConnections(openFiles: files.now))",
+            ])
         let live = NIOLockedValueBox(configuration)
         self.live = live
         self.clock = clock
@@ -74,6 +84,7 @@ public final class OutpostServer: Sendable {
         let registry = self.registry
         let accepted = AcceptedConnections()
         self.accepted = accepted
+        let gate = self.gate
         do {
             let hitPath = try LoopHitStates(group: group) { loop in
                 try LoopHitState(
@@ -83,11 +94,11 @@ public final class OutpostServer: Sendable {
             }
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
-                accepted: accepted)
+                accepted: accepted, gate: gate)
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
                 configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
-                accepted: accepted)
+                accepted: accepted, gate: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -167,9 +178,16 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, accepted: AcceptedConnections
+        hitPath: LoopHitStates?, accepted: AcceptedConnections, gate: ConnectionGate?
     ) async throws -> NIOAsyncChannel<ConnectionChannel, Never> {
+        let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptErrorLog(logger: logger, reserve: gate?.reserve))
+                }
+            }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -177,6 +195,11 @@ public final class OutpostServer: Sendable {
             .bind(host: address.host, port: address.port) { channel in
                 // Each connection takes the limits and timeouts in force when it opens.
                 let server = live.withLockedValue { $0.server }
+                if let gate {
+                    // Turned away before any handler is added (the 503 is raw bytes); the
+                    // connection is still handed to the accept loop, which sees it end.
+                    _ = gate.admit(channel, limit: server.maxConnections ?? derivedLimit, logger: logger)
+                }
                 // The decoder's own limits sit above ours so that RequestValidation can tell a
                 // long URI (414) from a large header section (431); far beyond both, the decoder
                 // stops reading.
@@ -224,6 +247,9 @@ public final class OutpostServer: Sendable {
                 }
             }
     }
+
+    /// Client connections open on the traffic listener (counted against `server.max_connections`).
+    public var openConnections: Int { gate.openConnections }
 
     /// Requests waiting right now for another request's fetch of the same URL.
     public var coalescedWaiters: Int { pipelines.current.coalescer.waitingCount }

@@ -35,10 +35,16 @@ final class OutpostProcess: Sendable {
 
     /// Starts `outpost` with these arguments (and these variables added to the environment)
     /// and reads both bound ports back from its first line.
-    init(arguments: [String], environment: [String: String] = [:]) throws {
+    /// - Parameter openFiles: run it under `prlimit` with this open-file limit (soft and hard).
+    init(arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil) throws {
         let process = Process()
-        process.executableURL = try outpostExecutable()
-        process.arguments = arguments
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(openFiles):\(openFiles)", "--", try outpostExecutable().path] + arguments
+        } else {
+            process.executableURL = try outpostExecutable()
+            process.arguments = arguments
+        }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe()
         process.standardOutput = output

@@ -1,6 +1,9 @@
-import EdgeProxy
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
+
+@testable import EdgeProxy
 
 /// The connection timers on the real clock, with short values.
 @Suite("EdgeProxy: connection timeouts on the real clock")
@@ -68,5 +71,99 @@ struct TimeoutTests {
             let idle = try await rawExchange(port: outpost.port, "", deadline: .seconds(20))
             #expect(idle.isEmpty)
         }
+    }
+}
+
+@Suite("EdgeProxy: connection limits")
+struct ConnectionLimitTests {
+    @Test("past server.max_connections a new connection gets 503 with Retry-After and a close; a freed place is reused")
+    func maxConnections() async throws {
+        try await withOutpost(
+            origin: staticOrigin([("Cache-Control", "max-age=60")]),
+            configure: { $0.server.maxConnections = 2 }
+        ) { _, outpost, _ in
+            let first = try await KeepAliveConnection(port: outpost.port)
+            let second = try await KeepAliveConnection(port: outpost.port)
+            let host = "127.0.0.1:\(outpost.port)"
+            #expect(try await first.get("/a", host: host).head.hasPrefix("HTTP/1.1 200"))
+            #expect(try await second.get("/b", host: host).head.hasPrefix("HTTP/1.1 200"))
+            #expect(outpost.server.openConnections == 2)
+            let refused = try await rawExchange(
+                port: outpost.port, "GET /c HTTP/1.1\r\nHost: \(host)\r\n\r\n", deadline: .seconds(10))
+            #expect(refused.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(refused)")
+            #expect(refused.contains("Retry-After: 1\r\n"))
+            await first.close()
+            #expect(try await eventually { outpost.server.openConnections == 1 })
+            let admitted = try await rawExchange(
+                port: outpost.port, "GET /c HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n",
+                deadline: .seconds(10))
+            #expect(admitted.hasPrefix("HTTP/1.1 200"), "\(admitted)")
+            await second.close()
+        }
+    }
+
+    @Test("the soft open-file limit is raised to the hard one; the default connection limit is half of it")
+    func openFiles() {
+        let change = OpenFileLimit.raise()
+        #expect(change.now == change.hard || change.hard == Int.max)
+        #expect(OpenFileLimit.current == change.now)
+        #expect(OpenFileLimit.defaultMaxConnections(openFiles: 1024) == 512)
+        #expect(OpenFileLimit.defaultMaxConnections(openFiles: 20_000) == 10_000)
+        #expect(OpenFileLimit.defaultMaxConnections(openFiles: 50) == 64)
+    }
+}
+
+@Suite("EdgeProxy: out of file descriptors")
+struct DescriptorExhaustionTests {
+    @Test(
+        "at the open-file limit new connections get 503 at once (no spinning listener), and are served once descriptors free up"
+    )
+    func outOfDescriptors() async throws {
+        let origin = try await TestOrigin.start(staticOrigin([("Cache-Control", "max-age=60")]))
+        let directory = NSTemporaryDirectory() + "outpost-fd-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = directory + "/outpost.toml"
+        // max_connections above what 128 descriptors allow: accepting itself runs out.
+        try """
+        [server]
+        listen = "127.0.0.1:0"
+        max_connections = 10000
+        [upstream]
+        default = "\(origin.url)"
+        [store]
+        path = "\(directory)/store"
+        sync_commits = false
+        [admin]
+        listen = "127.0.0.1:0"
+        [log]
+        level = "error"
+        access = false
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let server = try OutpostProcess(arguments: ["serve", "--config", config], openFiles: 128)
+        defer { server.terminate() }
+        var held: [Channel] = []
+        for _ in 0..<160 {
+            guard
+                let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: server.port).get()
+            else { break }
+            held.append(channel)
+        }
+        let host = "127.0.0.1:\(server.port)"
+        let refused = try await rawExchange(
+            port: server.port, "GET /a HTTP/1.1\r\nHost: \(host)\r\n\r\n", deadline: .seconds(15))
+        #expect(refused.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(refused)")
+        for channel in held.prefix(60) { try? await channel.close() }
+        #expect(
+            try await eventually {
+                let answer = try await rawExchange(
+                    port: server.port, "GET /a HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n",
+                    deadline: .seconds(5))
+                return answer.hasPrefix("HTTP/1.1 200")
+            })
+        #expect(server.process.isRunning)
+        for channel in held.dropFirst(60) { try? await channel.close() }
+        await origin.stop()
     }
 }
