@@ -63,20 +63,9 @@ extension CachePipeline {
                 logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
-            if let stale = plan.stale {
-                if staleIfErrorAllows(stale, request: request) {
-                    return try await serveStale(stale, request: request, sink: sink, plan: plan, upstreamStatus: nil)
-                }
-                // RFC 9111 §4.2.4, §5.2.2.2: a stored response that could not be validated, and
-                // may not be served stale, is answered with 504.
-                let unvalidated = ProxyError(type: error.type, status: 504, details: error.details)
-                let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
-                return try await sendError(
-                    status: 504, message: error.details, sink: sink, cacheStatus: status, proxyError: unvalidated)
-            }
-            let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
-            return try await sendError(
-                status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
+            // The requests waiting on this fetch share its failure (Coalescer).
+            finish(.failed(error), false)
+            return try await answerFailure(error, request: request, sink: sink, plan: plan)
         }
         let responseTime = clock.now()
         let status = Int(response.status.code)
@@ -513,6 +502,27 @@ extension CachePipeline {
     }
 
     /// RFC 5861 §4 (and request max-stale): may this stale copy stand in for a failed fetch?
+    /// The answer to a request whose fetch failed with `error`: its stale copy where
+    /// stale-if-error allows; a 504 when a stored response could not be validated (RFC 9111
+    /// §4.2.4, §5.2.2.2); else the error's own status. For the fetching request and for the
+    /// requests that waited on it alike.
+    func answerFailure(
+        _ error: ProxyError, request: ClientRequest, sink: some ResponseSink, plan: FetchPlan
+    ) async throws -> RequestOutcome {
+        if let stale = plan.stale {
+            if staleIfErrorAllows(stale, request: request) {
+                return try await serveStale(stale, request: request, sink: sink, plan: plan, upstreamStatus: nil)
+            }
+            let unvalidated = ProxyError(type: error.type, status: 504, details: error.details)
+            let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+            return try await sendError(
+                status: 504, message: error.details, sink: sink, cacheStatus: status, proxyError: unvalidated)
+        }
+        let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+        return try await sendError(
+            status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
+    }
+
     private func staleIfErrorAllows(_ stale: ObjectRecord, request: ClientRequest) -> Bool {
         let cacheControl = governingCacheControl(stale.response)
         return Reuse.staleIfErrorAllows(

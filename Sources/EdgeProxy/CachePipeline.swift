@@ -298,6 +298,10 @@ final class CachePipeline: Sendable {
                 var plan = plan
                 plan.collapsed = true
                 return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
+            case .failed(let error):
+                var plan = plan
+                plan.collapsed = true
+                return try await answerFailure(error, request: request, sink: sink, plan: plan)
             }
         }
     }

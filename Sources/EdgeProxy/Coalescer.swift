@@ -3,6 +3,12 @@ import NIOConcurrencyHelpers
 /// Request coalescing (collapsed forwarding): at most one fetch per URL in flight; the other
 /// requests for it wait for that fetch and then look in the store again.
 ///
+/// When the leader's fetch fails (the origin refused, timed out or broke the connection), the
+/// waiters share its failure at once: each answers with the leader's error (or its stale copy
+/// where stale-if-error allows), instead of each asking the failing origin again and waiting
+/// as long (ten waiters on a hanging URL made ten origin requests and waited twice the
+/// response timeout).
+///
 /// When the fetch's response could not be stored, the waiters go upstream on their own and the
 /// URL is remembered as uncacheable for `uncacheable_ttl` so that later requests for it are
 /// not serialised behind one another (Varnish calls this hit-for-miss). A later storable
@@ -11,8 +17,10 @@ final class Coalescer: Sendable {
     enum Outcome: Sendable, Equatable {
         /// The leader stored a response: look it up again.
         case stored
-        /// The leader's response was not stored (or its fetch failed): fetch on your own.
+        /// The leader's response was not stored: fetch on your own.
         case notStored
+        /// The leader's fetch failed with this error: answer with it (or stale), do not refetch.
+        case failed(ProxyError)
     }
 
     enum Role: Sendable {
@@ -72,7 +80,7 @@ final class Coalescer: Sendable {
                 if state.uncacheableUntil.count > 100_000 {
                     state.uncacheableUntil = state.uncacheableUntil.filter { $0.value > now }
                 }
-            } else if outcome == .stored {
+            } else if case .stored = outcome {
                 state.uncacheableUntil[key] = nil
             }
             return waiters

@@ -51,6 +51,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var readTimeout: Double = 30
         /// `upstream.max_connections_per_origin`: pooled HTTP/1.1 connections per origin.
         public var maxConnectionsPerOrigin = 128
+        /// `upstream.max_queued_requests`: requests that may wait for a connection to one origin
+        /// while all its connections are busy; past it → 503 `connection_limit_reached`.
+        public var maxQueuedRequests = 1024
     }
 
     public struct Cache: Sendable, Equatable {

@@ -54,6 +54,7 @@ public enum ConfigurationLoader {
             try upstream.integer("max_connections_per_origin", minimum: 1) {
                 configuration.upstream.maxConnectionsPerOrigin = $0
             }
+            try upstream.integer("max_queued_requests", minimum: 0) { configuration.upstream.maxQueuedRequests = $0 }
             try upstream.table("hosts") { hosts in
                 for key in hosts.remainingKeys {
                     try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }

@@ -67,6 +67,9 @@ final class OriginClient: Sendable {
         var responseTimeout: TimeAmount
         /// Connections per origin on each event loop (the configured limit shared out).
         var connectionsPerLoop: Int
+        /// Requests per origin that may wait on each event loop for a connection (the
+        /// configured `max_queued_requests` shared out); past it a request fails at once.
+        var queuedPerLoop: Int = 1024
     }
 
     private let group: any EventLoopGroup
@@ -160,7 +163,14 @@ final class LoopPool: @unchecked Sendable {
         }
         if closed { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         if open[key, default: 0] >= settings.connectionsPerLoop {
-            // Waiting for a connection counts against the response deadline.
+            // Every connection busy: wait in line, up to a bound (a hanging origin must not
+            // collect every request in memory), and against the response deadline.
+            guard waiting[key, default: []].count < settings.queuedPerLoop else {
+                return loop.makeFailedFuture(
+                    ProxyError.connectionLimitReached(
+                        "all \(settings.connectionsPerLoop) connections to \(origin) on this thread are busy and "
+                            + "\(settings.queuedPerLoop) requests wait for one (upstream.max_queued_requests)"))
+            }
             let promise = loop.makePromise(of: OriginConnection?.self)
             waiting[key, default: []].append(promise)
             let timeout = loop.scheduleTask(deadline: deadline) {
@@ -169,7 +179,9 @@ final class LoopPool: @unchecked Sendable {
                 else { return }
                 queue.remove(at: index)
                 self.waiting[key] = queue
-                promise.fail(ProxyError.responseTimeout("\(origin) did not answer in time"))
+                promise.fail(
+                    ProxyError.connectionLimitReached(
+                        "no connection to \(origin) came free in time (all \(self.settings.connectionsPerLoop) busy)"))
             }
             return promise.futureResult.flatMap { connection in
                 timeout.cancel()

@@ -33,6 +33,11 @@ public struct ProxyError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func internalError(_ details: String) -> ProxyError {
         .init(type: "proxy_internal_error", status: 500, details: details)
     }
+    /// RFC 9209 §2.3.12: every connection to the origin this cache may open is busy and the
+    /// queue of requests waiting for one is full, or a request waited its whole deadline.
+    public static func connectionLimitReached(_ details: String) -> ProxyError {
+        .init(type: "connection_limit_reached", status: 503, details: details)
+    }
     public static func incomplete(_ details: String) -> ProxyError {
         .init(type: "http_response_incomplete", status: 502, details: details)
     }

@@ -58,7 +58,8 @@ final class UpstreamPool: Sendable {
                 connectTimeout: .milliseconds(Int64(configuration.connectTimeout * 1000)),
                 readTimeout: .milliseconds(Int64(configuration.readTimeout * 1000)),
                 responseTimeout: responseTimeout,
-                connectionsPerLoop: max(1, (configuration.maxConnectionsPerOrigin + loops - 1) / max(1, loops))))
+                connectionsPerLoop: max(1, (configuration.maxConnectionsPerOrigin + loops - 1) / max(1, loops)),
+                queuedPerLoop: (configuration.maxQueuedRequests + loops - 1) / max(1, loops)))
     }
 
     /// Sends the request and returns once the response head arrived; the body streams from
@@ -109,6 +110,8 @@ final class UpstreamPool: Sendable {
             case .connectTimeout: return .connectionTimeout("connecting to \(origin) timed out")
             case .deadlineExceeded, .readTimeout: return .responseTimeout("\(origin) did not answer in time")
             case .remoteConnectionClosed: return .connectionTerminated("\(origin) closed the connection")
+            case .getConnectionFromPoolTimeout:
+                return .connectionLimitReached("no free connection to \(origin) in time")
             default: break
             }
         }

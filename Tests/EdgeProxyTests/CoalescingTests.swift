@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -82,6 +83,99 @@ struct CoalescingTests {
             #expect(hit.isHit)
             #expect(hit.body == payload)
             #expect(origin.count("/stream") == 1)
+        }
+    }
+}
+
+@Suite("EdgeProxy: failures are shared, not multiplied")
+struct SharedFailureTests {
+    @Test("requests waiting on a fetch that times out get its 504 at the same time; the origin is asked once")
+    func coalescedTimeout() async throws {
+        try await withOutpost(
+            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(4))
+            },
+            configure: { $0.upstream.responseTimeout = 1 }
+        ) { origin, outpost, client in
+            let started = ContinuousClock.now
+            let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for _ in 0..<10 {
+                    group.addTask {
+                        let response = try await client.get(outpost.base + "/hang")
+                        return (response.status, response.headers["Proxy-Status"] ?? "")
+                    }
+                }
+                var all: [(Int, String)] = []
+                for try await status in group { all.append(status) }
+                return all
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(statuses.map(\.0) == Array(repeating: 504, count: 10))
+            #expect(statuses.allSatisfy { $0.1.contains("error=http_response_timeout") })
+            #expect(origin.count("/hang") == 1)
+            #expect(elapsed < .seconds(3), "the waiters answer with the leader, not after their own timeouts")
+        }
+    }
+
+    @Test("a waiter on a failed fetch with a stale copy it may use gets the stale copy")
+    func coalescedFailureServesStale() async throws {
+        let failing = NIOLockedValueBox(false)
+        try await withOutpost(
+            origin: { _ in
+                failing.withLockedValue { $0 }
+                    ? OriginResponse(status: 200, headers: [], body: "late", delay: .seconds(4))
+                    : OriginResponse(headers: [("Cache-Control", "max-age=1, stale-if-error=600")], body: "old")
+            },
+            configure: { $0.upstream.responseTimeout = 1 }
+        ) { origin, outpost, client in
+            _ = try await client.get(outpost.base + "/s")
+            #expect(try await outpost.stored("/s"))
+            outpost.clock.advance(by: 5)
+            failing.withLockedValue { $0 = true }
+            let bodies = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        let response = try await client.get(outpost.base + "/s")
+                        return (response.status, response.text)
+                    }
+                }
+                var all: [(Int, String)] = []
+                for try await body in group { all.append(body) }
+                return all
+            }
+            #expect(bodies.allSatisfy { $0 == (200, "old") })
+            #expect(origin.count("/s") == 2)
+        }
+    }
+
+    @Test(
+        "a full origin connection pool queues up to upstream.max_queued_requests, then answers 503 connection_limit_reached"
+    )
+    func poolFull() async throws {
+        try await withOutpost(
+            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(3))
+            },
+            configure: {
+                $0.upstream.responseTimeout = 1
+                $0.upstream.maxConnectionsPerOrigin = 1
+                $0.upstream.maxQueuedRequests = 1
+            }
+        ) { _, outpost, client in
+            let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for index in 0..<8 {
+                    group.addTask {
+                        let response = try await client.get(outpost.base + "/slow/\(index)")
+                        return (response.status, response.headers["Proxy-Status"] ?? "")
+                    }
+                }
+                var all: [(Int, String)] = []
+                for try await answer in group { all.append(answer) }
+                return all
+            }
+            let limited = answers.filter { $0.0 == 503 }
+            #expect(!limited.isEmpty, "\(answers)")
+            #expect(limited.allSatisfy { $0.1.contains("error=connection_limit_reached") })
+            #expect(!answers.contains { $0.1.contains("http_protocol_error") })
+            #expect(answers.allSatisfy { $0.0 == 503 || $0.0 == 504 }, "\(answers)")
         }
     }
 }
