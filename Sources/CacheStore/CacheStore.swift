@@ -171,30 +171,45 @@ public final class CacheStore: Sendable {
             return (schema, nil)
         }
         let schema = try Schema(environment: environment, create: true)
-        let usage: StoreUsage = try environment.write { txn in
-            if let found = try txn.get(schema.meta, formatKey) {
-                let format = String(decoding: found, as: UTF8.self)
-                guard format == StoreFormat.identifier else { throw formatError(path: path, found: format) }
-            } else {
-                guard try txn.count(schema.objects) == 0, try txn.count(schema.entries) == 0 else {
-                    throw formatError(path: path, found: "none")
-                }
-                try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
-            }
-            // Objects whose chunks were written but whose record never committed.
+        // Start-up reads what it can and writes only what it must, and a full disk does not
+        // stop it: a known store with chunks left by an interrupted write is swept when there
+        // is room, or on a later start.
+        let (format, interrupted, usage) = try environment.read { txn -> (String?, [UInt64], StoreUsage) in
+            let format = try txn.get(schema.meta, formatKey).map { String(decoding: $0, as: UTF8.self) }
             var interrupted: [UInt64] = []
             try txn.scan(schema.pending) { key, _ in
                 var reader = RecordReader(key, context: "pending key")
                 interrupted.append(try reader.u64())
                 return true
             }
-            for id in interrupted { try schema.removeChunks(txn, id: id) }
             do {
-                return try schema.usage(txn)
+                return (format, interrupted, try schema.usage(txn))
             } catch let error as StoreError {
                 throw StoreError.damaged(path: path, reason: "the usage record: \(error)")
             }
         }
+        if let format {
+            guard format == StoreFormat.identifier else { throw formatError(path: path, found: format) }
+        } else {
+            try environment.write { txn in
+                guard try txn.count(schema.objects) == 0, try txn.count(schema.entries) == 0 else {
+                    throw formatError(path: path, found: "none")
+                }
+                try txn.put(schema.meta, formatKey, Array(StoreFormat.identifier.utf8))
+            }
+        }
+        if !interrupted.isEmpty {
+            do {
+                try environment.write { txn in
+                    for id in interrupted { try schema.removeChunks(txn, id: id) }
+                }
+            } catch let error as LMDBError where error.isDiskFull || error.isMapFull {
+                // Left for a later start; the chunks are unreachable meanwhile.
+            }
+        }
+        DiskReserve.create(storePath: path, bytes: configuration.diskReserve)
+        // The ballast (Schema.putBallast), when there is room for it; a full disk goes without.
+        try? environment.write { txn in try schema.putBallast(txn) }
         return (
             schema, StoreWriter(environment: environment, schema: schema, configuration: configuration, usage: usage)
         )
@@ -476,11 +491,20 @@ public final class CacheStore: Sendable {
 
     // MARK: writes
 
+    /// Whether the store can write: degraded while the file system refuses its writes.
+    public var writeHealth: WriteHealth { writer?.health ?? .ok }
+
     /// Starts writing a new object. Nothing is visible until ``ObjectWriter/commit(response:requestHeaders:storedAt:)``.
+    /// Throws ``StoreError/diskFull(_:)`` while the file system refuses writes, except for one
+    /// object every few seconds that finds out whether space came back.
     public func makeObjectWriter(
         primaryKey: String, secondaryKey: String, varyNames: [String], purgeEpoch: UInt64? = nil
     ) throws -> ObjectWriter {
         guard let writer else { throw StoreError.closed }
+        guard writer.mayStartObject(now: Date().timeIntervalSince1970) else {
+            if case .degraded(let degraded) = writer.health { throw StoreError.diskFull(degraded.reason) }
+            throw StoreError.diskFull("the file system refuses writes")
+        }
         return ObjectWriter(
             writer: writer, id: writer.allocateObjectID(), primaryKey: primaryKey, secondaryKey: secondaryKey,
             varyNames: varyNames, configuration: configuration, allocator: allocator,

@@ -1,6 +1,10 @@
 import CLMDB
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // The only file that touches liblmdb. Everything else in Outpost sees `LMDBEnvironment`,
 // `LMDBTransaction` and byte arrays / ByteBuffers, never MDB_val or raw pointers.
 //
@@ -20,6 +24,11 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
     }
 
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+    /// The file system refused the write: no space (ENOSPC), over a quota (EDQUOT), over the
+    /// process's file-size limit (EFBIG), or a short write, which liblmdb reports as EIO (a
+    /// full disk often takes part of a write first; a failing disk is handled the same way:
+    /// stop writing, keep serving).
+    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG || code == EIO }
     public var isNotFound: Bool { code == MDB_NOTFOUND }
     /// The file is not an LMDB environment, or one of another LMDB version.
     public var isInvalidFile: Bool { code == MDB_INVALID || code == MDB_VERSION_MISMATCH }

@@ -12,6 +12,7 @@ import HTTPCaching
 //
 //   meta     "format"            → UTF-8 "outpost-store/4" (not sealed: read before anything else)
 //            "usage"             → UsageRecord
+//            "ballast"           → 256 KiB of zeros (not sealed): pages given up first when the disk is full
 //   entries  digest16(primary)   → EntryRecord    one per URL: its variants
 //   objects  u64 objectID        → ObjectRecord   one per stored response
 //   chunks   u64 objectID ‖ u32 index → body bytes (at most chunk_size each), sealed

@@ -136,6 +136,18 @@ struct Schema: Sendable {
         for tag in after.subtracting(before) { try txn.put(tags, Schema.tagKey(tag, digest: digest), []) }
     }
 
+    /// Pages held inside the data file for a full disk: the writer deletes this value first,
+    /// so that the transactions that evict and purge find free pages without growing the file.
+    static let ballastKey = Array("ballast".utf8)
+    static let ballastSize = 256 << 10
+
+    func putBallast(_ txn: LMDBTransaction) throws {
+        guard try txn.get(meta, Schema.ballastKey) == nil else { return }
+        try txn.put(meta, Schema.ballastKey, [UInt8](repeating: 0, count: Schema.ballastSize))
+    }
+
+    func removeBallast(_ txn: LMDBTransaction) throws { try txn.delete(meta, Schema.ballastKey) }
+
     func putUsage(_ txn: LMDBTransaction, _ usage: StoreUsage) throws {
         try txn.put(meta, Array("usage".utf8), usage.encoded())
     }

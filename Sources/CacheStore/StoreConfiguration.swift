@@ -8,6 +8,26 @@ public enum CorruptionPolicy: String, Sendable, Equatable, CaseIterable {
     case reset
 }
 
+/// Whether the store can write.
+public enum WriteHealth: Sendable, Equatable {
+    case ok
+    /// The file system refuses the store's writes (full, over quota): responses are served
+    /// and not stored; a write is tried again every ``retryInterval`` seconds.
+    case degraded(Degraded)
+
+    public struct Degraded: Sendable, Equatable {
+        public var reason: String
+        /// Since when (seconds since 1970).
+        public var since: Double
+        /// Batches of writes that failed since then.
+        public var failedCommits: Int
+        var lastAttempt: Double
+    }
+
+    /// Seconds between attempts to write an object while degraded.
+    static let retryInterval: Double = 10
+}
+
 /// What opening a damaged store did under ``CorruptionPolicy/reset``.
 public struct StoreRecovery: Sendable, Equatable {
     /// What the check found.
@@ -41,6 +61,9 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var hotRecords: Int = 16384
     /// What opening a damaged store does (`on_corruption`).
     public var onCorruption: CorruptionPolicy = .refuse
+    /// Bytes of disk kept in a reserve file beside the store (`disk_reserve`), given back when
+    /// the file system fills up so that eviction and purges can still write; 0: none.
+    public var diskReserve: Int = 8 << 20
 
     public init(
         path: String, maxStoreSize: Int = 1 << 30, maxObjectSize: Int = 64 << 20, chunkSize: Int = 256 << 10,

@@ -15,6 +15,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case closed
     /// The store could not free enough space for a write.
     case full
+    /// The file system refuses the store's writes (full, over quota); the string says how.
+    case diskFull(String)
     /// A purge covering the object landed while it was being written; it is not stored.
     case purgedWhileWriting
     /// The change committed, but syncing it to disk failed: a power loss could undo it.
@@ -35,6 +37,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .objectTooLarge(let limit): return "object larger than max_object_size (\(limit) bytes)"
         case .closed: return "the store is closed"
         case .full: return "the store is full and nothing could be evicted"
+        case .diskFull(let reason): return "not stored while the disk is full: \(reason)"
         case .purgedWhileWriting: return "a purge covering the object landed while it was being written"
         case .notDurable(let reason): return "committed, but syncing the store to disk failed: \(reason)"
         case .lmdb(let error): return error.description

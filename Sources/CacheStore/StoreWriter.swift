@@ -53,6 +53,8 @@ final class StoreWriter: @unchecked Sendable {
     private var failedObjects: Set<UInt64> = []
     private var nextObjectID: UInt64
     private var purges = PurgeLog()
+    /// Set while the file system refuses the store's writes (see ``WriteHealth``).
+    private var diskFull: WriteHealth.Degraded?
     /// Set when the sync after a batch with purges failed; read by that batch's completions
     /// (which run after it is set, on this thread). Replaced for each batch.
     private var syncFailure = SyncFailure()
@@ -90,6 +92,25 @@ final class StoreWriter: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return purges.epoch
+    }
+
+    /// Whether the store can write (``WriteHealth``).
+    var health: WriteHealth {
+        condition.lock()
+        defer { condition.unlock() }
+        return diskFull.map { .degraded($0) } ?? .ok
+    }
+
+    /// Whether a new object may be written now: not while the disk is full, except one probe
+    /// every `retryInterval` seconds to find out whether space came back.
+    func mayStartObject(now: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard var degraded = diskFull else { return true }
+        guard now - degraded.lastAttempt >= WriteHealth.retryInterval else { return false }
+        degraded.lastAttempt = now
+        diskFull = degraded
+        return true
     }
 
     var currentUsage: StoreUsage {
@@ -232,7 +253,18 @@ final class StoreWriter: @unchecked Sendable {
                 if usage.bytes > UInt64(configuration.maxStoreSize) {
                     try? evict(toBytes: configuration.evictionTarget)
                 }
+                noteWritesWork(batch)
                 return completions
+            } catch let error as LMDBError where error.isDiskFull && attempt == 0 {
+                usage = before
+                condition.lock()
+                purges = purgesBefore
+                condition.unlock()
+                lastError = error
+                // The file system is full: give back the reserved space, free pages inside the
+                // store by evicting a little in small transactions (a large one needs more new
+                // pages than a full disk has), then try once more.
+                freeSpace(batchBytes: batch.reduce(0) { $0 + $1.byteCount })
             } catch let error as LMDBError where error.isMapFull && attempt == 0 {
                 usage = before
                 condition.lock()
@@ -253,8 +285,13 @@ final class StoreWriter: @unchecked Sendable {
             }
         }
         // The batch failed: every operation in it fails; objects whose chunks were lost must
-        // not commit later.
+        // not commit later. On a full disk the purges in it are applied on their own (they
+        // free space, and a purge must not fail for want of it).
         let error = lastError ?? StoreError.full
+        if let lmdbError = error as? LMDBError, lmdbError.isDiskFull {
+            noteDiskFull(lmdbError)
+            return applyAlone(batch, purgesOf: error)
+        }
         condition.lock()
         for operation in batch {
             if case .putChunk(let id, _, _) = operation { failedObjects.insert(id) }
@@ -535,9 +572,88 @@ final class StoreWriter: @unchecked Sendable {
         try schema.putUsage(txn, usage)
     }
 
+    /// Records that the file system refused a write (the store is degraded until a write of
+    /// objects succeeds).
+    private func noteDiskFull(_ error: LMDBError) {
+        let now = Date().timeIntervalSince1970
+        condition.lock()
+        var degraded = diskFull ?? WriteHealth.Degraded(reason: "", since: now, failedCommits: 0, lastAttempt: now)
+        degraded.reason = "the file system refused a store write: \(error)"
+        degraded.failedCommits += 1
+        degraded.lastAttempt = now
+        diskFull = degraded
+        condition.unlock()
+    }
+
+    /// A batch that wrote objects committed: the disk takes writes again, and the ballast
+    /// given up for it is put back (when there is room).
+    private func noteWritesWork(_ batch: [Operation]) {
+        guard batch.contains(where: { if case .putChunk = $0 { true } else { false } }) else { return }
+        condition.lock()
+        let wasDegraded = diskFull != nil
+        diskFull = nil
+        condition.unlock()
+        if wasDegraded { try? environment.write { txn in try schema.putBallast(txn) } }
+    }
+
+    /// Makes room on a full file system: removes the reserve file (disk space the data file
+    /// may grow into) and the ballast value (pages inside it that the next transactions can
+    /// reuse), then evicts least recently used objects (at least twice the batch's bytes, or a
+    /// twentieth of the store) in transactions of one object each, which need the fewest new
+    /// pages.
+    private func freeSpace(batchBytes: Int) {
+        DiskReserve.release(storePath: configuration.path)
+        try? environment.write { txn in try schema.removeBallast(txn) }
+        let wanted = max(UInt64(batchBytes) * 2, usage.bytes / 20)
+        try? evict(toBytes: Int(usage.bytes - min(usage.bytes, wanted)), perTransaction: 1)
+    }
+
+    /// After a batch failed on a full disk: the purges and invalidations in it (with the
+    /// barriers) are applied in a transaction of their own; everything else fails.
+    private func applyAlone(_ batch: [Operation], purgesOf error: Error) -> [() -> Void] {
+        let removals = batch.filter {
+            switch $0 {
+            case .purge, .invalidate, .removeDamaged: true
+            default: false
+            }
+        }
+        var applied: [() -> Void] = []
+        if !removals.isEmpty {
+            let before = usage
+            condition.lock()
+            let purgesBefore = purges
+            condition.unlock()
+            do {
+                try environment.write { txn in
+                    for operation in removals { applied.append(try apply(operation, txn)) }
+                    try schema.putUsage(txn, usage)
+                }
+                if !configuration.syncCommits { try? environment.sync() }
+            } catch {
+                usage = before
+                condition.lock()
+                purges = purgesBefore
+                condition.unlock()
+                applied = []
+            }
+        }
+        condition.lock()
+        for operation in batch {
+            if case .putChunk(let id, _, _) = operation { failedObjects.insert(id) }
+        }
+        condition.unlock()
+        let wentThrough = !applied.isEmpty
+        return batch.map { operation in
+            switch operation {
+            case .purge, .invalidate, .removeDamaged: return wentThrough ? {} : fail(operation, error)
+            default: return fail(operation, error)
+            }
+        } + applied
+    }
+
     /// Removes least recently used objects until the store counts at most `target` bytes,
     /// in transactions of bounded size so readers and the queue are never held up for long.
-    private func evict(toBytes target: Int) throws {
+    private func evict(toBytes target: Int, perTransaction: Int = 256) throws {
         while usage.bytes > UInt64(max(0, target)) {
             let before = usage
             var removedAny = false
@@ -547,7 +663,7 @@ final class StoreWriter: @unchecked Sendable {
                     try txn.scan(schema.lru) { key, _ in
                         var reader = RecordReader(key, context: "lru key")
                         victims.append((try reader.u64(), try reader.u64()))
-                        return victims.count < 256
+                        return victims.count < perTransaction
                     }
                     for (tick, id) in victims {
                         guard usage.bytes > UInt64(max(0, target)) else { break }

@@ -44,6 +44,17 @@ struct AdminAPI: Sendable {
         let route = (request.method, request.path)
         if request.path == "/health" {
             guard request.method == "GET" || request.method == "HEAD" else { return methodNotAllowed("GET") }
+            // Degraded still serves (a load balancer keeps sending traffic): responses pass
+            // through unstored while the disk is full.
+            if case .degraded(let degraded) = store.writeHealth {
+                return .json(
+                    200,
+                    [
+                        "status": "degraded",
+                        "reasons": ["store: \(degraded.reason); responses are served but not stored"],
+                        "since": Int(degraded.since),
+                    ])
+            }
             return .json(200, ["status": "ok"])
         }
         let known = ["/purge": "POST", "/stats": "GET", "/metrics": "GET"]
@@ -124,12 +135,17 @@ struct AdminAPI: Sendable {
     private func stats() -> AdminResponse {
         let (usage, entries) = storeFigures()
         return .json(
-            200, telemetry.statistics(usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize))
+            200,
+            telemetry.statistics(
+                usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize,
+                degraded: store.writeHealth != .ok))
     }
 
     private func metrics() -> AdminResponse {
         let (usage, entries) = storeFigures()
-        telemetry.updateStore(usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize)
+        telemetry.updateStore(
+            usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize,
+            degraded: store.writeHealth != .ok)
         return AdminResponse(
             status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
             body: telemetry.registry.emitToBuffer())

@@ -130,7 +130,7 @@ extension CachePipeline {
                     varyNames: vary.fieldNames, purgeEpoch: purgeEpoch)
                 writer = newWriter
             } catch {
-                logger.error("cannot start a store write", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+                logStoreWriteFailure("cannot start a store write", url: primaryKey, error: error)
             }
         }
         // RFC 9111 §3.4: a new part and a stored part of the same representation (same strong
@@ -351,7 +351,7 @@ extension CachePipeline {
                     finish(.notStored, false)
                 } catch {
                     commit.value.abandon()
-                    logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+                    self.logStoreWriteFailure("store commit failed", url: primaryKey, error: error)
                     finish(.notStored, false)
                 }
             }
@@ -374,7 +374,7 @@ extension CachePipeline {
                     logger.info("not stored: purged while it was being fetched", metadata: ["url": "\(primaryKey)"])
                 } catch {
                     current.abandon()
-                    logger.error("store commit failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+                    logStoreWriteFailure("store commit failed", url: primaryKey, error: error)
                 }
             } else {
                 current.abandon()

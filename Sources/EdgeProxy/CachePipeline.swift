@@ -22,6 +22,8 @@ final class CachePipeline: Sendable {
     /// Background refreshes in flight, so that shutdown can wait for them before the store closes.
     private let background: NIOLockedValueBox<[Int: Task<Void, Never>]>
     private let backgroundCounter: NIOLockedValueBox<Int>
+    /// Store writes refused by a full disk: logged at most every 10 s, with a count.
+    let storeWriteFailures: RateLimitedLog
 
     init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock,
@@ -38,6 +40,7 @@ final class CachePipeline: Sendable {
             store: store, limit: configuration.compression.maxPendingCodings, telemetry: telemetry, logger: logger)
         self.background = NIOLockedValueBox([:])
         self.backgroundCounter = NIOLockedValueBox(0)
+        self.storeWriteFailures = RateLimitedLog(interval: .seconds(10))
     }
 
     /// The same pipeline under a reloaded configuration: store, coalescer, background work and
@@ -53,6 +56,27 @@ final class CachePipeline: Sendable {
         self.backgroundCoding = previous.backgroundCoding
         self.background = previous.background
         self.backgroundCounter = previous.backgroundCounter
+        self.storeWriteFailures = previous.storeWriteFailures
+    }
+
+    /// Logs a store write that failed; those refused by a full disk (which come with every
+    /// miss until space is back) at most every 10 s, with how many there were.
+    func logStoreWriteFailure(_ message: String, url: String, error: Error) {
+        if let storeError = error as? StoreError, case .diskFull = storeError {
+            storeWriteFailures.note(logger) { count in
+                ("not storing: the disk is full", ["error": "\(storeError)", "since_last": "\(count)"])
+            }
+            return
+        }
+        if let lmdbError = (error as? StoreError).flatMap({ if case .lmdb(let inner) = $0 { inner } else { nil } })
+            ?? (error as? LMDBError), lmdbError.isDiskFull
+        {
+            storeWriteFailures.note(logger) { count in
+                ("not storing: the disk is full", ["error": "\(lmdbError)", "since_last": "\(count)"])
+            }
+            return
+        }
+        logger.error("\(message)", metadata: ["url": "\(url)", "error": "\(error)"])
     }
 
     func reconfigured(_ configuration: OutpostConfiguration, upstream: UpstreamPool) -> CachePipeline {

@@ -83,6 +83,7 @@ public enum ConfigurationLoader {
             try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
             try store.integer("hot_records", minimum: 1) { configuration.store.hotRecords = $0 }
+            try store.size("disk_reserve", minimum: 0) { configuration.store.diskReserve = $0 }
             try store.string("on_corruption") { value in
                 guard let policy = CorruptionPolicy(rawValue: value) else {
                     throw ConfigurationError(

@@ -96,6 +96,7 @@ public final class Telemetry: Sendable {
     private let storeMaxBytes: Metrics.Gauge
     private let evictions: Metrics.Counter
     private let storeCorruptions: Metrics.Counter
+    private let storeDegraded: Metrics.Gauge
     private let purgedObjects: Metrics.Counter
     private let coalescedWaits: Metrics.Counter
     private let hitPathRequests: Metrics.Counter
@@ -127,6 +128,7 @@ public final class Telemetry: Sendable {
         storeMaxBytes = Metrics.Gauge(label: "outpost_store_max_bytes", factory: factory)
         evictions = Metrics.Counter(label: "outpost_evictions_total", factory: factory)
         storeCorruptions = Metrics.Counter(label: "outpost_store_corruptions_total", factory: factory)
+        storeDegraded = Metrics.Gauge(label: "outpost_store_degraded", factory: factory)
         purgedObjects = Metrics.Counter(label: "outpost_purged_objects_total", factory: factory)
         coalescedWaits = Metrics.Counter(label: "outpost_coalesced_waits_total", factory: factory)
         hitPathRequests = Metrics.Counter(label: "outpost_hit_path_requests_total", factory: factory)
@@ -252,8 +254,9 @@ public final class Telemetry: Sendable {
 
     /// Brings the store gauges (and the eviction counter, kept by the store) up to date; called
     /// before the registry is read.
-    func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int) {
+    func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) {
         foldLoopCounters()
+        storeDegraded.record(degraded ? 1 : 0)
         storeBytes.record(Int(clamping: usage.bytes))
         storeObjects.record(Int(clamping: usage.objects))
         storeEntries.record(entries)
@@ -271,7 +274,7 @@ public final class Telemetry: Sendable {
     }
 
     /// The counters for `GET /stats`.
-    func statistics(usage: StoreUsage, entries: Int, maxBytes: Int) -> [String: Any] {
+    func statistics(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) -> [String: Any] {
         foldLoopCounters()
         let counts = counts.withLockedValue { $0 }
         let total = counts.byResult.values.reduce(0, +)
@@ -292,6 +295,7 @@ public final class Telemetry: Sendable {
             "bytes_sent": counts.bytesSent,
             "evictions": Int(clamping: usage.evictions),
             "store_corruptions": counts.storeCorruptions,
+            "store_writes": degraded ? "degraded" : "ok",
             "purges": counts.purges,
             "purged_objects": counts.purgedObjects,
             "coalesced_waits": counts.coalescedWaits,

@@ -66,6 +66,9 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         // SIGTERM / SIGINT start a graceful shutdown; `run` returns once it is complete.
+        // Under a file-size limit (ulimit -f, LimitFSIZE) a store write past it must fail with
+        // EFBIG, which the store handles as a full disk, not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         var sources = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in

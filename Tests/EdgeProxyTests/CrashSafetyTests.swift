@@ -35,12 +35,20 @@ final class OutpostProcess: Sendable {
 
     /// Starts `outpost` with these arguments (and these variables added to the environment)
     /// and reads both bound ports back from its first line.
-    /// - Parameter openFiles: run it under `prlimit` with this open-file limit (soft and hard).
-    init(arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil) throws {
+    /// - Parameters:
+    ///   - openFiles: run it under `prlimit` with this open-file limit (soft and hard).
+    ///   - fileSizeLimit: run it under `prlimit` with this file-size limit in bytes (a file
+    ///     cannot grow past it: a full disk for the store's data file).
+    init(
+        arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, fileSizeLimit: Int? = nil
+    ) throws {
         let process = Process()
-        if let openFiles {
+        var limits: [String] = []
+        if let openFiles { limits.append("--nofile=\(openFiles):\(openFiles)") }
+        if let fileSizeLimit { limits.append("--fsize=\(fileSizeLimit):\(fileSizeLimit)") }
+        if !limits.isEmpty {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = ["--nofile=\(openFiles):\(openFiles)", "--", try outpostExecutable().path] + arguments
+            process.arguments = limits + ["--", try outpostExecutable().path] + arguments
         } else {
             process.executableURL = try outpostExecutable()
             process.arguments = arguments
