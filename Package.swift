@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "outpost", targets: ["outpost"]),
         .executable(name: "outpost-sample-origin", targets: ["OutpostSampleOrigin"]),
         .executable(name: "outpost-purge-bench", targets: ["OutpostPurgeBench"]),
+        // For the fuzz targets in fuzz/ (a package of their own, built with libFuzzer).
+        .library(name: "OutpostModules", targets: ["HTTPCaching", "CacheStore", "ContentCoding", "EdgeProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -160,14 +160,13 @@ struct LMDBFileCheck {
             if best == nil || txnid > best!.txnid { best = (txnid, last, free, main) }
         }
         guard let best else { throw Damage(description: problems.joined(separator: "; "), notLMDB: true) }
-        lastPage = best.last
-        let needed = (best.last + 1).multipliedReportingOverflow(by: UInt64(size))
-        guard best.last >= 1, !needed.overflow, needed.partialValue <= fileBytes else {
-            throw Damage(
-                description: "the data file is \(fileBytes) bytes but its last page in use is \(best.last) "
-                    + "(\(needed.overflow ? "overflow" : String(needed.partialValue)) bytes at \(size) per page): "
-                    + "the file was truncated")
+        // The file may end before the last page in use: pages a transaction allocated and
+        // freed again are counted but never written (they are free). Pages the trees reach
+        // must be inside the file; that is checked as they are reached.
+        guard best.last >= 1, !best.last.multipliedReportingOverflow(by: UInt64(size)).overflow else {
+            throw Damage(description: "the meta page names \(best.last) as its last page")
         }
+        lastPage = best.last
         return (best.free, best.main)
     }
 
@@ -282,6 +281,7 @@ struct LMDBFileCheck {
     /// A branch or leaf page: inside the file, carrying its own number, reached once.
     private mutating func treePage(_ number: UInt64, name: String) throws -> PageBytes {
         try claim(number, pages: 1, name: name)
+        try requireInFile(number, pages: 1, name: name)
         let page = try read(at: number * UInt64(pageSize), count: pageSize)
         guard page.u64(at: 0) == number else {
             throw Damage(description: "page \(number) of the \(name) says it is page \(page.u64(at: 0))")
@@ -295,6 +295,7 @@ struct LMDBFileCheck {
     private mutating func checkOverflow(_ first: UInt64, size: Int, name: String) throws {
         let needed = UInt64((Self.headerSize - 1 + size) / pageSize + 1)
         try claim(first, pages: needed, name: name)
+        try requireInFile(first, pages: needed, name: name)
         let header = try read(at: first * UInt64(pageSize), count: Self.headerSize)
         let pages = UInt64(header.u32(at: 12))
         guard header.u64(at: 0) == first, header.u16(at: 10) & PageFlag.overflow != 0, pages >= needed else {
@@ -342,6 +343,17 @@ struct LMDBFileCheck {
                 throw Damage(description: "page \(page) is reached twice (\(name))")
             }
             seen[word] |= 1 << bit
+        }
+    }
+
+    /// Pages a tree reaches must be in the file (liblmdb would touch them through the map:
+    /// past the end of the file that is a SIGBUS).
+    private func requireInFile(_ first: UInt64, pages: UInt64, name: String) throws {
+        let end = (first + pages).multipliedReportingOverflow(by: UInt64(pageSize))
+        guard !end.overflow, end.partialValue <= fileBytes else {
+            throw Damage(
+                description: "page \(first) of the \(name) lies past the end of the data file (\(fileBytes) bytes, "
+                    + "\(fileBytes / UInt64(pageSize)) pages): the file was truncated")
         }
     }
 

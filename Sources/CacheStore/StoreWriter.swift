@@ -55,6 +55,14 @@ final class StoreWriter: @unchecked Sendable {
     private var purges = PurgeLog()
     /// Set while the file system refuses the store's writes (see ``WriteHealth``).
     private var diskFull: WriteHealth.Degraded?
+    /// What the file system turned out to hold, learned when it first refused a write: the
+    /// store keeps its counted bytes below this (as below max_store_size), so the data file
+    /// keeps free pages for purges, updates and new objects instead of living at its limit.
+    /// Touched only by the writer thread.
+    private var learnedCapacity: UInt64?
+
+    /// The bytes the store may count: max_store_size, or less on a file system that filled up.
+    private var capacity: UInt64 { min(UInt64(configuration.maxStoreSize), learnedCapacity ?? .max) }
     /// Set when the sync after a batch with purges failed; read by that batch's completions
     /// (which run after it is set, on this thread). Replaced for each batch.
     private var syncFailure = SyncFailure()
@@ -250,8 +258,8 @@ final class StoreWriter: @unchecked Sendable {
                         syncFailure.error = error
                     }
                 }
-                if usage.bytes > UInt64(configuration.maxStoreSize) {
-                    try? evict(toBytes: configuration.evictionTarget)
+                if usage.bytes > capacity {
+                    try? evict(toBytes: Int(capacity - capacity / 10))
                 }
                 noteWritesWork(batch)
                 return completions
@@ -593,7 +601,7 @@ final class StoreWriter: @unchecked Sendable {
         let wasDegraded = diskFull != nil
         diskFull = nil
         condition.unlock()
-        if wasDegraded { try? environment.write { txn in try schema.putBallast(txn) } }
+        if wasDegraded || learnedCapacity != nil { try? environment.write { txn in try schema.putBallast(txn) } }
     }
 
     /// Makes room on a full file system: removes the reserve file (disk space the data file
@@ -602,6 +610,9 @@ final class StoreWriter: @unchecked Sendable {
     /// twentieth of the store) in transactions of one object each, which need the fewest new
     /// pages.
     private func freeSpace(batchBytes: Int) {
+        // From now on the store stays well inside what the disk held.
+        let learned = usage.bytes - usage.bytes / 5
+        learnedCapacity = min(learnedCapacity ?? .max, max(learned, UInt64(Schema.ballastSize)))
         DiskReserve.release(storePath: configuration.path)
         try? environment.write { txn in try schema.removeBallast(txn) }
         let wanted = max(UInt64(batchBytes) * 2, usage.bytes / 20)

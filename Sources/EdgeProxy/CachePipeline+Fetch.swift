@@ -423,14 +423,13 @@ extension CachePipeline {
         // updated record: the answer does not wait for the commit. Requests waiting on this
         // validation look again only once it has committed.
         let store = self.store
-        let logger = self.logger
         let url = request.key.description
         async let committed: Void = {
             for (id, response) in updates {
                 do {
                     try await store.update(objectID: id, response: response, purgeEpoch: purgeEpoch)
                 } catch {
-                    logger.error("store update failed", metadata: ["url": "\(url)", "error": "\(error)"])
+                    self.logStoreWriteFailure("store update failed", url: url, error: error)
                 }
             }
         }()

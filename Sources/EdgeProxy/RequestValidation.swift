@@ -13,6 +13,13 @@ public enum RequestValidation {
         public var maxHeaderBytes: Int
         public var maxHeaders: Int
         public var maxRequestBodySize: Int
+
+        public init(maxURILength: Int, maxHeaderBytes: Int, maxHeaders: Int, maxRequestBodySize: Int) {
+            self.maxURILength = maxURILength
+            self.maxHeaderBytes = maxHeaderBytes
+            self.maxHeaders = maxHeaders
+            self.maxRequestBodySize = maxRequestBodySize
+        }
     }
 
     /// Validates one request head; nil when it may proceed.

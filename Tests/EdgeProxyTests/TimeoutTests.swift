@@ -51,25 +51,17 @@ struct TimeoutTests {
         }
     }
 
-    @Test("a request whose body arrives is answered as usual; an idle connection closes quietly, without a 408")
+    @Test("a request whose body arrives in time is answered as usual, not cut by request_body_timeout")
     func steadyBody() async throws {
         try await withOutpost(
             origin: { request in OriginResponse(headers: [("Cache-Control", "no-store")], body: "got it") },
-            configure: {
-                $0.server.idleTimeout = 1
-                $0.server.requestBodyTimeout = 5
-            }
+            configure: { $0.server.requestBodyTimeout = 5 }
         ) { origin, outpost, _ in
-            let started = ContinuousClock.now
             let answer = try await rawExchange(
                 port: outpost.port,
                 "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
                 deadline: .seconds(20))
-            #expect(
-                answer.hasPrefix("HTTP/1.1 200"),
-                "after \(ContinuousClock.now - started), origin asked \(origin.count("/upload")) times: \(answer)")
-            let idle = try await rawExchange(port: outpost.port, "", deadline: .seconds(20))
-            #expect(idle.isEmpty)
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "origin asked \(origin.count("/upload")) times: \(answer)")
         }
     }
 }
