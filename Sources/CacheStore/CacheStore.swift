@@ -82,8 +82,21 @@ public final class CacheStore: Sendable {
         } else if !isDirectory.boolValue {
             throw StoreError.notAStore(path: path, reason: "not a directory")
         }
-        if configuration.readOnly, !FileManager.default.fileExists(atPath: path + "/data.mdb") {
-            throw StoreError.notAStore(path: path, reason: "no data.mdb")
+        if !FileManager.default.fileExists(atPath: path + "/data.mdb") {
+            if configuration.readOnly { throw StoreError.notAStore(path: path, reason: "no data.mdb") }
+            // A new store goes into an empty directory only: `--store /etc` must not scatter
+            // Outpost's files among someone else's.
+            let ours: (String) -> Bool = {
+                $0 == "lock.mdb" || $0 == DiskReserve.fileName || $0.hasPrefix("damaged-") || $0.hasPrefix(".")
+            }
+            let others = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !ours($0) }
+            if !others.isEmpty {
+                throw StoreError.notAStore(
+                    path: path,
+                    reason:
+                        "it holds other files (\(others.sorted().prefix(5).joined(separator: ", "))\(others.count > 5 ? ", …" : "")) "
+                        + "and no store; a new store needs an empty directory")
+            }
         }
         do {
             (environment, schema, writer) = try Self.open(configuration)

@@ -24,10 +24,20 @@ struct AdminConnection {
                     guard case .head(let head) = part else { continue }
                     registry.setBusy(id, true)
                     defer { registry.setBusy(id, false) }
-                    let limit = api.settings().admin.maxBodySize
+                    let settings = api.settings().admin
+                    let limit = settings.maxBodySize
+                    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                    // A request without the token is answered 401 (and logged) before its body
+                    // is read: an unauthenticated client cannot make the server read megabytes.
+                    let unauthorized =
+                        path != "/health"
+                        && settings.token.map {
+                            !AdminToken.authorizes(head.headers.first(name: "authorization"), token: $0)
+                        }
+                            ?? false
                     var body: [UInt8] = []
                     var tooLarge = false
-                    reading: while let next = try await parts.next() {
+                    reading: while !unauthorized, let next = try await parts.next() {
                         switch next {
                         case .body(let buffer):
                             guard body.count + buffer.readableBytes <= limit else {
@@ -45,7 +55,6 @@ struct AdminConnection {
                         logger.notice("admin request body too large", metadata: ["peer": "\(peer ?? "-")"])
                         response = .error(413, "request body larger than admin.max_body_size (\(limit) bytes)")
                     } else {
-                        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                         response = await api.handle(
                             AdminRequest(
                                 method: head.method.rawValue, path: path,
@@ -53,7 +62,7 @@ struct AdminConnection {
                                     fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) }),
                                 body: body, peer: peer))
                     }
-                    let keepAlive = head.isKeepAlive && !tooLarge && !registry.isDraining
+                    let keepAlive = head.isKeepAlive && !tooLarge && !unauthorized && !registry.isDraining
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: response.contentType)
                     headers.add(name: "Content-Length", value: String(response.body.count))

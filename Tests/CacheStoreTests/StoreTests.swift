@@ -288,6 +288,22 @@ struct StoreTests {
         #expect(throws: StoreError.self) { try CacheStore(configuration: readOnly) }
     }
 
+    @Test("a new store is not created in a directory that holds other files")
+    func refusesOccupiedDirectory() throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: dir.path + "/notes.txt"))
+        #expect {
+            try CacheStore(configuration: dir.configuration())
+        } throws: { error in
+            guard case .notAStore(_, let reason) = error as? StoreError else { return false }
+            return reason.contains("notes.txt")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/data.mdb"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["notes.txt"])
+    }
+
     @Test("keys longer than LMDB's 511-byte limit are stored under their digest")
     func longKeys() async throws {
         let dir = TemporaryStore()

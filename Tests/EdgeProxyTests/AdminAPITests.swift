@@ -290,6 +290,20 @@ struct AdminAPITests {
         }
     }
 
+    @Test("a request without the token gets 401 before its body is read, even a body over admin.max_body_size")
+    func unauthorizedBeforeBody() async throws {
+        try await withAdmin { _, outpost, _, _ in
+            let answer = try await rawExchange(
+                port: outpost.adminPort,
+                "POST /purge HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: 10485760\r\n\r\n{\"url\": \"http://h/",
+                deadline: .seconds(10))
+            #expect(answer.hasPrefix("HTTP/1.1 401 "), "\(answer)")
+            #expect(answer.contains("WWW-Authenticate: Bearer"))
+            #expect(answer.contains("Connection: close"))
+        }
+    }
+
     @Test("a purged object stays purged after a restart")
     func purgeSurvivesRestart() async throws {
         let origin = try await TestOrigin.start(taggedOrigin())

@@ -56,6 +56,33 @@ extension OutpostProcess {
         }
     }
 
+    /// Starts `outpost` with these arguments under process limits, from a Dispatch thread (the
+    /// start blocks reading the first line), see ``init(arguments:environment:openFiles:fileSizeLimit:)``.
+    static func start(
+        arguments: [String], openFiles: Int? = nil, fileSizeLimit: Int? = nil
+    ) async throws
+        -> OutpostProcess
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result {
+                        try OutpostProcess(arguments: arguments, openFiles: openFiles, fileSizeLimit: fileSizeLimit)
+                    })
+            }
+        }
+    }
+
+    /// SIGTERM and wait for the exit, from a Dispatch thread (waiting blocks).
+    func stop() async {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                self.terminate()
+                continuation.resume()
+            }
+        }
+    }
+
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 }
 

@@ -43,7 +43,7 @@ struct DiskFullTests {
         let config = try Self.config(directory, origin: origin.url)
         let fileLimit = 2 << 20
         let client = TestClient()
-        var server = try OutpostProcess(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
+        var server = try await OutpostProcess.start(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
         let host = [("Host", "127.0.0.1:\(server.port)")]
         var base = "http://127.0.0.1:\(server.port)"
 
@@ -76,13 +76,13 @@ struct DiskFullTests {
                 return again.isHit
             })
 
-        server.terminate()
-        server = try OutpostProcess(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
+        await server.stop()
+        server = try await OutpostProcess.start(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
         base = "http://127.0.0.1:\(server.port)"
         let again = try await client.get(base + "/obj/fresh", host)
         #expect(again.status == 200 && again.body == small)
         #expect(again.isHit, "\(again.cacheStatus)")
-        server.terminate()
+        await server.stop()
         await client.shutdown()
         await origin.stop()
     }
@@ -101,7 +101,7 @@ struct DiskFullTests {
         let config = try Self.config(directory, origin: origin.url)
         let fileLimit = 160 << 10
         let client = TestClient()
-        var server = try OutpostProcess(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
+        var server = try await OutpostProcess.start(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
         for index in 0..<4 {
             let response = try await client.get("http://127.0.0.1:\(server.port)/big/\(index)")
             #expect(response.status == 200 && response.body == body)
@@ -116,11 +116,11 @@ struct DiskFullTests {
         #expect(metrics.text.contains("outpost_store_degraded 1"))
         let stats = try await client.get(admin + "/stats")
         #expect(stats.text.contains("\"store_writes\":\"degraded\""))
-        server.terminate()
-        server = try OutpostProcess(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
+        await server.stop()
+        server = try await OutpostProcess.start(arguments: ["serve", "--config", config], fileSizeLimit: fileLimit)
         let after = try await client.get("http://127.0.0.1:\(server.port)/big/9")
         #expect(after.status == 200 && after.body == body)
-        server.terminate()
+        await server.stop()
         await client.shutdown()
         await origin.stop()
     }

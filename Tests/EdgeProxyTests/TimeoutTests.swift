@@ -132,8 +132,7 @@ struct DescriptorExhaustionTests {
         level = "error"
         access = false
         """.write(toFile: config, atomically: true, encoding: .utf8)
-        let server = try OutpostProcess(arguments: ["serve", "--config", config], openFiles: 128)
-        defer { server.terminate() }
+        let server = try await OutpostProcess.start(arguments: ["serve", "--config", config], openFiles: 128)
         var held: [Channel] = []
         for _ in 0..<160 {
             guard
@@ -156,6 +155,7 @@ struct DescriptorExhaustionTests {
             })
         #expect(server.process.isRunning)
         for channel in held.dropFirst(60) { try? await channel.close() }
+        await server.stop()
         await origin.stop()
     }
 }
