@@ -51,6 +51,9 @@ public final class CacheStore: Sendable {
     private let sessions = Mutex<[StoreReadSession]>([])
     /// Damaged values found by reads since the store opened, and who is told of each.
     private let corruptions = Mutex(CorruptionState())
+    /// How many damaged holders await removal (``CorruptionState/removing``): lookups skip
+    /// them meanwhile, and only look when there are any.
+    private let pendingRemovals = Atomic<Int>(0)
 
     private struct CorruptionState {
         var count: UInt64 = 0
@@ -88,6 +91,7 @@ public final class CacheStore: Sendable {
             // Outpost's files among someone else's.
             let ours: (String) -> Bool = {
                 $0 == "lock.mdb" || $0 == DiskReserve.fileName || $0.hasPrefix("damaged-") || $0.hasPrefix(".")
+                    || $0 == "lost+found"  // the root of a volume of its own
             }
             let others = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !ours($0) }
             if !others.isEmpty {
@@ -115,8 +119,12 @@ public final class CacheStore: Sendable {
         let path = configuration.path
         let dataFile = path + "/data.mdb"
         // An empty data file is a store that was created and never written: liblmdb sets it up.
+        // A store another process has open (the server, for `inspect`) is being written:
+        // plain reads of its file race with the writer and would see pages change under them.
+        // That process checked the file when it opened it; this one trusts liblmdb's snapshot,
+        // and a damaged verdict can never move a live store aside.
         if let size = (try? FileManager.default.attributesOfItem(atPath: dataFile))?[.size] as? Int,
-            size > 0 || configuration.readOnly
+            size > 0 || configuration.readOnly, !LMDBFileCheck.isOpenElsewhere(lockFile: path + "/lock.mdb")
         {
             do {
                 _ = try LMDBFileCheck.check(dataFile: dataFile)
@@ -283,10 +291,25 @@ public final class CacheStore: Sendable {
             corruptions.withLock { _ = $0.removing.remove(key) }
             return
         }
+        pendingRemovals.add(1, ordering: .relaxed)
         writer.enqueue(
             .removeDamaged(
                 corruption,
-                completion: { [weak self] in self?.corruptions.withLock { _ = $0.removing.remove(key) } }))
+                completion: { [weak self] in
+                    self?.corruptions.withLock { _ = $0.removing.remove(key) }
+                    self?.pendingRemovals.subtract(1, ordering: .relaxed)
+                }))
+    }
+
+    /// Whether a read found damage in this object (its record, its body or one of its codings)
+    /// that is not removed yet: a lookup then skips it, so the request is a miss instead of a
+    /// response cut short by the same damaged chunk.
+    private func awaitsRemoval(_ record: ObjectRecord) -> Bool {
+        guard pendingRemovals.load(ordering: .relaxed) > 0 else { return false }
+        return corruptions.withLock { state in
+            state.removing.contains("object \(record.id)") || state.removing.contains("chunks \(record.id)")
+                || record.alternates.contains { state.removing.contains("chunks \($0.chunkOwner)") }
+        }
     }
 
     /// Decodes a record with `body`; a damaged one (``StoreError/corruptRecord(_:)``) is
@@ -348,7 +371,7 @@ public final class CacheStore: Sendable {
             let found = try decodeReporting(StoreCorruption(primaryKey: primaryKey, objectID: variant.objectID)) {
                 try object(variant.objectID)
             }
-            guard let (record, revision) = found else { continue }
+            guard let (record, revision) = found, !awaitsRemoval(record) else { continue }
             guard readsBody(record) else { return .found(record, revision: revision, body: nil) }
             guard let body = try inlineBody(txn, of: record) else { continue }
             return .found(record, revision: revision, body: body.buffer)

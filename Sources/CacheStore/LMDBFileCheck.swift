@@ -129,12 +129,26 @@ struct LMDBFileCheck {
                 description: "the data file is \(fileBytes) bytes, too short for LMDB's two meta pages",
                 notLMDB: fileBytes == 0)
         }
-        // The page size is in the first meta page (the free tree's md_pad); both metas use it.
-        let first = try read(at: 0, count: 4096)
-        let size = Int(first.u32(at: Self.headerSize + 24))
-        guard first.u32(at: Self.headerSize) == Self.magic else {
-            throw Damage(description: "meta page 0 is not an LMDB meta page", notLMDB: true)
+        // The page size is in each meta page (the free tree's md_pad); both use the same. Meta
+        // page 0 gives it; when page 0 is damaged, page 1 is looked for at the usual sizes. No
+        // meta page at all: not an LMDB file.
+        var first = try read(at: 0, count: 4096)
+        if first.u32(at: Self.headerSize) != Self.magic {
+            var second: PageBytes?
+            for size in [4096, 8192, 16384, 32768, 65536] where UInt64(2 * size) <= fileBytes {
+                if let page = try? read(at: UInt64(size), count: 4096), page.u32(at: Self.headerSize) == Self.magic,
+                    Int(page.u32(at: Self.headerSize + 24)) == size
+                {
+                    second = page
+                    break
+                }
+            }
+            guard let second else {
+                throw Damage(description: "meta page 0 is not an LMDB meta page", notLMDB: true)
+            }
+            first = second
         }
+        let size = Int(first.u32(at: Self.headerSize + 24))
         guard [4096, 8192, 16384, 32768, 65536].contains(size) else {
             throw Damage(description: "meta page 0 names a page size of \(size) bytes")
         }
@@ -160,11 +174,17 @@ struct LMDBFileCheck {
             if best == nil || txnid > best!.txnid { best = (txnid, last, free, main) }
         }
         guard let best else { throw Damage(description: problems.joined(separator: "; "), notLMDB: true) }
+        // liblmdb refuses the environment when either meta page is bad.
+        guard problems.isEmpty else { throw Damage(description: problems.joined(separator: "; ")) }
         // The file may end before the last page in use: pages a transaction allocated and
         // freed again are counted but never written (they are free). Pages the trees reach
         // must be inside the file; that is checked as they are reached.
-        guard best.last >= 1, !best.last.multipliedReportingOverflow(by: UInt64(size)).overflow else {
-            throw Damage(description: "the meta page names \(best.last) as its last page")
+        // Those unwritten pages are few; a last page far past the file is damage (and the
+        // bitmap of pages reached is sized from it).
+        let filePages = fileBytes / UInt64(size)
+        guard best.last >= 1, best.last <= filePages + max(4096, filePages / 2) else {
+            throw Damage(
+                description: "the meta page names \(best.last) as its last page; the file holds \(filePages) pages")
         }
         lastPage = best.last
         return (best.free, best.main)
@@ -355,6 +375,22 @@ struct LMDBFileCheck {
                 description: "page \(first) of the \(name) lies past the end of the data file (\(fileBytes) bytes, "
                     + "\(fileBytes / UInt64(pageSize)) pages): the file was truncated")
         }
+    }
+
+    /// Whether another process has the environment open: it holds a lock on `lock.mdb`
+    /// (liblmdb takes one in every process that opens it). Asked with F_GETLK, which takes
+    /// nothing; locks held by this process do not count.
+    static func isOpenElsewhere(lockFile: String) -> Bool {
+        let descriptor = open(lockFile, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var probe = flock()
+        probe.l_type = Int16(F_WRLCK)
+        probe.l_whence = Int16(SEEK_SET)
+        probe.l_start = 0
+        probe.l_len = 1
+        guard fcntl(descriptor, F_GETLK, &probe) == 0 else { return false }
+        return probe.l_type != Int16(F_UNLCK)
     }
 
     private mutating func mark(_ page: UInt64) { seen[Int(page / 64)] |= 1 << (page % 64) }

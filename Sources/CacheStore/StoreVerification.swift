@@ -13,7 +13,8 @@ public struct StoreVerification: Sendable, Equatable {
         public var what: String
     }
 
-    /// The data file's structure as the open-time check saw it.
+    /// Pages whose structure was checked (0 when another process has the store open: its
+    /// file is being written, and only the values are checked, in a consistent snapshot).
     public var pages: Int
     public var entries = 0
     public var objects = 0
@@ -29,8 +30,13 @@ extension CacheStore {
     /// structure was checked when the store opened (a store that fails that does not open).
     /// For inspection: it reads the whole store.
     public func verify() throws -> StoreVerification {
-        let summary = try LMDBFileCheck.check(dataFile: configuration.path + "/data.mdb")
-        var result = StoreVerification(pages: summary.treePages + summary.overflowPages)
+        // The file's structure only when no other process writes it (see CacheStore.open).
+        var pages = 0
+        if !LMDBFileCheck.isOpenElsewhere(lockFile: configuration.path + "/lock.mdb") {
+            let summary = try LMDBFileCheck.check(dataFile: configuration.path + "/data.mdb")
+            pages = summary.treePages + summary.overflowPages
+        }
+        var result = StoreVerification(pages: pages)
         try environment.read { txn in
             try txn.scan(schema.entries) { _, value in
                 result.entries += 1

@@ -60,9 +60,18 @@ final class StoreWriter: @unchecked Sendable {
     /// keeps free pages for purges, updates and new objects instead of living at its limit.
     /// Touched only by the writer thread.
     private var learnedCapacity: UInt64?
+    /// When the capacity was learned: it is forgotten after ``capacityMemory`` seconds (space
+    /// may have come back) and learned again at the next refused write.
+    private var learnedAt: Double = 0
+    static let capacityMemory: Double = 600
 
     /// The bytes the store may count: max_store_size, or less on a file system that filled up.
-    private var capacity: UInt64 { min(UInt64(configuration.maxStoreSize), learnedCapacity ?? .max) }
+    private var capacity: UInt64 {
+        if learnedCapacity != nil, Date().timeIntervalSince1970 - learnedAt > StoreWriter.capacityMemory {
+            learnedCapacity = nil
+        }
+        return min(UInt64(configuration.maxStoreSize), learnedCapacity ?? .max)
+    }
     /// Set when the sync after a batch with purges failed; read by that batch's completions
     /// (which run after it is set, on this thread). Replaced for each batch.
     private var syncFailure = SyncFailure()
@@ -613,6 +622,7 @@ final class StoreWriter: @unchecked Sendable {
         // From now on the store stays well inside what the disk held.
         let learned = usage.bytes - usage.bytes / 5
         learnedCapacity = min(learnedCapacity ?? .max, max(learned, UInt64(Schema.ballastSize)))
+        learnedAt = Date().timeIntervalSince1970
         DiskReserve.release(storePath: configuration.path)
         try? environment.write { txn in try schema.removeBallast(txn) }
         let wanted = max(UInt64(batchBytes) * 2, usage.bytes / 20)
@@ -624,12 +634,22 @@ final class StoreWriter: @unchecked Sendable {
     private func applyAlone(_ batch: [Operation], purgesOf error: Error) -> [() -> Void] {
         let removals = batch.filter {
             switch $0 {
-            case .purge, .invalidate, .removeDamaged: true
+            case .purge, .invalidate, .removeDamaged, .discard: true
             default: false
             }
         }
+        // The chunks already written for objects whose commit fails now would stay behind,
+        // unreachable and uncounted: they go in the same transaction.
+        var abandoned: [UInt64] = []
+        for operation in batch {
+            switch operation {
+            case .commit(let record, _, _, _, _): abandoned += [record.id] + record.alternates.map(\.chunkOwner)
+            case .addAlternates(_, let alternates, _): abandoned += alternates.map(\.chunkOwner)
+            default: break
+            }
+        }
         var applied: [() -> Void] = []
-        if !removals.isEmpty {
+        if !removals.isEmpty || !abandoned.isEmpty {
             let before = usage
             condition.lock()
             let purgesBefore = purges
@@ -637,9 +657,16 @@ final class StoreWriter: @unchecked Sendable {
             do {
                 try environment.write { txn in
                     for operation in removals { applied.append(try apply(operation, txn)) }
+                    try dropChunks(of: abandoned, txn)
                     try schema.putUsage(txn, usage)
                 }
-                if !configuration.syncCommits { try? environment.sync() }
+                if !configuration.syncCommits {
+                    do {
+                        try environment.sync()
+                    } catch {
+                        syncFailure.error = error
+                    }
+                }
             } catch {
                 usage = before
                 condition.lock()
@@ -656,7 +683,7 @@ final class StoreWriter: @unchecked Sendable {
         let wentThrough = !applied.isEmpty
         return batch.map { operation in
             switch operation {
-            case .purge, .invalidate, .removeDamaged: return wentThrough ? {} : fail(operation, error)
+            case .purge, .invalidate, .removeDamaged, .discard: return wentThrough ? {} : fail(operation, error)
             default: return fail(operation, error)
             }
         } + applied

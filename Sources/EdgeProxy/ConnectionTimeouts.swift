@@ -30,6 +30,9 @@ struct ConnectionTimeoutState: Equatable {
     }
 
     private(set) var phase: Phase = .idle
+    /// The response ended while the request's body was still arriving: the connection goes
+    /// idle when the body ends.
+    private var answeredEarly = false
     let idleTimeout: Double
     let headerTimeout: Double
     let bodyTimeout: Double
@@ -53,6 +56,7 @@ struct ConnectionTimeoutState: Equatable {
     /// zero or chunked).
     mutating func headReceived(expectsBody: Bool = false) -> Action {
         phase = expectsBody ? .readingBody : .busy
+        answeredEarly = false
         return .disarm
     }
 
@@ -65,11 +69,21 @@ struct ConnectionTimeoutState: Equatable {
     /// The request (its body included) has been read.
     mutating func requestEnded() -> Action {
         guard phase == .readingBody else { return .none }
+        if answeredEarly {
+            answeredEarly = false
+            phase = .idle
+            return .arm(seconds: idleTimeout)
+        }
         phase = .busy
         return .disarm
     }
 
     mutating func responseEnded() -> Action {
+        if phase == .readingBody {
+            // Answered before the body ended (an early error): idle once it has.
+            answeredEarly = true
+            return .none
+        }
         guard phase == .busy else { return .none }
         phase = .idle
         return .arm(seconds: idleTimeout)
@@ -308,10 +322,15 @@ final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
             guard let end = raw[start...].firstIndex(of: UInt8(ascii: "\n")) else { return false }
             var line = raw[start..<end]
             if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-            guard !line.isEmpty else { return false }
-            // The version is the request line's last word: "HTTP/" and more.
-            guard let space = line.lastIndex(of: UInt8(ascii: " ")) else { return true }
-            return !line[(space + 1)...].starts(with: "HTTP/".utf8)
+            // HTTP/0.9 is exactly "METHOD SP TARGET": a token, one space, a target that starts
+            // with "/" (or is absolute). Anything else (a version, a fragment of a pipelined
+            // request that a read split) is the decoder's to judge.
+            let words = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
+            guard words.count == 2, !words[0].isEmpty, words[0].allSatisfy(RequestValidation.isTokenByte),
+                let first = words[1].first
+            else { return false }
+            return first == UInt8(ascii: "/") || words[1].starts(with: "http://".utf8)
+                || words[1].starts(with: "https://".utf8)
         }
     }
 

@@ -110,6 +110,45 @@ struct ChecksumTests {
         #expect(try store.verify().isIntact)
     }
 
+    @Test("a damaged coding makes the object a miss for every lookup until it is removed, not a cut response")
+    func damagedCoding() async throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        let coded = randomBody(700)
+        do {
+            let store = try CacheStore(configuration: dir.configuration())
+            let writer = try store.makeObjectWriter(primaryKey: "http://h/c", secondaryKey: "", varyNames: [])
+            let stream = writer.addAlternate(coding: "br")
+            try await writer.append(randomBody(900))
+            try await writer.append(coded, to: stream)
+            _ = try await writer.commit(response: storedResponse(), requestHeaders: HeaderFields(), storedAt: 1)
+            store.close()
+        }
+        try damage(dir, at: Array(coded.readableBytesView.prefix(64)), offset: 9)
+        let store = try CacheStore(configuration: dir.configuration())
+        defer { store.close() }
+        let session = try store.makeReadSession(hotRecords: 16)
+        // An object with codings: the session does not read a body; the caller reads the one
+        // it sends.
+        guard case .found(let record, _, nil) = try session.lookup("http://h/c", requestHeaders: HeaderFields()) else {
+            Issue.record("the record is intact and must be found")
+            return
+        }
+        #expect(try session.readChunk(objectID: try #require(record.alternates.first).chunkOwner, index: 0) == nil)
+        // From now on no lookup hands the object out, before or after its removal.
+        for lookup in [
+            try store.lookup("http://h/c", requestHeaders: HeaderFields())
+        ] {
+            if case .found = lookup { Issue.record("an object with a damaged coding was handed out") }
+        }
+        if case .found = try session.lookup("http://h/c", requestHeaders: HeaderFields()) {
+            Issue.record("an object with a damaged coding was handed out")
+        }
+        await store.flush()
+        try await waitUntil("the damaged object is removed") { try store.primaryKeys().isEmpty }
+        #expect(store.corruptionsDetected == 1)
+    }
+
     @Test("a damaged object record is a miss; a damaged entry record is a miss; both are counted")
     func damagedRecords() async throws {
         let dir = TemporaryStore()
@@ -294,6 +333,39 @@ struct DamagedFileTests {
                 try damaged.write(to: URL(fileURLWithPath: dataFile(dir)))
                 let opened = try readEverything(dir.configuration(), bodies)
                 if page > 1 { #expect(!opened, "a damaged root page \(page) must be refused") }
+            }
+        }
+    }
+
+    @Test("a meta page naming a last page far past the file, or one meta page damaged, is refused without a crash")
+    func damagedMeta() async throws {
+        let pristine = TemporaryStore()
+        defer { pristine.cleanup() }
+        _ = try await makeStore(pristine)
+        let original = try Data(contentsOf: URL(fileURLWithPath: dataFile(pristine)))
+        // The meta page in use has the higher transaction id (byte 16 + 128); its last_pg is
+        // at 16 + 120. (The other one's last_pg is not read by liblmdb either.)
+        func field(_ offset: Int) -> Int { original[offset..<offset + 8].reversed().reduce(0) { $0 << 8 | Int($1) } }
+        let current = field(16 + 128) >= field(4096 + 16 + 128) ? 0 : 4096
+        let other = 4096 - current
+        let hugeLastPage: [UInt8] = [0, 0, 0, 0, 0, 0x01, 0, 0]  // little-endian 2^40
+        let cases: [(offset: Int, bytes: [UInt8])] = [
+            (current + 136, hugeLastPage),
+            (current + 136, [UInt8](repeating: 0xFF, count: 8)),  // 2^64 - 1
+            (other + 16, [0, 0, 0, 0]),  // the other meta page's magic: liblmdb needs both
+        ]
+        for (offset, bytes) in cases {
+            let dir = TemporaryStore()
+            defer { dir.cleanup() }
+            try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+            var damaged = original
+            damaged.replaceSubrange(offset..<offset + bytes.count, with: bytes)
+            try damaged.write(to: URL(fileURLWithPath: dataFile(dir)))
+            #expect {
+                try CacheStore(configuration: dir.configuration())
+            } throws: { error in
+                guard case .damaged = error as? StoreError else { return false }
+                return true
             }
         }
     }

@@ -288,6 +288,16 @@ struct StoreTests {
         #expect(throws: StoreError.self) { try CacheStore(configuration: readOnly) }
     }
 
+    @Test("a new store is created in an empty directory, or one holding only lost+found (a volume's root)")
+    func emptyEnough() throws {
+        let dir = TemporaryStore()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path + "/lost+found", withIntermediateDirectories: true)
+        let store = try CacheStore(configuration: dir.configuration())
+        store.close()
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/data.mdb"))
+    }
+
     @Test("a new store is not created in a directory that holds other files")
     func refusesOccupiedDirectory() throws {
         let dir = TemporaryStore()

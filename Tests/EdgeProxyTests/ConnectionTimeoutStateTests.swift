@@ -47,6 +47,19 @@ struct ConnectionTimeoutStateTests {
         #expect(state.responseEnded() == .arm(seconds: 60))
     }
 
+    @Test("a response that ends before the request body does: idle (with its timer) once the body ends")
+    func answeredBeforeBodyEnded() {
+        var state = ConnectionTimeoutState(idleTimeout: 60, headerTimeout: 10, bodyTimeout: 5)
+        _ = state.bytesArrived()
+        _ = state.headReceived(expectsBody: true)
+        #expect(state.responseEnded() == .none)
+        #expect(state.phase == .readingBody)
+        #expect(state.readRequested() == .arm(seconds: 5))
+        #expect(state.requestEnded() == .arm(seconds: 60))
+        #expect(state.phase == .idle)
+        #expect(state.bytesArrived() == .arm(seconds: 10))
+    }
+
     @Test("a request without a body goes straight to busy; reads then start no timer")
     func noBody() {
         var state = ConnectionTimeoutState(idleTimeout: 60, headerTimeout: 10, bodyTimeout: 5)

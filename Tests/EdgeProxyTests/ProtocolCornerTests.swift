@@ -80,6 +80,12 @@ struct ProtocolCornerTests {
             LineCase(bytes: "GET / HTTP/1.1", isHTTP09: false),
             LineCase(bytes: "GET /", isHTTP09: false),
             LineCase(bytes: "\r\n", isHTTP09: false),
+            // The rest of a pipelined request that a read split is not a request line.
+            LineCase(bytes: "P/1.1\r\nHost: h\r\n\r\n", isHTTP09: false),
+            LineCase(bytes: "st: h\r\n\r\n", isHTTP09: false),
+            LineCase(bytes: "1.1\r\nHost: h\r\n", isHTTP09: false),
+            LineCase(bytes: "GET /a b\r\n", isHTTP09: false),
+            LineCase(bytes: "GET http://h/a\r\n", isHTTP09: true),
         ])
     func http09Lines(line: LineCase) {
         #expect(FirstByteObserver.isHTTP09(ByteBuffer(string: line.bytes)) == line.isHTTP09)
