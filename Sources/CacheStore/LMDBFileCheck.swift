@@ -167,6 +167,12 @@ struct LMDBFileCheck {
                 problems.append("meta page \(index) is not an LMDB meta page")
                 continue
             }
+            // liblmdb takes the page size from the meta page it uses and reads the other meta
+            // page through the map at that offset: another size is damage (a SIGBUS past the file).
+            guard Int(page.u32(at: base + 24)) == size else {
+                problems.append("meta page \(index) names a page size of \(page.u32(at: base + 24)) bytes, not \(size)")
+                continue
+            }
             let free = Tree(page, at: base + 24)
             let main = Tree(page, at: base + 72)
             let last = page.u64(at: base + 120)
