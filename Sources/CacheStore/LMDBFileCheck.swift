@@ -156,7 +156,7 @@ struct LMDBFileCheck {
         guard fileBytes >= UInt64(2 * size) else {
             throw Damage(description: "the data file is \(fileBytes) bytes, too short for two \(size)-byte meta pages")
         }
-        var best: (txnid: UInt64, last: UInt64, free: Tree, main: Tree)?
+        var best: (txnid: UInt64, last: UInt64, free: Tree, main: Tree, index: Int)?
         var problems: [String] = []
         for index in 0..<2 {
             let page = try read(at: UInt64(index * size), count: size)
@@ -177,11 +177,19 @@ struct LMDBFileCheck {
             let main = Tree(page, at: base + 72)
             let last = page.u64(at: base + 120)
             let txnid = page.u64(at: base + 128)
-            if best == nil || txnid > best!.txnid { best = (txnid, last, free, main) }
+            if best == nil || txnid > best!.txnid { best = (txnid, last, free, main, index) }
         }
         guard let best else { throw Damage(description: problems.joined(separator: "; "), notLMDB: true) }
         // liblmdb refuses the environment when either meta page is bad.
         guard problems.isEmpty else { throw Damage(description: problems.joined(separator: "; ")) }
+        // Transaction N is written to meta page N & 1, and liblmdb's readers pick the meta page
+        // by that parity (not by comparing the two): a meta page whose transaction id has the
+        // other parity would send readers to the other page's trees, which this check did not walk.
+        guard best.txnid & 1 == UInt64(best.index) else {
+            throw Damage(
+                description: "meta page \(best.index) carries transaction \(best.txnid), which belongs in meta page "
+                    + "\(best.txnid & 1)")
+        }
         // The file may end before the last page in use: pages a transaction allocated and
         // freed again are counted but never written (they are free). Pages the trees reach
         // must be inside the file; that is checked as they are reached.

@@ -337,7 +337,9 @@ struct DamagedFileTests {
         }
     }
 
-    @Test("a meta page naming a last page far past the file, or one meta page damaged, is refused without a crash")
+    @Test(
+        "a meta page naming a last page far past the file, a transaction id of the wrong parity, or one meta page damaged: refused without a crash"
+    )
     func damagedMeta() async throws {
         let pristine = TemporaryStore()
         defer { pristine.cleanup() }
@@ -349,7 +351,11 @@ struct DamagedFileTests {
         let current = field(16 + 128) >= field(4096 + 16 + 128) ? 0 : 4096
         let other = 4096 - current
         let hugeLastPage: [UInt8] = [0, 0, 0, 0, 0, 0x01, 0, 0]  // little-endian 2^40
+        // The meta page in use with a transaction id of the other parity: liblmdb's readers
+        // would take the other meta page (found by FuzzStore: a SIGBUS in a read).
+        let otherParity = withUnsafeBytes(of: (UInt64(field(current + 16 + 128)) + 1).littleEndian) { Array($0) }
         let cases: [(offset: Int, bytes: [UInt8])] = [
+            (current + 16 + 128, otherParity),
             (current + 136, hugeLastPage),
             (current + 136, [UInt8](repeating: 0xFF, count: 8)),  // 2^64 - 1
             (other + 16, [0, 0, 0, 0]),  // the other meta page's magic: liblmdb needs both
