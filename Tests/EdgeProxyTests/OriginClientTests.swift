@@ -90,7 +90,14 @@ struct OriginClientTests {
             response.delay = .milliseconds(100)
             return response
         }
-        try await withOutpost(origin: slow, configure: { $0.upstream.maxConnectionsPerOrigin = 1 }) {
+        try await withOutpost(
+            origin: slow,
+            configure: {
+                $0.upstream.maxConnectionsPerOrigin = 1
+                // The subject is the waiting, not the deadline: room for a loaded machine.
+                $0.upstream.responseTimeout = 30
+            }
+        ) {
             origin, outpost, client in
             let texts = try await withThrowingTaskGroup(of: String.self) { group in
                 for index in 0..<8 {
@@ -136,7 +143,8 @@ struct OriginClientLoopTests {
         let client = OriginClient(
             group: group,
             settings: .init(
-                connectTimeout: .seconds(5), readTimeout: .seconds(30), responseTimeout: .seconds(3),
+                // Long enough that a loaded machine does not time out the held request itself.
+                connectTimeout: .seconds(5), readTimeout: .seconds(30), responseTimeout: .seconds(8),
                 connectionsPerLoop: 1))
         // The one connection is held: its body stops after the first piece until the gate opens.
         let held = try await client.execute(Self.request(origin, "/held"))
