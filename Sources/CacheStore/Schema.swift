@@ -159,6 +159,21 @@ struct Schema: Sendable {
         do {
             record = try object(txn, id: id)
         } catch StoreError.corruptRecord {
+            // Its record is damaged: its own chunks go by their key prefix, and what they held
+            // comes off the usage count (its codings' chunks cannot be found without the record;
+            // eviction never reaches them, and they are counted no more).
+            var removed = 0
+            var keys: [[UInt8]] = []
+            let prefix = id.bigEndianBytes
+            try txn.scan(chunks, from: prefix) { key, value in
+                guard key.starts(with: prefix) else { return false }
+                keys.append(key)
+                removed += value.count
+                return true
+            }
+            for key in keys { try txn.delete(chunks, key) }
+            usage.bytes -= min(usage.bytes, UInt64(removed + 256))
+            usage.objects -= min(usage.objects, 1)
             record = nil
         }
         if let record {

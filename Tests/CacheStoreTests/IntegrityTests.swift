@@ -153,12 +153,17 @@ struct ChecksumTests {
     func damagedRecords() async throws {
         let dir = TemporaryStore()
         defer { dir.cleanup() }
+        let before: StoreUsage
+        let damagedCost: Int
         do {
             let store = try CacheStore(configuration: dir.configuration())
-            try await put(
+            let damaged = try await put(
                 store, "http://h/r", body: bytes(10),
                 response: storedResponse([("Cache-Control", "max-age=60"), ("X-Marker", "header-marker-0123456789")]))
             try await put(store, "http://h/entry-marker-abcdefghij", body: bytes(10))
+            await store.flush()
+            before = try store.usage()
+            damagedCost = damaged.cost
             store.close()
         }
         try damage(dir, at: Array("header-marker-0123456789".utf8), offset: 5)
@@ -179,6 +184,13 @@ struct ChecksumTests {
         case .found: Issue.record("a damaged entry or object must not be used")
         }
         #expect(store.corruptionsDetected >= 2)
+        // The object with the damaged record is removed and comes off the usage count; the
+        // object behind the damaged entry stays counted (unreachable) until eviction reaches it.
+        await store.flush()
+        try await waitUntil("the damaged object is removed") { try store.usage().objects == before.objects - 1 }
+        // Its record cannot say what it cost: its chunks' bytes and the fixed overhead come off.
+        let after = try store.usage().bytes
+        #expect(after < before.bytes && after >= before.bytes - UInt64(damagedCost), "\(before.bytes) → \(after)")
     }
 }
 
