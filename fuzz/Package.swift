@@ -11,20 +11,24 @@ let package = Package(
     platforms: [.macOS(.v14)],
     dependencies: [.package(name: "Outpost", path: "..")],
     targets: [
+        .target(name: "FuzzDriver"),
         .executableTarget(
-            name: "FuzzRequestHead", dependencies: [.product(name: "OutpostModules", package: "Outpost")],
+            name: "FuzzRequestHead",
+            dependencies: ["FuzzDriver", .product(name: "OutpostModules", package: "Outpost")],
             swiftSettings: fuzzing),
         .executableTarget(
-            name: "FuzzCacheControl", dependencies: [.product(name: "OutpostModules", package: "Outpost")],
+            name: "FuzzCacheControl",
+            dependencies: ["FuzzDriver", .product(name: "OutpostModules", package: "Outpost")],
             swiftSettings: fuzzing),
         .executableTarget(
-            name: "FuzzRange", dependencies: [.product(name: "OutpostModules", package: "Outpost")],
+            name: "FuzzRange", dependencies: ["FuzzDriver", .product(name: "OutpostModules", package: "Outpost")],
             swiftSettings: fuzzing),
         .executableTarget(
-            name: "FuzzAcceptEncoding", dependencies: [.product(name: "OutpostModules", package: "Outpost")],
+            name: "FuzzAcceptEncoding",
+            dependencies: ["FuzzDriver", .product(name: "OutpostModules", package: "Outpost")],
             swiftSettings: fuzzing),
         .executableTarget(
-            name: "FuzzStore", dependencies: [.product(name: "OutpostModules", package: "Outpost")],
+            name: "FuzzStore", dependencies: ["FuzzDriver", .product(name: "OutpostModules", package: "Outpost")],
             swiftSettings: fuzzing),
     ],
     swiftLanguageModes: [.v6]

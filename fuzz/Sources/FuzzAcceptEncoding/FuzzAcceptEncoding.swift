@@ -1,5 +1,6 @@
 import ContentCoding
 import Foundation
+import FuzzDriver
 import HTTPCaching
 
 /// An Accept-Encoding field value: parsing, weights and the choice among stored codings must
@@ -17,19 +18,7 @@ public func fuzzAcceptEncoding(_ data: UnsafePointer<UInt8>, _ size: Int) -> CIn
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
-/// libFuzzer's driver, started from Swift's `main` (SwiftPM links an executable's own main).
 @main
 enum FuzzMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv = Optional(CommandLine.unsafeArgv)
-        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzAcceptEncoding(data, size) })
-    }
+    static func main() { runFuzzer(fuzzAcceptEncoding) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import FuzzDriver
 import HTTPCaching
 
 /// A Cache-Control field value (and the same text as a targeted field and as an Expires date):
@@ -27,19 +28,7 @@ public func fuzzCacheControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
-/// libFuzzer's driver, started from Swift's `main` (SwiftPM links an executable's own main).
 @main
 enum FuzzMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv = Optional(CommandLine.unsafeArgv)
-        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzCacheControl(data, size) })
-    }
+    static func main() { runFuzzer(fuzzCacheControl) }
 }

@@ -1,5 +1,6 @@
 import ContentCoding
 import Foundation
+import FuzzDriver
 import HTTPCaching
 
 /// A Range field value and a representation length (the first 8 bytes, the rest the text):
@@ -31,19 +32,7 @@ public func fuzzRange(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
-/// libFuzzer's driver, started from Swift's `main` (SwiftPM links an executable's own main).
 @main
 enum FuzzMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv = Optional(CommandLine.unsafeArgv)
-        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzRange(data, size) })
-    }
+    static func main() { runFuzzer(fuzzRange) }
 }

@@ -1,5 +1,6 @@
 import EdgeProxy
 import Foundation
+import FuzzDriver
 import HTTPCaching
 
 /// A request head as text: "METHOD URI VERSION" then "name: value" lines. Whatever the bytes,
@@ -32,19 +33,7 @@ public func fuzzRequestHead(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
-/// libFuzzer's driver, started from Swift's `main` (SwiftPM links an executable's own main).
 @main
 enum FuzzMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv = Optional(CommandLine.unsafeArgv)
-        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzRequestHead(data, size) })
-    }
+    static func main() { runFuzzer(fuzzRequestHead) }
 }
