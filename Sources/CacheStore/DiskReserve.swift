@@ -39,6 +39,4 @@ enum DiskReserve {
     static func release(storePath: String) -> Bool {
         (try? FileManager.default.removeItem(atPath: path(storePath: storePath))) != nil
     }
-
-    static func isHeld(storePath: String) -> Bool { FileManager.default.fileExists(atPath: path(storePath: storePath)) }
 }

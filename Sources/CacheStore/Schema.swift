@@ -162,16 +162,7 @@ struct Schema: Sendable {
             // Its record is damaged: its own chunks go by their key prefix, and what they held
             // comes off the usage count (its codings' chunks cannot be found without the record;
             // eviction never reaches them, and they are counted no more).
-            var removed = 0
-            var keys: [[UInt8]] = []
-            let prefix = id.bigEndianBytes
-            try txn.scan(chunks, from: prefix) { key, value in
-                guard key.starts(with: prefix) else { return false }
-                keys.append(key)
-                removed += value.count
-                return true
-            }
-            for key in keys { try txn.delete(chunks, key) }
+            let removed = try removeChunks(txn, id: id)
             usage.bytes -= min(usage.bytes, UInt64(removed + 256))
             usage.objects -= min(usage.objects, 1)
             record = nil
@@ -195,16 +186,21 @@ struct Schema: Sendable {
     }
 
     /// Deletes the chunks of an object that never committed.
-    func removeChunks(_ txn: LMDBTransaction, id: UInt64) throws {
+    /// Returns the bytes the deleted chunk values held.
+    @discardableResult
+    func removeChunks(_ txn: LMDBTransaction, id: UInt64) throws -> Int {
         var keys: [[UInt8]] = []
+        var bytes = 0
         let prefix = id.bigEndianBytes
-        try txn.scan(chunks, from: prefix) { key, _ in
+        try txn.scan(chunks, from: prefix) { key, value in
             guard key.starts(with: prefix) else { return false }
             keys.append(key)
+            bytes += value.count
             return true
         }
         for key in keys { try txn.delete(chunks, key) }
         try txn.delete(pending, id.bigEndianBytes)
+        return bytes
     }
 
     /// Removes a whole entry (every variant). Returns the number of objects removed.

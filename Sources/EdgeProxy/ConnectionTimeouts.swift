@@ -322,6 +322,9 @@ final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
             guard let end = raw[start...].firstIndex(of: UInt8(ascii: "\n")) else { return false }
             var line = raw[start..<end]
             if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            // Every HTTP/1.x request line ends with "HTTP/d.d": decided without splitting (this
+            // runs at the start of every request, on the hit path).
+            if line.count >= 9, line.dropLast(3).suffix(6).elementsEqual(" HTTP/".utf8) { return false }
             // HTTP/0.9 is exactly "METHOD SP TARGET": a token, one space, a target that starts
             // with "/" (or is absolute). Anything else (a version, a fragment of a pipelined
             // request that a read split) is the decoder's to judge.
