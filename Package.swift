@@ -95,15 +95,19 @@ let package = Package(
         ),
         .executableTarget(
             name: "OutpostPurgeBench",
-            dependencies: ["CacheStore", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "CacheStore", "HTTPCaching", "OutpostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "tools/purge-bench"
         ),
         .testTarget(name: "HTTPCachingTests", dependencies: ["HTTPCaching"]),
         .testTarget(
             name: "CacheStoreTests",
-            dependencies: ["CacheStore", "HTTPCaching", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "CacheStore", "HTTPCaching", "OutpostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
-        // Helpers shared by the test targets (running the system's gzip and brotli).
+        // Helpers shared by the test targets (running the system's gzip and brotli, test bytes).
         .target(name: "OutpostTestSupport", path: "Tests/OutpostTestSupport"),
         .testTarget(
             name: "ContentCodingTests",

@@ -309,6 +309,14 @@ final class CachePipeline: Sendable {
         let key = request.key.description
         switch coalescer.role(for: key, now: clock.now()) {
         case .leader:
+            if plan.forward == .uriMiss || plan.forward == .varyMiss, storedSinceLookup(request) {
+                // The previous leader committed between this request's lookup and its turn
+                // (its client had the response before the commit landed): use what it stored
+                // instead of asking the origin a second time.
+                coalescer.finish(key, outcome: .stored, uncacheable: false, now: clock.now())
+                let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)
+                return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: true)
+            }
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: key)
         case .bypass:
             return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
@@ -328,6 +336,15 @@ final class CachePipeline: Sendable {
                 return try await answerFailure(error, request: request, sink: sink, plan: plan)
             }
         }
+    }
+
+    /// Whether the store now holds a response for a request whose lookup found none (the
+    /// second look of a double-checked lock; a store error counts as nothing stored).
+    private func storedSinceLookup(_ request: ClientRequest) -> Bool {
+        guard case .found? = try? store.lookup(request.key.description, requestHeaders: request.headers) else {
+            return false
+        }
+        return true
     }
 
     /// RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored.

@@ -19,6 +19,11 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var inRequest = false
     /// A response was started for the request in progress.
     private var answeredCurrentRequest = false
+    /// This handler answered a malformed request and the connection is closing. When the
+    /// parser failed after it had passed a request's head on (a Transfer-Encoding it refuses
+    /// is found at the end of the head), the async loop may still answer that head; that
+    /// would be a second response to one request, so it is dropped.
+    private var answeredMalformed = false
     private let logger: Logger
     private let via: String
 
@@ -58,6 +63,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            answeredMalformed = true
         }
         context.fireErrorCaught(error)
         context.close(promise: nil)
@@ -77,6 +83,10 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if answeredMalformed {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
         switch unwrapOutboundIn(data) {
         case .head(let head) where head.status.code < 200 || head.status.code == 101:
             break

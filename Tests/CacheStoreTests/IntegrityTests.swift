@@ -2,15 +2,13 @@ import CacheStore
 import Foundation
 import HTTPCaching
 import NIOCore
+import OutpostTestSupport
 import Testing
 
 /// Random bytes: a body whose every 64-byte window is unique in the data file, so a test can
 /// find it there and damage it.
 func randomBody(_ count: Int) -> ByteBuffer {
-    var generator = SystemRandomNumberGenerator()
-    var buffer = ByteBuffer()
-    for _ in 0..<count { buffer.writeInteger(UInt8.random(in: 0...255, using: &generator)) }
-    return buffer
+    ByteBuffer(bytes: pseudoRandomBytes(count, seed: .random(in: 1...UInt64.max)))
 }
 
 /// The data file of a store directory.

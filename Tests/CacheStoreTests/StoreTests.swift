@@ -2,6 +2,7 @@ import CacheStore
 import Foundation
 import HTTPCaching
 import NIOCore
+import OutpostTestSupport
 import Testing
 
 /// A fresh store directory under the system temporary directory, removed by `cleanup`.
@@ -22,9 +23,7 @@ struct TemporaryStore {
 }
 
 func bytes(_ count: Int, seed: UInt8 = 0) -> ByteBuffer {
-    var buffer = ByteBuffer()
-    for index in 0..<count { buffer.writeInteger(UInt8(truncatingIfNeeded: index &* 31 &+ Int(seed))) }
-    return buffer
+    ByteBuffer(bytes: pseudoRandomBytes(count, seed: UInt64(seed)))
 }
 
 func storedResponse(_ fields: [(String, String)] = [("Cache-Control", "max-age=60")]) -> StoredResponse {

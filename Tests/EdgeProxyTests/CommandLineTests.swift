@@ -42,50 +42,6 @@ private func runOutpostBlocking(
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
-extension OutpostProcess {
-    /// Starts `outpost serve --config FILE` from a Dispatch thread (the start blocks reading
-    /// the first line, which must not tie up one of the concurrency pool's few threads).
-    static func start(config: String, environment: [String: String]) async throws -> OutpostProcess {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result {
-                        try OutpostProcess(arguments: ["serve", "--config", config], environment: environment)
-                    })
-            }
-        }
-    }
-
-    /// Starts `outpost` with these arguments under process limits, from a Dispatch thread (the
-    /// start blocks reading the first line), see ``init(arguments:environment:openFiles:fileSizeLimit:)``.
-    static func start(
-        arguments: [String], openFiles: Int? = nil, fileSizeLimit: Int? = nil
-    ) async throws
-        -> OutpostProcess
-    {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result {
-                        try OutpostProcess(arguments: arguments, openFiles: openFiles, fileSizeLimit: fileSizeLimit)
-                    })
-            }
-        }
-    }
-
-    /// SIGTERM and wait for the exit, from a Dispatch thread (waiting blocks).
-    func stop() async {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                self.terminate()
-                continuation.resume()
-            }
-        }
-    }
-
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
-}
-
 /// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
 /// Its writer is finished by ``close()`` or, if a test fails before that, by its deinit.
 final class KeepAliveConnection {
@@ -172,7 +128,7 @@ struct CommandLineTests {
         let server = try await OutpostProcess.start(config: config, environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
         let client = TestClient()
         defer {
-            server.terminate()
+            server.terminateWithoutWaiting()
             try? FileManager.default.removeItem(atPath: directory)
         }
         let base = "http://127.0.0.1:\(server.port)"
@@ -250,6 +206,8 @@ struct CommandLineTests {
         #expect(still.body == "second origin /fresh-3")
         await connection.close()
         await client.shutdown()
+        await server.stop()
+        #expect(server.process.terminationStatus == 0)
         await origin.stop()
         await second.stop()
     }

@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import OutpostTestSupport
 
 /// A clock the test moves forward instead of sleeping: real time plus an offset.
 final class TestClock: CacheClock {
@@ -154,13 +155,7 @@ func rawExchange(port: Int, _ request: String, deadline: Duration = .seconds(10)
 
 /// Deterministic test bytes.
 func testBytes(_ count: Int, seed: Int = 7) -> [UInt8] {
-    var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 | 1
-    return (0..<count).map { _ in
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return UInt8(truncatingIfNeeded: state)
-    }
+    pseudoRandomBytes(count, seed: UInt64(truncatingIfNeeded: seed))
 }
 
 /// Waits for a condition, polling, until a deadline; fails the caller if it never holds.

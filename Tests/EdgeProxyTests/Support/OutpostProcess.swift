@@ -1,0 +1,111 @@
+import Foundation
+
+/// `outpost serve` as a child process (to kill with SIGKILL, signal, or run the CLI beside).
+///
+/// Starting it blocks on reading its first line and stopping it blocks on its exit, so both
+/// happen on a Dispatch thread: a test that blocked one of the concurrency pool's threads
+/// (two on a two-core CI machine) would stall every other test running beside it.
+final class OutpostProcess: Sendable {
+    let process: Process
+    let port: Int
+    let adminPort: Int
+
+    /// `outpost serve` with this origin and store, listening on free loopback ports.
+    static func start(origin: String, store: String) async throws -> OutpostProcess {
+        try await start(arguments: [
+            "serve", "--origin", origin, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", store,
+            "--log-level", "error",
+        ])
+    }
+
+    /// `outpost serve --config FILE` with these variables added to the environment.
+    static func start(config: String, environment: [String: String]) async throws -> OutpostProcess {
+        try await start(arguments: ["serve", "--config", config], environment: environment)
+    }
+
+    /// Starts `outpost` with these arguments and reads both bound ports back from its first line.
+    /// - Parameters:
+    ///   - openFiles: run it under `prlimit` with this open-file limit (soft and hard).
+    ///   - fileSizeLimit: run it under `prlimit` with this file-size limit in bytes (a file
+    ///     cannot grow past it: a full disk for the store's data file).
+    static func start(
+        arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, fileSizeLimit: Int? = nil
+    ) async throws -> OutpostProcess {
+        try await onDispatchThread {
+            try OutpostProcess(
+                arguments: arguments, environment: environment, openFiles: openFiles, fileSizeLimit: fileSizeLimit)
+        }
+    }
+
+    private init(
+        arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?
+    ) throws {
+        let process = Process()
+        var limits: [String] = []
+        if let openFiles { limits.append("--nofile=\(openFiles):\(openFiles)") }
+        if let fileSizeLimit { limits.append("--fsize=\(fileSizeLimit):\(fileSizeLimit)") }
+        if !limits.isEmpty {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = limits + ["--", try outpostExecutable().path] + arguments
+        } else {
+            process.executableURL = try outpostExecutable()
+            process.arguments = arguments
+        }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
+        var line = Data()
+        let handle = output.fileHandleForReading
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty { throw CrashTestError("outpost exited before listening") }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let ports = text.components(separatedBy: "127.0.0.1:").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
+        guard ports.count == 2 else { throw CrashTestError("unexpected first line: \(text)") }
+        self.process = process
+        self.port = ports[0]
+        self.adminPort = ports[1]
+    }
+
+    /// SIGKILL and wait for the exit.
+    func kill9() async {
+        await Self.onDispatchThread {
+            kill(self.process.processIdentifier, SIGKILL)
+            self.process.waitUntilExit()
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    func stop() async {
+        await Self.onDispatchThread {
+            self.process.terminate()
+            self.process.waitUntilExit()
+        }
+    }
+
+    /// Sends a signal without waiting; for a test's clean-up after a failure, where nothing
+    /// may be awaited (a `defer`).
+    func terminateWithoutWaiting() { process.terminate() }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    private static func onDispatchThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    private static func onDispatchThread(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                work()
+                continuation.resume()
+            }
+        }
+    }
+}
