@@ -13,6 +13,8 @@ final class ConnectionRegistry: Sendable {
     private struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
         var draining = false
+        /// Waiting for the last connection to go (``waitUntilEmpty()``).
+        var emptyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -28,7 +30,31 @@ final class ConnectionRegistry: Sendable {
     }
 
     func unregister(_ id: ObjectIdentifier) {
-        state.withLockedValue { _ = $0.entries.removeValue(forKey: id) }
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.entries.removeValue(forKey: id)
+            guard state.entries.isEmpty else { return [] }
+            defer { state.emptyWaiters = [] }
+            return state.emptyWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Registers a connection for as long as its channel is open.
+    func registerUntilClosed(_ channel: any Channel) {
+        let id = register(channel)
+        channel.closeFuture.whenComplete { _ in self.unregister(id) }
+    }
+
+    /// Returns once no connection is registered (at shutdown, after the listeners closed).
+    func waitUntilEmpty() async {
+        await withCheckedContinuation { continuation in
+            let empty = state.withLockedValue { state -> Bool in
+                if state.entries.isEmpty { return true }
+                state.emptyWaiters.append(continuation)
+                return false
+            }
+            if empty { continuation.resume() }
+        }
     }
 
     func setBusy(_ id: ObjectIdentifier, _ busy: Bool) {

@@ -19,14 +19,16 @@ public final class OutpostServer: Sendable {
     public let telemetry: Telemetry
 
     private typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    private let traffic: NIOAsyncChannel<ConnectionChannel, Never>
-    private let admin: NIOAsyncChannel<ConnectionChannel, Never>
+    /// Each accepted connection, or nil for one whose async loop starts later (``ConnectionStarts``).
+    private let traffic: NIOAsyncChannel<ConnectionChannel?, Never>
+    private let admin: NIOAsyncChannel<ConnectionChannel?, Never>
     private let live: NIOLockedValueBox<OutpostConfiguration>
     private let pipelines: PipelineHolder
     /// The origin clients in use, and those replaced by reloads (closed at shutdown, once no
     /// request can still be using them).
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
+    private let starts = ConnectionStarts()
     private let accepted: AcceptedConnections
     /// Counts the traffic listener's connections against `server.max_connections`.
     private let gate = ConnectionGate()
@@ -82,6 +84,7 @@ public final class OutpostServer: Sendable {
         let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
         self.accessLog = accessLog
         let registry = self.registry
+        let starts = self.starts
         let accepted = AcceptedConnections()
         self.accepted = accepted
         let gate = self.gate
@@ -90,15 +93,15 @@ public final class OutpostServer: Sendable {
                 try LoopHitState(
                     eventLoop: loop, store: store, hotRecords: configuration.store.hotRecords,
                     counters: telemetry.makeLoopCounters(), pipeline: LoopPipeline(pipelines), registry: registry,
-                    accessLog: accessLog, logger: logger)
+                    starts: starts, accessLog: accessLog, logger: logger)
             }
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
-                accepted: accepted, gate: gate)
+                registry: registry, accepted: accepted, gate: gate)
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
                 configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
-                accepted: accepted, gate: nil)
+                registry: nil, accepted: accepted, gate: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -178,8 +181,9 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, accepted: AcceptedConnections, gate: ConnectionGate?
-    ) async throws -> NIOAsyncChannel<ConnectionChannel, Never> {
+        hitPath: LoopHitStates?, registry: ConnectionRegistry?, accepted: AcceptedConnections,
+        gate: ConnectionGate?
+    ) async throws -> NIOAsyncChannel<ConnectionChannel?, Never> {
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in
@@ -192,6 +196,12 @@ public final class OutpostServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
+            // Each connection keeps its last read buffer for the next read. NIO starts it at
+            // 2 KiB; 1 KiB holds a typical request head, grows for bigger ones, and halves
+            // what an idle kept-alive connection holds after its first request.
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
+            )
             .bind(host: address.host, port: address.port) { channel in
                 // Each connection takes the limits and timeouts in force when it opens.
                 let server = live.withLockedValue { $0.server }
@@ -235,14 +245,20 @@ public final class OutpostServer: Sendable {
                     // The hit path sits right after the HTTP pipelining handler: a request it
                     // answers goes through no other handler either way (it tells the timeouts
                     // itself); every other request passes on to the handlers below.
-                    if let state = hitPath?.state(for: channel.eventLoop) {
-                        try sync.addHandler(HitHandler(state: state, timeouts: timeoutHandler))
+                    // A traffic connection is registered (for a graceful shutdown) from now until
+                    // it closes, whether or not it ever gets an async loop.
+                    registry?.registerUntilClosed(channel)
+                    let hitState = hitPath?.state(for: channel.eventLoop)
+                    if let hitState {
+                        try sync.addHandler(HitHandler(state: hitState, timeouts: timeoutHandler))
                     }
                     try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
                     if let timeoutHandler {
                         try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
                         try sync.addHandler(timeoutHandler)
                     }
+                    // With the hit path, the async loop starts with the first request it passes on.
+                    if hitState != nil { return nil }
                     return accepted.adopt(try ConnectionChannel(wrappingChannelSynchronously: channel))
                 }
             }
@@ -250,6 +266,10 @@ public final class OutpostServer: Sendable {
 
     /// Client connections open on the traffic listener (counted against `server.max_connections`).
     public var openConnections: Int { gate.openConnections }
+
+    /// Client connections that have started their async loop (a request the hit path passed
+    /// on), since start; connections answered only by the hit path never do.
+    public var connectionLoopsStarted: Int { starts.started }
 
     /// Requests waiting right now for another request's fetch of the same URL.
     public var coalescedWaiters: Int { pipelines.current.coalescer.waitingCount }
@@ -268,13 +288,25 @@ public final class OutpostServer: Sendable {
                 "store": "\(configuration.store.path)",
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
+        let serve: @Sendable (ConnectionChannel) async -> Void = { connection in
+            await ClientConnection(
+                channel: connection, pipelines: self.pipelines, registry: self.registry, accessLog: accessLog,
+                logger: self.logger
+            ).run()
+        }
         await withDiscardingTaskGroup { group in
             group.addTask {
-                await self.accept(self.traffic) { connection in
-                    await ClientConnection(
-                        channel: connection, pipelines: self.pipelines, registry: self.registry, accessLog: accessLog,
-                        logger: self.logger
-                    ).run()
+                await self.accept(self.traffic, serve)
+                // The listener has closed; connections still open may yet start their async
+                // loop (a request during the drain), so starts stop only once all are gone.
+                await self.registry.waitUntilEmpty()
+                self.starts.finish()
+            }
+            group.addTask {
+                await withDiscardingTaskGroup { connections in
+                    for await connection in self.starts.connections {
+                        connections.addTask { await serve(connection) }
+                    }
                 }
             }
             group.addTask {
@@ -300,15 +332,16 @@ public final class OutpostServer: Sendable {
     }
 
     private func accept(
-        _ listener: NIOAsyncChannel<ConnectionChannel, Never>,
+        _ listener: NIOAsyncChannel<ConnectionChannel?, Never>,
         _ handle: @escaping @Sendable (ConnectionChannel) async -> Void
     ) async {
         do {
             try await listener.executeThenClose { inbound in
                 await withDiscardingTaskGroup { group in
                     do {
-                        for try await connection in inbound {
-                            accepted.take(connection)
+                        for try await accepted in inbound {
+                            guard let connection = accepted else { continue }
+                            self.accepted.take(connection)
                             group.addTask { await handle(connection) }
                         }
                     } catch {

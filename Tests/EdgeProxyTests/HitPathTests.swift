@@ -80,6 +80,34 @@ struct HitPathTests {
         }
     }
 
+    @Test("a connection answered only from the store never starts an async loop; its first miss starts one")
+    func loopStartsOnFirstMiss() async throws {
+        try await withOutpost(origin: Self.textOrigin) { _, outpost, client in
+            _ = try await client.get(outpost.base + "/a")
+            #expect(try await outpost.stored("/a"))
+            let host = "127.0.0.1:\(outpost.port)"
+            let connection = try await KeepAliveConnection(port: outpost.port)
+            let before = outpost.server.connectionLoopsStarted
+            for _ in 0..<3 {
+                let hit = try await connection.get("/a", host: host)
+                #expect(hit.head.contains("; hit"), "\(hit.head)")
+            }
+            #expect(outpost.server.connectionLoopsStarted == before)
+            // The first request the hit path passes on starts the loop; it then stays.
+            let miss = try await connection.get("/b", host: host)
+            #expect(
+                miss.head.contains("fwd=uri-miss")
+                    && miss.body == String(repeating: "outpost hit path /b ", count: 200), "\(miss.head)")
+            #expect(outpost.server.connectionLoopsStarted == before + 1)
+            let pass = try await connection.get("/c", host: host)
+            #expect(pass.body == String(repeating: "outpost hit path /c ", count: 200))
+            let hit = try await connection.get("/a", host: host)
+            #expect(hit.head.contains("; hit"))
+            #expect(outpost.server.connectionLoopsStarted == before + 1)
+            await connection.close()
+        }
+    }
+
     /// The same stored response through the hit path (HTTP/1.1) and through the pipeline
     /// (HTTP/1.0, which the hit path leaves alone) must be the same response.
     @Test(

@@ -11,6 +11,8 @@ import NIOHTTP1
 /// (misses, validation, request bodies, errors, multipart ranges, decoding on the fly) passes
 /// on unchanged to the connection's async loop (`ClientConnection`), which answers it through
 /// `CachePipeline`. The decisions are the pipeline's own functions; only the I/O differs.
+/// That loop is started by this handler when a request first needs it (`ConnectionStarts`):
+/// a connection that only ever gets hits has no task at all.
 ///
 /// Sits right after the HTTP server pipelining handler (so pipelined requests reach it one at
 /// a time, each after the previous response ended), before the protocol-error and timeout
@@ -41,6 +43,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A stored body being sent chunk by chunk as the socket takes it.
     private var stream: BodyStream?
     private var peer: String?
+    /// The connection's async loop has been started (it then stays for the connection's life).
+    private var loopStarted = false
 
     init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?) {
         self.state = state
@@ -66,13 +70,13 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 send(answer, context: context)
             } else {
                 phase = .forwarding
-                context.fireChannelRead(data)
+                forward(data, context: context)
             }
         case (.forwarding, .end):
             phase = .idle
-            context.fireChannelRead(data)
+            forward(data, context: context)
         case (.forwarding, _), (.idle, _):
-            context.fireChannelRead(data)
+            forward(data, context: context)
         case (.answering(let done), .end):
             if done {
                 phase = .idle
@@ -86,6 +90,16 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The request being answered here has been read to its end.
     private var requestEnded = false
+
+    /// Passes a request part on to the connection's async loop, starting the loop first.
+    private func forward(_ data: NIOAny, context: ChannelHandlerContext) {
+        if !loopStarted {
+            loopStarted = true
+            // Refused only when the server is stopping; the channel is closed then.
+            guard state.starts.start(context.channel) else { return }
+        }
+        context.fireChannelRead(data)
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         // A response from the async loop that closes the connection: nothing after it is ours.
@@ -361,8 +375,10 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func finish(_ answer: Answer, context: ChannelHandlerContext) {
         // The state moves before `.end` is written: writing it can deliver the next pipelined
-        // request to this handler at once.
-        if answer.closes { closing = true }
+        // request to this handler at once. A graceful shutdown closes the connection after a
+        // response that was under way when it began (there is no async loop to do it).
+        let closes = answer.closes || state.registry.isDraining
+        if closes { closing = true }
         if requestEnded {
             phase = .idle
         } else {
@@ -371,7 +387,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         requestEnded = false
         record(answer)
         timeouts?.responseEnded()
-        if answer.closes {
+        if closes {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
         } else {
