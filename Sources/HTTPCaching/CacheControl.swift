@@ -2,8 +2,13 @@
 ///
 /// Choices where the standard leaves room, applied the same way to requests and responses:
 /// - Names are case-insensitive (§5.2); values are tokens or quoted strings.
-/// - A quoted delta-seconds (`max-age="60"`) is *invalid*: §5.2.1.1 and §5.2.2.1 say the
-///   argument uses the token form and senders must not quote it, so we do not guess.
+/// - A quoted delta-seconds (`max-age="60"`) is *accepted*: §5.2 lets every argument use the
+///   token or the quoted-string form, and §5.2.1.1 / §5.2.2.1 only tell senders to prefer the
+///   token; the quoted digits mean the same number (issue 11, as most caches read it).
+/// - A delta-seconds value with a decimal point or trailing letters (`1.5`, `60s`) is
+///   *invalid* (§1.2.2: digits only).
+/// - Whitespace around `=` (`max-age = 60`) is *invalid*: the member is not
+///   `token "=" ( token / quoted-string )`, so its argument is not read.
 /// - A delta-seconds directive repeated with different values is a *conflict* (§4.2.1 allows
 ///   treating such a response as stale, which is the safe reading).
 /// - Unknown directives are kept (so extensions can be read) and otherwise ignored.
@@ -14,11 +19,15 @@ public struct CacheControl: Sendable, Equatable {
         /// The argument with quotes removed, or nil when the directive had none.
         public var value: String?
         public var quoted: Bool
+        /// Its argument can never be a delta-seconds: whitespace around its `=`, or a String
+        /// (not an Integer) in a targeted field (RFC 9213 §2.1).
+        public var argumentInvalid: Bool
 
-        public init(name: String, value: String?, quoted: Bool) {
+        public init(name: String, value: String?, quoted: Bool, argumentInvalid: Bool = false) {
             self.name = name
             self.value = value
             self.quoted = quoted
+            self.argumentInvalid = argumentInvalid
         }
     }
 
@@ -26,8 +35,8 @@ public struct CacheControl: Sendable, Equatable {
     public enum Seconds: Sendable, Equatable {
         case absent
         case value(Int64)
-        /// Present but unusable: no argument, quoted, non-numeric, negative, fractional, or
-        /// repeated with a different value.
+        /// Present but unusable: no argument, non-numeric, negative, fractional, whitespace
+        /// around `=`, or repeated with a different value.
         case invalid
 
         public var isPresent: Bool { self != .absent }
@@ -63,7 +72,7 @@ public struct CacheControl: Sendable, Equatable {
     public func seconds(_ name: String) -> Seconds {
         var result = Seconds.absent
         for directive in directives where directive.name == name {
-            guard let text = directive.value, !directive.quoted, let value = DeltaSeconds.parse(text) else {
+            guard !directive.argumentInvalid, let text = directive.value, let value = DeltaSeconds.parse(text) else {
                 return .invalid
             }
             switch result {
@@ -82,8 +91,9 @@ public struct CacheControl: Sendable, Equatable {
 
     public var maxStale: MaxStale {
         guard let directive = directives.first(where: { $0.name == "max-stale" }) else { return .absent }
+        guard !directive.argumentInvalid else { return .invalid }
         guard let text = directive.value else { return .unlimited }
-        guard !directive.quoted, let value = DeltaSeconds.parse(text) else { return .invalid }
+        guard let value = DeltaSeconds.parse(text) else { return .invalid }
         return .seconds(value)
     }
 
@@ -94,7 +104,14 @@ public struct CacheControl: Sendable, Equatable {
         }
         let name = member[..<equals].trimmingOWS()
         guard !name.isEmpty else { return nil }
-        var value = member[member.index(after: equals)...].trimmingOWS()
+        let rawValue = member[member.index(after: equals)...]
+        // RFC 9111 §5.2: `token [ "=" ( token / quoted-string ) ]`, no whitespace around "=".
+        if member[..<equals].last.map({ $0 == " " || $0 == "\t" }) == true
+            || rawValue.first.map({ $0 == " " || $0 == "\t" }) == true
+        {
+            return Directive(name: name.asciiLowercased(), value: nil, quoted: false, argumentInvalid: true)
+        }
+        var value = rawValue.trimmingOWS()
         var quoted = false
         if value.count >= 2, value.first == "\"", value.last == "\"" {
             quoted = true

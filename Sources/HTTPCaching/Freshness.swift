@@ -71,7 +71,11 @@ public struct FreshnessLifetime: Sendable, Equatable {
             let date = response.dateValue ?? Int64(response.responseTime)
             return .init(seconds: max(0, expires - date), source: .expires)
         }
-        guard StatusCodes.isHeuristicallyCacheable(response.status) else { return .init(seconds: 0, source: .none) }
+        // §4.2.2: heuristics only for a heuristically cacheable status, or any status when the
+        // response is marked explicitly cacheable (`public`).
+        guard StatusCodes.isHeuristicallyCacheable(response.status) || cacheControl.has("public") else {
+            return .init(seconds: 0, source: .none)
+        }
         guard let lastModified = response.lastModified else {
             return configuration.defaultTTL > 0
                 ? .init(seconds: configuration.defaultTTL, source: .operatorDefault) : .init(seconds: 0, source: .none)

@@ -38,7 +38,12 @@ public enum Storability {
         guard requestMethod == "GET" else { return .doNotStore(reason: "method") }
         // §3: final status only; 304 and 1xx are never stored as such (§4.3.4 handles 304).
         guard StatusCodes.isFinal(status), status != 304 else { return .doNotStore(reason: "status") }
-        guard StatusCodes.isUnderstood(status) else {
+        // §3: any final status may be stored; understanding it is required only for 206 (and
+        // 304, above) and when the response says must-understand (§5.2.2.3). A status this
+        // cache does not know gets no heuristic lifetime unless `public` (§4.2.2), so it is
+        // stored only with explicit freshness or `public` (checked below).
+        let mustUnderstand = responseCacheControl.has("must-understand")
+        if mustUnderstand, !StatusCodes.isUnderstood(status) {
             return .doNotStore(reason: "status not understood")
         }
         // §3.3: a 206 is stored as a part of its representation when it is a single part with
@@ -58,7 +63,6 @@ public enum Storability {
         // §5.2.1.5: no-store on the request.
         guard !requestCacheControl.has("no-store") else { return .doNotStore(reason: "request no-store") }
         // §5.2.2.3: must-understand with an understood status overrides no-store.
-        let mustUnderstand = responseCacheControl.has("must-understand")
         if responseCacheControl.has("no-store") && !mustUnderstand {
             return .doNotStore(reason: "no-store")
         }

@@ -23,6 +23,10 @@ public struct StoredResponse: Sendable, Equatable {
 
     /// The Age field (RFC 9111 §5.1): the first member of the first line, digits only. An
     /// invalid value (negative, fractional, with parameters) is treated as absent.
+    /// The Age field's delta-seconds (RFC 9111 §5.1); nil when absent or invalid. A value
+    /// with parameters or anything but digits (`60;x=1`, `7200.0`) is invalid and ignored. Of
+    /// a list (several members or lines, which §5.1 does not allow) the first member is read,
+    /// as the conformance suite's age-parse-suffix / -prefix tests require: `7200, 0` is old.
     public var ageValue: Int64? {
         guard let line = headers["Age"], let first = HeaderFields.splitList(line).first else { return nil }
         return DeltaSeconds.parse(first)

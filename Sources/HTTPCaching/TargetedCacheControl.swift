@@ -23,8 +23,9 @@ public enum TargetedCacheControl {
 
     /// Parses the lines of a targeted field as one Structured Field dictionary (RFC 8941 §3.2).
     /// Booleans become bare directives (`false` drops the directive), integers delta-seconds;
-    /// strings keep their quotes so that `max-age="60"` is an invalid delta-seconds, as the
-    /// field's grammar requires an Integer (RFC 9213 §2.1).
+    /// strings are kept but marked so that `max-age="60"` is an invalid delta-seconds here, as
+    /// the field's grammar requires an Integer (RFC 9213 §2.1), although Cache-Control
+    /// accepts it.
     public static func parse(_ lines: [String]) -> CacheControl? {
         let combined = lines.joined(separator: ", ")
         var parser = StructuredFieldValueParser(Array(combined.utf8))
@@ -32,7 +33,7 @@ public enum TargetedCacheControl {
         var directives: [CacheControl.Directive] = []
         for (key, member) in dictionary {
             guard case .item(let item) = member else {
-                directives.append(.init(name: key, value: "", quoted: true))
+                directives.append(.init(name: key, value: "", quoted: true, argumentInvalid: true))
                 continue
             }
             switch item.rfc9651BareItem {
@@ -41,9 +42,10 @@ public enum TargetedCacheControl {
             case .integer(let value): directives.append(.init(name: key, value: String(value), quoted: false))
             case .decimal(let value):
                 directives.append(.init(name: key, value: String(describing: value), quoted: false))
-            case .string(let value): directives.append(.init(name: key, value: value, quoted: true))
+            case .string(let value):
+                directives.append(.init(name: key, value: value, quoted: true, argumentInvalid: true))
             case .token(let value): directives.append(.init(name: key, value: value, quoted: false))
-            default: directives.append(.init(name: key, value: "", quoted: true))
+            default: directives.append(.init(name: key, value: "", quoted: true, argumentInvalid: true))
             }
         }
         return CacheControl(directives: directives)

@@ -28,6 +28,38 @@ struct CachingTests {
         }
     }
 
+    @Test("RFC 9111 §3: a status Outpost does not know is stored with explicit freshness, and only then")
+    func unknownStatuses() async throws {
+        try await withOutpost(origin: { request in
+            switch request.path {
+            case "/299": OriginResponse(status: 299, headers: [("Cache-Control", "max-age=60")], body: "two-nine-nine")
+            case "/599":
+                OriginResponse(status: 599, headers: [("Cache-Control", "s-maxage=60")], body: "five-nine-nine")
+            case "/understand":
+                OriginResponse(status: 299, headers: [("Cache-Control", "max-age=60, must-understand")], body: "m")
+            default:
+                OriginResponse(
+                    status: 499, headers: [("Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT")], body: "heuristic")
+            }
+        }) { origin, outpost, client in
+            for path in ["/299", "/599"] {
+                let first = try await client.get(outpost.base + path)
+                #expect(first.status == Int(path.dropFirst()))
+                #expect(try await outpost.stored(path, status: first.status))
+                let second = try await client.get(outpost.base + path)
+                #expect(second.isHit && second.status == first.status && second.text == first.text)
+                #expect(origin.count(path) == 1)
+            }
+            // must-understand: only understood statuses; no explicit freshness: no heuristic.
+            for path in ["/understand", "/heuristic"] {
+                _ = try await client.get(outpost.base + path)
+                let again = try await client.get(outpost.base + path)
+                #expect(!again.isHit)
+                #expect(origin.count(path) == 2)
+            }
+        }
+    }
+
     @Test("RFC 9111 §4.2: a stale response is not served; the next request goes to the origin")
     func staleIsNotServed() async throws {
         try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=10")])) { origin, outpost, client in

@@ -19,8 +19,12 @@ struct ParsingTests {
         arguments: [
             ("max-age=60", CacheControl.Seconds.value(60)),
             ("MAX-AGE=60", .value(60)),
-            ("max-age = 60", .value(60)),
-            ("max-age=\"60\"", .invalid),
+            ("max-age = 60", .invalid),
+            ("max-age =60", .invalid),
+            ("max-age= 60", .invalid),
+            ("max-age=\"60\"", .value(60)),
+            ("max-age=60s", .invalid),
+            ("max-age=0x10", .invalid),
             ("max-age=", .invalid),
             ("max-age", .invalid),
             ("max-age=-5", .invalid),
@@ -139,6 +143,8 @@ struct ParsingTests {
         #expect(response([("Age", "abc")]).ageValue == nil)
         #expect(response([("Age", "99999999999999")]).ageValue == 2_147_483_648)
         #expect(response([("Age", "7200.0")]).ageValue == nil)
+        #expect(response([("Age", "60;foo=bar")]).ageValue == nil)
+        #expect(response([("Age", "60 s")]).ageValue == nil)
         // First member of the first line (cache-tests age-parse-suffix / -prefix / -twoline).
         #expect(response([("Age", "7200, 0")]).ageValue == 7200)
         #expect(response([("Age", "0"), ("Age", "7200")]).ageValue == 0)

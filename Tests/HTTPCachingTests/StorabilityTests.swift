@@ -29,7 +29,13 @@ struct StorabilityTests {
             ("GET", 302, "max-age=60", true),
             ("GET", 302, "", false),
             ("GET", 500, "max-age=60", true),
-            ("GET", 599, "max-age=60", false),
+            // §3: any final status with explicit freshness; only must-understand asks that
+            // the status be understood, and only `public` allows a heuristic lifetime.
+            ("GET", 599, "max-age=60", true),
+            ("GET", 299, "max-age=60", true),
+            ("GET", 499, "s-maxage=60", true),
+            ("GET", 599, "max-age=60, must-understand", false),
+            ("GET", 599, "", false),
             ("GET", 304, "max-age=60", false),
             ("GET", 206, "max-age=60", false),
             ("GET", 404, "max-age=60", true),
@@ -45,6 +51,22 @@ struct StorabilityTests {
         #expect(Self.decide([("Last-Modified", HTTPDate.format(900_000))]).mayStore)
         #expect(Self.decide(status: 404, [("ETag", "\"a\"")]).mayStore)
         #expect(!Self.decide(status: 302, [("Last-Modified", HTTPDate.format(900_000))]).mayStore)
+    }
+
+    @Test("§3 / §4.2.2 a status this cache does not know: explicit freshness or `public`, never a bare heuristic")
+    func unknownStatus() {
+        let lastModified = ("Last-Modified", HTTPDate.format(900_000))
+        #expect(
+            Self.decide(status: 599, [("Date", HTTPDate.format(1_000_000)), ("Expires", HTTPDate.format(1_000_060))])
+                .mayStore)
+        #expect(!Self.decide(status: 499, [lastModified]).mayStore)
+        #expect(Self.decide(status: 499, [lastModified, ("Cache-Control", "public")]).mayStore)
+        let publicUnknown = StoredResponse(
+            status: 499,
+            headers: HeaderFields([("Date", HTTPDate.format(1_000_000)), lastModified, ("Cache-Control", "public")]),
+            requestTime: 1_000_000, responseTime: 1_000_000)
+        let lifetime = FreshnessLifetime.of(publicUnknown, cacheControl: publicUnknown.cacheControl)
+        #expect(lifetime.source == .heuristic && lifetime.seconds == 10_000)
     }
 
     @Test("§5.2.1.5 request no-store")
