@@ -27,7 +27,8 @@ public struct Vary: Sendable, Equatable {
     /// The secondary cache key of a request for a response with this Vary: for each named
     /// field, the request's value after combining lines and normalising whitespace around
     /// list commas; Accept-Encoding reduced to the one coding the cache would serve, so that
-    /// any number of Accept-Encoding strings make at most three variants (br, gzip, identity).
+    /// any number of Accept-Encoding strings make at most three variants (br, gzip, identity);
+    /// the fields in ``unorderedLists`` (Accept-Language) compared as sets of members.
     /// An absent field is written differently from an empty one.
     public func secondaryKey(for requestHeaders: HeaderFields) -> String {
         var key = ""
@@ -36,7 +37,8 @@ public struct Vary: Sendable, Equatable {
             if name == "accept-encoding" {
                 key += "=" + AcceptEncoding(requestHeaders).preferredStorageCoding.rawValue
             } else if requestHeaders.contains(name) {
-                key += "=" + Vary.normalise(requestHeaders.values(name))
+                let lines = requestHeaders.values(name)
+                key += "=" + (Vary.unorderedLists.contains(name) ? Vary.normaliseSet(lines) : Vary.normalise(lines))
             } else {
                 key += "\u{1}"
             }
@@ -54,6 +56,22 @@ public struct Vary: Sendable, Equatable {
             }
             return (String(line.filter { $0 != "\u{1}" }), nil)
         }
+    }
+
+    /// Request fields whose value is a list of equally weighted preferences (RFC 9110
+    /// §12.4.2: order carries no preference, `q` does; tokens are case-insensitive), so two
+    /// values that list the same members select the same variant: `en, de`, `eN,De` and
+    /// `de, en` are one key. Lower-cased names; add a field here when its list has that
+    /// meaning.
+    public static let unorderedLists: Set<String> = ["accept-language"]
+
+    /// A list compared as a set: members lower-cased, all whitespace removed (`en; q=0.5` is
+    /// `en;q=0.5`), empty and repeated members dropped, sorted.
+    static func normaliseSet(_ lines: [String]) -> String {
+        let members = lines.flatMap { HeaderFields.splitList($0) }.map { member in
+            String(member.asciiLowercased().filter { $0 != " " && $0 != "\t" })
+        }
+        return Set(members.filter { !$0.isEmpty }).sorted().joined(separator: ",")
     }
 
     static func normalise(_ lines: [String]) -> String {

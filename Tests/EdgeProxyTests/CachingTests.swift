@@ -90,6 +90,14 @@ struct CachingTests {
             #expect(frAgain.isHit && frAgain.text == "lang=fr")
             #expect(!none.isHit && none.text == "lang=none")
             #expect(origin.count("/v") == 3)
+            // Accept-Language is compared as a set: same members, any order, case or spacing.
+            _ = try await client.get(outpost.base + "/set", [("Accept-Language", "en, de")])
+            #expect(try await outpost.stored("/set", requestHeaders: [("Accept-Language", "en, de")]))
+            for value in ["eN,De", "de, en", "DE ,EN"] {
+                let same = try await client.get(outpost.base + "/set", [("Accept-Language", value)])
+                #expect(same.isHit && same.text == "lang=en, de", "\(value): \(same.cacheStatus)")
+            }
+            #expect(origin.count("/set") == 1)
         }
     }
 

@@ -65,10 +65,13 @@ struct TestOutpost {
     /// without sending a request: a fetch's commit may land after its client got the end of
     /// the response, and a request sent to find out could itself go to the origin.
     func stored(
-        _ path: String, status: Int = 200, where matches: @escaping (ObjectRecord) -> Bool = { _ in true }
+        _ path: String, status: Int = 200, requestHeaders: [(String, String)] = [],
+        where matches: @escaping (ObjectRecord) -> Bool = { _ in true }
     ) async throws -> Bool {
         try await eventually {
-            guard case .found(let record, _) = try server.store.lookup(base + path, requestHeaders: HeaderFields())
+            guard
+                case .found(let record, _) = try server.store.lookup(
+                    base + path, requestHeaders: HeaderFields(requestHeaders))
             else { return false }
             return record.response.status == status && matches(record)
         }
