@@ -82,8 +82,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// no freshness information and no Last-Modified; 0 is off.
         public var defaultTTL: Int64 = 0
         /// `cache.stale_if_error`: seconds past expiry a stale response may be served when the
-        /// origin fails, for responses that do not say so themselves; 0 is off.
-        public var staleIfError: Int64 = 0
+        /// origin fails, for responses that do not say so themselves; 0 is off. One day by
+        /// default (docs/configuration.md says why).
+        public var staleIfError: Int64 = 86_400
         /// `cache.expose_surrogate_keys`: send the origin's Surrogate-Key and Cache-Tag fields
         /// on to clients (they are instructions to this cache, removed by default).
         public var exposeSurrogateKeys = false

@@ -83,9 +83,12 @@ public enum Reuse {
         }
     }
 
-    /// May a stale response be served because the origin failed (RFC 5861 §4)? Yes within
-    /// the response's or the request's `stale-if-error` window, the operator's default window,
-    /// or the request's `max-stale` — never when the response forbids serving stale.
+    /// May a stale response be served because the origin failed (RFC 5861 §4, RFC 9111
+    /// §4.2.4)? Yes within the request's `stale-if-error` or `max-stale` window, or the
+    /// response's own `stale-if-error` window, or — for a response without one — the
+    /// operator's window (`cache.stale_if_error`), unless the request asked for a validated
+    /// answer (`no-cache`, or `max-age=0`, which only the response's or the request's own
+    /// windows override). Never when the response forbids serving stale.
     public static func staleIfErrorAllows(
         stored: StoredResponse,
         responseCacheControl: CacheControl,
@@ -97,8 +100,18 @@ public enum Reuse {
         // A client that demanded validation (no-cache) does not get an unvalidated copy.
         guard !forbidsStale(responseCacheControl), !request.noCache else { return false }
         let staleness = Age.current(of: stored, now: now) - Double(lifetime.seconds)
-        var windows: [Int64] = operatorWindow > 0 ? [operatorWindow] : []
-        if case .value(let window) = responseCacheControl.seconds("stale-if-error") { windows.append(window) }
+        var windows: [Int64] = []
+        switch responseCacheControl.seconds("stale-if-error") {
+        case .value(let window):
+            // The origin said how long; the operator's default does not stretch it.
+            windows.append(window)
+        case .invalid:
+            break
+        case .absent:
+            if operatorWindow > 0, request.cacheControl.seconds("max-age") != .value(0) {
+                windows.append(operatorWindow)
+            }
+        }
         if case .value(let window) = request.cacheControl.seconds("stale-if-error") { windows.append(window) }
         switch request.cacheControl.maxStale {
         case .unlimited: return true

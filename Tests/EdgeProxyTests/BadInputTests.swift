@@ -17,7 +17,9 @@ struct BadInputTests {
             ("a huge Age makes it stale", [("Cache-Control", "max-age=60"), ("Age", "99999999999")], false),
             ("Vary: * never matches", [("Cache-Control", "max-age=60"), ("Vary", "*")], false),
             ("conflicting max-age is stale", [("Cache-Control", "max-age=10, max-age=3600")], false),
-            ("quoted max-age is invalid", [("Cache-Control", "max-age=\"3600\"")], false),
+            ("quoted max-age is read as its number", [("Cache-Control", "max-age=\"3600\"")], true),
+            ("max-age with spaces around = is invalid", [("Cache-Control", "max-age = 3600")], false),
+            ("max-age with a unit is invalid", [("Cache-Control", "max-age=3600s")], false),
             ("negative max-age is invalid", [("Cache-Control", "max-age=-5")], false),
             ("unknown directives are ignored", [("Cache-Control", "foo=\"max-age=1\", max-age=60, bar")], true),
         ])

@@ -65,6 +65,18 @@ struct StaleTests {
             ("max-age=10, stale-if-error=60, no-cache", [], 0, 1_000_020, false),
             ("s-maxage=10, stale-if-error=60", [], 0, 1_000_020, false),
             ("max-age=10, stale-if-error=60", [("Cache-Control", "no-cache")], 0, 1_000_020, false),
+            // The operator's window applies to responses without a window of their own, not
+            // past one they give, and not to a request that asked for max-age=0.
+            ("max-age=10, stale-if-error=60", [], 86_400, 1_000_080, false),
+            ("max-age=10, stale-if-error=60", [], 86_400, 1_000_050, true),
+            ("max-age=10", [], 86_400, 1_086_000, true),
+            ("max-age=10", [], 86_400, 1_087_000, false),
+            ("max-age=10", [("Cache-Control", "max-age=0")], 86_400, 1_000_020, false),
+            ("max-age=10", [("Cache-Control", "no-cache")], 86_400, 1_000_020, false),
+            ("max-age=10, must-revalidate", [], 86_400, 1_000_020, false),
+            ("max-age=10, proxy-revalidate", [], 86_400, 1_000_020, false),
+            ("s-maxage=10", [], 86_400, 1_000_020, false),
+            ("max-age=10, no-cache", [], 86_400, 1_000_020, false),
         ])
     func staleIfError(cacheControl: String, request: [(String, String)], window: Int64, now: Double, expected: Bool) {
         #expect(Self.staleIfError(cacheControl, request: request, operatorWindow: window, at: now) == expected)
