@@ -83,9 +83,12 @@ extension CachePipeline {
                 requestTime: requestTime, responseTime: responseTime, purgeEpoch: purgeEpoch, finish: finish)
         }
 
-        var storedHeaders = HopByHop.storableHeaders(upstreamFields)
+        let setCookie = configuration.cache.setCookie
+        // The decision sees Set-Cookie (the policy may refuse the response for it); what is
+        // written has it only under `set_cookie = "store"`.
+        var storedHeaders = HopByHop.stripped(upstreamFields)
         if !storedHeaders.contains("Date") { storedHeaders.add("Date", HTTPDate.format(Int64(responseTime))) }
-        let stored = StoredResponse(
+        var stored = StoredResponse(
             status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
         let responseCacheControl = governingCacheControl(stored)
         let lifetime = FreshnessLifetime.of(
@@ -94,6 +97,13 @@ extension CachePipeline {
             requestMethod: "GET", requestHeaders: request.headers, requestCacheControl: CacheControl(request.headers),
             response: stored, responseCacheControl: responseCacheControl, lifetime: lifetime,
             policy: configuration.storagePolicy)
+        if stored.headers.contains("Set-Cookie") {
+            let action: Telemetry.SetCookieAction =
+                decision == .doNotStore(reason: "set-cookie")
+                ? .passed : !decision.mayStore ? .notStorable : setCookie == .store ? .stored : .stripped
+            telemetry.recordSetCookie(action)
+            if setCookie != .store { stored.headers.remove("Set-Cookie") }
+        }
         let declaredLength = upstreamFields["Content-Length"].flatMap { Int($0.trimmingOWS()) }
         if decision.mayStore, let declaredLength, declaredLength > store.configuration.maxObjectSize {
             decision = .doNotStore(reason: "larger than max_object_size")

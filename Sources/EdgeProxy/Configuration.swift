@@ -66,9 +66,10 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var heuristicMax: Int64 = 86_399
         /// `cache.honour_request_directives`: obey clients' Cache-Control / Pragma.
         public var honourRequestDirectives = true
-        /// `cache.store_set_cookie_when_public`: store responses with Set-Cookie when they are
-        /// `public` or carry `s-maxage` (the cookie itself is never stored).
-        public var storeSetCookieWhenPublic = true
+        /// `cache.set_cookie`: what is done with a response carrying Set-Cookie: `pass` (not
+        /// stored), `strip` (stored without the field) or `store` (stored with it, replayed).
+        /// `pass` by default (docs/configuration.md says why).
+        public var setCookie = SetCookiePolicy.pass
         /// `cache.range_fetch_max_size`: a Range request on a miss fetches the whole object (to
         /// store it) when it is at most this large; larger objects get the range forwarded.
         /// 0 forwards every range as sent (and keeps the 206 as a stored part).
@@ -154,7 +155,7 @@ public struct OutpostConfiguration: Sendable, Equatable {
         TargetedCacheControl.targets(operatorField: cache.targetedField.isEmpty ? nil : cache.targetedField)
     }
 
-    var storagePolicy: StoragePolicy { StoragePolicy(storeSetCookieWhenPublic: cache.storeSetCookieWhenPublic) }
+    var storagePolicy: StoragePolicy { StoragePolicy(setCookie: cache.setCookie) }
 }
 
 /// `HOST:PORT` as written in the configuration and on the command line.

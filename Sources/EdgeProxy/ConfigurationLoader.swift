@@ -1,5 +1,6 @@
 import CacheStore
 import Foundation
+import HTTPCaching
 import TOMLKit
 
 /// A configuration problem, naming the key and what was wrong with it.
@@ -66,7 +67,17 @@ public enum ConfigurationLoader {
             try cache.number("heuristic_fraction", range: 0...1) { configuration.cache.heuristicFraction = $0 }
             try cache.integer("heuristic_max", minimum: 0) { configuration.cache.heuristicMax = Int64(min($0, 86_399)) }
             try cache.bool("honour_request_directives") { configuration.cache.honourRequestDirectives = $0 }
-            try cache.bool("store_set_cookie_when_public") { configuration.cache.storeSetCookieWhenPublic = $0 }
+            // The older key, kept for existing files: true stored such responses (stripped),
+            // false did not. `set_cookie` wins when both are given.
+            try cache.bool("store_set_cookie_when_public") { configuration.cache.setCookie = $0 ? .strip : .pass }
+            try cache.string("set_cookie") { value in
+                guard let policy = SetCookiePolicy(rawValue: value) else {
+                    throw ConfigurationError(
+                        "cache.set_cookie: \"\(value)\" is not one of "
+                            + SetCookiePolicy.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                configuration.cache.setCookie = policy
+            }
             try cache.bool("debug_key") { configuration.cache.debugKey = $0 }
             try cache.size("range_fetch_max_size", minimum: 0) { configuration.cache.rangeFetchMaxSize = $0 }
             try cache.string("targeted_field") { configuration.cache.targetedField = $0 }

@@ -64,6 +64,20 @@ public final class Telemetry: Sendable {
         var evictionsReported: UInt64?
         /// Damaged store values found by reads (``recordStoreCorruption()``).
         var storeCorruptions = 0
+        /// Origin responses carrying Set-Cookie, by what `cache.set_cookie` made of them.
+        var setCookie: [SetCookieAction: Int] = [:]
+    }
+
+    /// What became of an origin response that carried Set-Cookie.
+    enum SetCookieAction: String, CaseIterable {
+        /// Not stored because of the cookie (`set_cookie = "pass"`).
+        case passed
+        /// Stored without the field (`strip`).
+        case stripped
+        /// Stored with the field (`store`).
+        case stored
+        /// Not stored for another reason (no-store, private, no freshness, ...).
+        case notStorable = "not_storable"
     }
 
     /// What the background coder did since start (see ``BackgroundCoding``).
@@ -101,6 +115,7 @@ public final class Telemetry: Sendable {
     private let coalescedWaits: Metrics.Counter
     private let hitPathRequests: Metrics.Counter
     private let codings: [CodingOutcome: Metrics.Counter]
+    private let setCookieResponses: [SetCookieAction: Metrics.Counter]
 
     /// Reports into `registry` (each server its own, so tests and several servers in one
     /// process never share counters; swift-metrics' global bootstrap is not used).
@@ -138,6 +153,13 @@ public final class Telemetry: Sendable {
                 label: "outpost_codings_total", dimensions: [("outcome", outcome.rawValue)], factory: factory)
         }
         self.codings = codings
+        var setCookieResponses: [SetCookieAction: Metrics.Counter] = [:]
+        for action in SetCookieAction.allCases {
+            setCookieResponses[action] = Metrics.Counter(
+                label: "outpost_set_cookie_responses_total", dimensions: [("action", action.rawValue)],
+                factory: factory)
+        }
+        self.setCookieResponses = setCookieResponses
     }
 
     /// One object coded in the background, or a demand dropped, or a coding that failed.
@@ -245,6 +267,12 @@ public final class Telemetry: Sendable {
         }
     }
 
+    /// An origin response carried Set-Cookie; `action` is what `cache.set_cookie` made of it.
+    func recordSetCookie(_ action: SetCookieAction) {
+        setCookieResponses[action]?.increment()
+        counts.withLockedValue { $0.setCookie[action, default: 0] += 1 }
+    }
+
     /// A read found a damaged store value (a checksum mismatch or an undecodable record); it
     /// was not served and what held it is being removed.
     func recordStoreCorruption() {
@@ -295,6 +323,8 @@ public final class Telemetry: Sendable {
             "bytes_sent": counts.bytesSent,
             "evictions": Int(clamping: usage.evictions),
             "store_corruptions": counts.storeCorruptions,
+            "set_cookie_responses": Dictionary(
+                uniqueKeysWithValues: SetCookieAction.allCases.map { ($0.rawValue, counts.setCookie[$0] ?? 0) }),
             "store_writes": degraded ? "degraded" : "ok",
             "purges": counts.purges,
             "purged_objects": counts.purgedObjects,

@@ -23,11 +23,11 @@ public enum HopByHop {
     }
 
     /// The fields of a response that may be written to storage: no hop-by-hop fields (RFC 9111
-    /// §3.1) and no Set-Cookie (a cookie is never replayed to another client). Age is kept: it
-    /// is the age_value of the age calculation, and replaced by the current age on each use.
-    public static func storableHeaders(_ headers: HeaderFields) -> HeaderFields {
+    /// §3.1), and no Set-Cookie unless the policy is ``SetCookiePolicy/store``. Age is kept:
+    /// it is the age_value of the age calculation, and replaced by the current age on each use.
+    public static func storableHeaders(_ headers: HeaderFields, setCookie: SetCookiePolicy = .strip) -> HeaderFields {
         var copy = stripped(headers)
-        copy.remove("Set-Cookie")
+        if setCookie != .store { copy.remove("Set-Cookie") }
         return copy
     }
 }

@@ -1,11 +1,24 @@
+/// What this cache does with a response that carries `Set-Cookie` (`cache.set_cookie`).
+///
+/// RFC 9111 §3.1 has a cache store every header field, Set-Cookie included, and replay it;
+/// one user's session cookie then reaches every user who gets the hit. Varnish and
+/// Cloudflare do not store such responses at all. The operator chooses.
+public enum SetCookiePolicy: String, Sendable, Equatable, CaseIterable {
+    /// Not stored: forwarded to the client that asked (hit-for-pass for the URL).
+    case pass
+    /// Stored like any response, without the Set-Cookie field (the client whose request
+    /// fetched it gets the cookie; hits never carry it).
+    case strip
+    /// Stored with the field and replayed on hits, as RFC 9111 §3.1 says.
+    case store
+}
+
 /// Whether a shared cache may store a response (RFC 9111 §3, §3.5).
 public struct StoragePolicy: Sendable, Equatable {
-    /// Store responses carrying Set-Cookie only when they are explicitly `public` or have
-    /// `s-maxage`. The cookie itself is never stored (see ``HopByHop.storableHeaders``).
-    public var storeSetCookieWhenPublic: Bool
+    public var setCookie: SetCookiePolicy
 
-    public init(storeSetCookieWhenPublic: Bool = true) {
-        self.storeSetCookieWhenPublic = storeSetCookieWhenPublic
+    public init(setCookie: SetCookiePolicy = .pass) {
+        self.setCookie = setCookie
     }
 }
 
@@ -76,9 +89,7 @@ public enum Storability {
         {
             return .doNotStore(reason: "authorization")
         }
-        if response.headers.contains("Set-Cookie"),
-            !(policy.storeSetCookieWhenPublic && (isPublic || hasSMaxAge))
-        {
+        if policy.setCookie == .pass, response.headers.contains("Set-Cookie") {
             return .doNotStore(reason: "set-cookie")
         }
         // §4.1: Vary: * never matches, so storing it is pointless.

@@ -536,3 +536,48 @@ struct PurgeRaceEndToEndTests {
         }
     }
 }
+
+@Suite("EdgeProxy: responses that set cookies (cache.set_cookie)")
+struct SetCookieTests {
+    static let origin: TestOrigin.Handler = { request in
+        OriginResponse(
+            headers: [("Cache-Control", "max-age=60"), ("Set-Cookie", "session=\(request.path.dropFirst())")],
+            body: "page \(request.path)")
+    }
+
+    @Test(
+        "pass never stores them; strip stores them without the cookie; store replays it; /stats counts each",
+        arguments: [SetCookiePolicy.pass, .strip, .store])
+    func policies(policy: SetCookiePolicy) async throws {
+        try await withAdmin(origin: Self.origin, configure: { $0.cache.setCookie = policy }) {
+            origin, outpost, client, admin in
+            let first = try await client.get(outpost.base + "/alice")
+            // The client whose request went to the origin always gets its cookie.
+            #expect(first.headers["Set-Cookie"] == "session=alice")
+            if policy != .pass { #expect(try await outpost.stored("/alice")) }
+            let second = try await client.get(outpost.base + "/alice")
+            #expect(second.text == "page /alice")
+            switch policy {
+            case .pass:
+                #expect(!second.isHit)
+                #expect(second.headers["Set-Cookie"] == "session=alice")
+                #expect(origin.count("/alice") == 2)
+            case .strip:
+                #expect(second.isHit)
+                #expect(second.headers["Set-Cookie"] == nil)
+                #expect(origin.count("/alice") == 1)
+            case .store:
+                #expect(second.isHit)
+                #expect(second.headers["Set-Cookie"] == "session=alice")
+                #expect(origin.count("/alice") == 1)
+            }
+            let stats = try admin.json(try await admin.get("/stats"))
+            let counts = try #require(stats["set_cookie_responses"] as? [String: Int])
+            let action = ["pass": "passed", "strip": "stripped", "store": "stored"][policy.rawValue]!
+            #expect(counts[action] == (policy == .pass ? 2 : 1), "\(counts)")
+            #expect(counts.values.reduce(0, +) == counts[action])
+            let metrics = try await admin.get("/metrics")
+            #expect(metrics.text.contains("outpost_set_cookie_responses_total{action=\"\(action)\"}"))
+        }
+    }
+}

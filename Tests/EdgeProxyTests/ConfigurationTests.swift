@@ -1,5 +1,6 @@
 import EdgeProxy
 import Foundation
+import HTTPCaching
 import Testing
 
 @Suite("EdgeProxy: configuration")
@@ -42,6 +43,19 @@ struct ConfigurationTests {
         #expect(configuration.store.syncCommits == false)
     }
 
+    @Test("cache.set_cookie, and the older store_set_cookie_when_public it replaces")
+    func setCookie() throws {
+        #expect(OutpostConfiguration().cache.setCookie == .pass)
+        for policy in SetCookiePolicy.allCases {
+            let parsed = try ConfigurationLoader.parse("[cache]\nset_cookie = \"\(policy.rawValue)\"")
+            #expect(parsed.cache.setCookie == policy)
+        }
+        #expect(try ConfigurationLoader.parse("[cache]\nstore_set_cookie_when_public = true").cache.setCookie == .strip)
+        #expect(try ConfigurationLoader.parse("[cache]\nstore_set_cookie_when_public = false").cache.setCookie == .pass)
+        let both = "[cache]\nstore_set_cookie_when_public = true\nset_cookie = \"store\""
+        #expect(try ConfigurationLoader.parse(both).cache.setCookie == .store)
+    }
+
     @Test(
         "mistakes are reported by key name",
         arguments: [
@@ -53,6 +67,7 @@ struct ConfigurationTests {
             ("[cache]\nhonour_request_directives = \"yes\"", "cache.honour_request_directives"),
             ("[bogus]\nx = 1", "bogus"),
             ("[log]\nlevel = \"loud\"", "log.level"),
+            ("[cache]\nset_cookie = \"keep\"", "cache.set_cookie"),
             ("this is not toml", "invalid TOML"),
         ])
     func errors(text: String, mentions: String) {

@@ -5,14 +5,15 @@ import Testing
 @Suite("RFC 9111 §3: storing responses")
 struct StorabilityTests {
     static func decide(
-        method: String = "GET", status: Int = 200, _ fields: [(String, String)], request: [(String, String)] = []
+        method: String = "GET", status: Int = 200, _ fields: [(String, String)], request: [(String, String)] = [],
+        policy: StoragePolicy = .init()
     ) -> StoreDecision {
         let stored = response(status, [("Date", epochDate)] + fields)
         let requestHeaders = HeaderFields(request)
         return Storability.decide(
             requestMethod: method, requestHeaders: requestHeaders, requestCacheControl: CacheControl(requestHeaders),
             response: stored, responseCacheControl: stored.cacheControl,
-            lifetime: FreshnessLifetime.of(stored, cacheControl: stored.cacheControl))
+            lifetime: FreshnessLifetime.of(stored, cacheControl: stored.cacheControl), policy: policy)
     }
 
     @Test(
@@ -87,12 +88,26 @@ struct StorabilityTests {
         #expect(decision.mayStore == expected)
     }
 
-    @Test("Set-Cookie is stored only when public, and never replayed")
-    func setCookie() {
-        #expect(!Self.decide([("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b")]).mayStore)
-        #expect(Self.decide([("Cache-Control", "public, max-age=60"), ("Set-Cookie", "a=b")]).mayStore)
-        let stored = HopByHop.storableHeaders(HeaderFields([("Set-Cookie", "a=b"), ("X", "1")]))
-        #expect(!stored.contains("Set-Cookie"))
+    @Test(
+        "Set-Cookie: pass never stores, strip and store store what is otherwise storable",
+        arguments: [
+            (SetCookiePolicy.pass, "max-age=60", false),
+            (.pass, "public, max-age=60", false),
+            (.strip, "max-age=60", true),
+            (.strip, "no-store", false),
+            (.store, "max-age=60", true),
+            (.store, "private, max-age=60", false),
+        ])
+    func setCookie(policy: SetCookiePolicy, cacheControl: String, stored: Bool) {
+        let fields = [("Cache-Control", cacheControl), ("Set-Cookie", "session=alice")]
+        #expect(Self.decide(fields, policy: StoragePolicy(setCookie: policy)).mayStore == stored)
+        // Without the field, the policy changes nothing.
+        #expect(
+            Self.decide([("Cache-Control", cacheControl)], policy: StoragePolicy(setCookie: policy)).mayStore
+                == Self.decide([("Cache-Control", cacheControl)]).mayStore)
+        let written = HopByHop.storableHeaders(HeaderFields(fields + [("X", "1")]), setCookie: policy)
+        #expect(written.contains("Set-Cookie") == (policy == .store))
+        #expect(written.contains("X"))
     }
 
     @Test("§4.1 Vary: * is not stored")
