@@ -61,7 +61,7 @@ struct ClientConnection {
         let keepAlive = head.isKeepAlive && !registry.isDraining && !headers.contains("Upgrade")
         let sink = ChannelResponseSink(
             writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
-        let method = head.method.rawValue
+        let method = head.method.wireName
         let limits = RequestValidation.Limits(configuration.server)
 
         func log(_ outcome: RequestOutcome, url: String) {
@@ -203,6 +203,12 @@ struct ClientConnection {
 private final class RequestParts: @unchecked Sendable {
     var iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
     init(_ iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) { self.iterator = iterator }
+}
+
+extension HTTPMethod {
+    /// The method as it was on the wire. NIO names M-SEARCH `MSEARCH` (its enum case), which
+    /// forwarded as such is another method the origin does not know.
+    var wireName: String { self == .MSEARCH ? "M-SEARCH" : rawValue }
 }
 
 extension OutpostConfiguration.Upstream {

@@ -79,6 +79,12 @@ public enum RequestValidation {
         if let host = hosts.first, host.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 }) {
             return Rejection(status: 400, reason: "invalid Host")
         }
+        // RFC 9110 §9.3.6 / §9.3.8: a reverse proxy opens no tunnels, and TRACE would reflect
+        // the client's credentials (cross-site tracing): both are refused as not implemented
+        // (§15.6.2) rather than passed to an origin that may honour them.
+        if method == "CONNECT" || method == "TRACE" {
+            return Rejection(status: 501, reason: "\(method) is not supported by this reverse proxy")
+        }
         if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://")
             || (uri == "*" && method == "OPTIONS"))
         {

@@ -194,3 +194,65 @@ struct IntermediaryTests {
         }
     }
 }
+
+/// RFC 9110 §9.1 / RFC 9111 §4.4: methods other than GET and HEAD go to the origin as they
+/// came (never stored, never answered from storage), and a non-error answer to a method not
+/// known to be safe invalidates what is stored for its target.
+@Suite("EdgeProxy: extension methods")
+struct ExtensionMethodTests {
+    static func status(_ response: String) -> Int? { IntermediaryTests.status(of: response) }
+
+    @Test(
+        "WebDAV, SSDP and PURGE methods are forwarded as sent and not stored",
+        arguments: ["PROPFIND", "REPORT", "MKCOL", "PURGE", "M-SEARCH", "LINK", "SEARCH"])
+    func forwarded(method: String) async throws {
+        try await withOutpost(origin: { request in
+            OriginResponse(status: 207, headers: [("Cache-Control", "max-age=60")], body: "\(request.method) answered")
+        }) { origin, outpost, _ in
+            for _ in 0..<2 {
+                let response = try await rawExchange(
+                    port: outpost.port, "\(method) /dav HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                #expect(Self.status(response) == 207, "\(method): \(response.prefix(200))")
+                #expect(response.contains("fwd=method"))
+            }
+            // NIO's parser names M-SEARCH `MSEARCH`; a 207 shows the origin parsed M-SEARCH.
+            let seen = method == "M-SEARCH" ? "MSEARCH" : method
+            #expect(origin.requests.map(\.method) == [seen, seen])
+        }
+    }
+
+    @Test("a non-error answer to an unsafe extension method invalidates the stored GET; an error does not")
+    func invalidates() async throws {
+        try await withOutpost(origin: { request in
+            switch request.method {
+            case "MKCOL": OriginResponse(status: 500, headers: [], body: "failed")
+            case "GET": OriginResponse(headers: [("Cache-Control", "max-age=600")], body: "stored \(request.path)")
+            default: OriginResponse(status: 207, headers: [], body: "multi-status")
+            }
+        }) { origin, outpost, client in
+            _ = try await client.get(outpost.base + "/r")
+            #expect(try await outpost.stored("/r"))
+            let failed = try await rawExchange(
+                port: outpost.port, "MKCOL /r HTTP/1.1\r\nHost: 127.0.0.1:\(outpost.port)\r\nConnection: close\r\n\r\n")
+            #expect(Self.status(failed) == 500)
+            #expect(try await client.get(outpost.base + "/r").isHit)
+            let done = try await rawExchange(
+                port: outpost.port,
+                "PROPPATCH /r HTTP/1.1\r\nHost: 127.0.0.1:\(outpost.port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            #expect(Self.status(done) == 207)
+            let after = try await client.get(outpost.base + "/r")
+            #expect(!after.isHit && after.text == "stored /r")
+            #expect(origin.count("/r") == 4)
+        }
+    }
+
+    @Test("CONNECT and TRACE get 501 and never reach the origin", arguments: ["CONNECT h:443", "TRACE /t"])
+    func refused(requestLine: String) async throws {
+        try await withOutpost(origin: staticOrigin([("Cache-Control", "max-age=60")])) { origin, outpost, _ in
+            let response = try await rawExchange(port: outpost.port, "\(requestLine) HTTP/1.1\r\nHost: h\r\n\r\n")
+            #expect(Self.status(response) == 501, "\(response.prefix(200))")
+            #expect(origin.requests.isEmpty)
+        }
+    }
+}
