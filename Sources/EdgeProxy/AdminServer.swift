@@ -13,9 +13,10 @@ struct AdminConnection {
     let registry: ConnectionRegistry
     let logger: Logger
 
+    /// Serves the connection until it closes. It was registered when accepted
+    /// (``ConnectionRegistry/registerUntilClosed(_:)``).
     func run() async {
-        let id = registry.register(channel.channel)
-        defer { registry.unregister(id) }
+        let id = ObjectIdentifier(channel.channel)
         let peer = channel.channel.remoteAddress?.ipAddress
         do {
             try await channel.executeThenClose { inbound, outbound in

@@ -102,7 +102,7 @@ extension CachePipeline {
                 decision == .doNotStore(reason: "set-cookie")
                 ? .passed : !decision.mayStore ? .notStorable : setCookie == .store ? .stored : .stripped
             telemetry.recordSetCookie(action)
-            if setCookie != .store { stored.headers.remove("Set-Cookie") }
+            stored.headers = HopByHop.storableHeaders(stored.headers, setCookie: setCookie)
         }
         let declaredLength = upstreamFields["Content-Length"].flatMap { Int($0.trimmingOWS()) }
         if decision.mayStore, let declaredLength, declaredLength > store.configuration.maxObjectSize {

@@ -70,14 +70,7 @@ public enum ConfigurationLoader {
             // The older key, kept for existing files: true stored such responses (stripped),
             // false did not. `set_cookie` wins when both are given.
             try cache.bool("store_set_cookie_when_public") { configuration.cache.setCookie = $0 ? .strip : .pass }
-            try cache.string("set_cookie") { value in
-                guard let policy = SetCookiePolicy(rawValue: value) else {
-                    throw ConfigurationError(
-                        "cache.set_cookie: \"\(value)\" is not one of "
-                            + SetCookiePolicy.allCases.map(\.rawValue).joined(separator: ", "))
-                }
-                configuration.cache.setCookie = policy
-            }
+            try cache.oneOf("set_cookie", SetCookiePolicy.self) { configuration.cache.setCookie = $0 }
             try cache.bool("debug_key") { configuration.cache.debugKey = $0 }
             try cache.size("range_fetch_max_size", minimum: 0) { configuration.cache.rangeFetchMaxSize = $0 }
             try cache.string("targeted_field") { configuration.cache.targetedField = $0 }
@@ -95,14 +88,7 @@ public enum ConfigurationLoader {
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
             try store.integer("hot_records", minimum: 1) { configuration.store.hotRecords = $0 }
             try store.size("disk_reserve", minimum: 0) { configuration.store.diskReserve = $0 }
-            try store.string("on_corruption") { value in
-                guard let policy = CorruptionPolicy(rawValue: value) else {
-                    throw ConfigurationError(
-                        "store.on_corruption: \"\(value)\" is not one of "
-                            + CorruptionPolicy.allCases.map(\.rawValue).joined(separator: ", "))
-                }
-                configuration.store.onCorruption = policy
-            }
+            try store.oneOf("on_corruption", CorruptionPolicy.self) { configuration.store.onCorruption = $0 }
         }
         try reader.table("compression") { compression in
             try compression.bool("enabled") { configuration.compression.enabled = $0 }
@@ -169,6 +155,21 @@ struct TableReader {
         guard let raw = value(key) else { return }
         guard let text = raw.string else { throw ConfigurationError("\(name(key)) must be a string") }
         try apply(text)
+    }
+
+    /// A string naming one of `Choice`'s cases; anything else is an error listing them.
+    mutating func oneOf<Choice: RawRepresentable & CaseIterable>(
+        _ key: String, _ type: Choice.Type, _ apply: (Choice) -> Void
+    ) throws where Choice.RawValue == String {
+        let qualified = name(key)
+        try string(key) { value in
+            guard let choice = Choice(rawValue: value) else {
+                throw ConfigurationError(
+                    "\(qualified): \"\(value)\" is not one of "
+                        + Choice.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            apply(choice)
+        }
     }
 
     mutating func stringArray(_ key: String, _ apply: ([String]) -> Void) throws {

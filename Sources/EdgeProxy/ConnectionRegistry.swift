@@ -21,15 +21,16 @@ final class ConnectionRegistry: Sendable {
     /// `state.draining`, readable without the lock (every request asks).
     private let drainingFlag = Atomic<Bool>(false)
 
-    /// Registers a connection; its id is the channel's identity, so the hit path
-    /// (``HitHandler``) can mark the same connection busy while it streams a stored body.
-    func register(_ channel: any Channel) -> ObjectIdentifier {
+    /// Registers a connection for as long as its channel is open, from accept to close. Its id
+    /// is the channel's identity (`ObjectIdentifier(channel)`), so the connection loops and the
+    /// hit path (``HitHandler``) mark the same connection busy.
+    func registerUntilClosed(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
         state.withLockedValue { $0.entries[id] = Entry(channel: channel, busy: false) }
-        return id
+        channel.closeFuture.whenComplete { _ in self.unregister(id) }
     }
 
-    func unregister(_ id: ObjectIdentifier) {
+    private func unregister(_ id: ObjectIdentifier) {
         let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.entries.removeValue(forKey: id)
             guard state.entries.isEmpty else { return [] }
@@ -37,12 +38,6 @@ final class ConnectionRegistry: Sendable {
             return state.emptyWaiters
         }
         for waiter in waiters { waiter.resume() }
-    }
-
-    /// Registers a connection for as long as its channel is open.
-    func registerUntilClosed(_ channel: any Channel) {
-        let id = register(channel)
-        channel.closeFuture.whenComplete { _ in self.unregister(id) }
     }
 
     /// Returns once no connection is registered (at shutdown, after the listeners closed).

@@ -101,7 +101,7 @@ public final class OutpostServer: Sendable {
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
                 configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
-                registry: nil, accepted: accepted, gate: nil)
+                registry: registry, accepted: accepted, gate: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -181,7 +181,7 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, registry: ConnectionRegistry?, accepted: AcceptedConnections,
+        hitPath: LoopHitStates?, registry: ConnectionRegistry, accepted: AcceptedConnections,
         gate: ConnectionGate?
     ) async throws -> NIOAsyncChannel<ConnectionChannel?, Never> {
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
@@ -245,9 +245,9 @@ public final class OutpostServer: Sendable {
                     // The hit path sits right after the HTTP pipelining handler: a request it
                     // answers goes through no other handler either way (it tells the timeouts
                     // itself); every other request passes on to the handlers below.
-                    // A traffic connection is registered (for a graceful shutdown) from now until
-                    // it closes, whether or not it ever gets an async loop.
-                    registry?.registerUntilClosed(channel)
+                    // Every connection is registered (for a graceful shutdown) from now until it
+                    // closes, whether or not it ever gets an async loop.
+                    registry.registerUntilClosed(channel)
                     let hitState = hitPath?.state(for: channel.eventLoop)
                     if let hitState {
                         try sync.addHandler(HitHandler(state: hitState, timeouts: timeoutHandler))
