@@ -5,7 +5,7 @@ import NIOHTTP1
 
 /// A ``ResponseSink`` writing to the client's channel.
 struct ChannelResponseSink: ResponseSink {
-    let writer: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    let writer: PassHandler.Writer
     let version: HTTPVersion
     let keepAlive: Bool
     /// Remove Surrogate-Key and Cache-Tag (the origin's purge tags are for this cache only,
@@ -41,17 +41,17 @@ struct ChannelResponseSink: ResponseSink {
 
     func sendBody(_ buffer: ByteBuffer) async throws {
         if let head = try take(ending: false) {
-            try await writer.write(contentsOf: [head, .body(.byteBuffer(buffer))])
+            try await writer.yield(contentsOf: [head, .body(.byteBuffer(buffer))])
         } else {
-            try await writer.write(.body(.byteBuffer(buffer)))
+            try await writer.yield(.body(.byteBuffer(buffer)))
         }
     }
 
     func sendEnd() async throws {
         if let head = try take(ending: true) {
-            try await writer.write(contentsOf: [head, .end(nil)])
+            try await writer.yield(contentsOf: [head, .end(nil)])
         } else {
-            try await writer.write(.end(nil))
+            try await writer.yield(.end(nil))
         }
     }
 
@@ -82,9 +82,9 @@ struct ChannelResponseSink: ResponseSink {
             }
         }
         if let body, body.readableBytes > 0 {
-            try await writer.write(contentsOf: [head, .body(.byteBuffer(body)), .end(nil)])
+            try await writer.yield(contentsOf: [head, .body(.byteBuffer(body)), .end(nil)])
         } else {
-            try await writer.write(contentsOf: [head, .end(nil)])
+            try await writer.yield(contentsOf: [head, .end(nil)])
         }
     }
 

@@ -19,7 +19,8 @@ public final class OutpostServer: Sendable {
     public let telemetry: Telemetry
 
     private typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    /// Each accepted connection, or nil for one whose async loop starts later (``ConnectionStarts``).
+    /// Each accepted admin connection; nil for traffic connections, whose requests the hit path
+    /// answers or passes on as tasks of their own (``PassedRequests``).
     private let traffic: NIOAsyncChannel<ConnectionChannel?, Never>
     private let admin: NIOAsyncChannel<ConnectionChannel?, Never>
     private let live: NIOLockedValueBox<OutpostConfiguration>
@@ -28,7 +29,7 @@ public final class OutpostServer: Sendable {
     /// request can still be using them).
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
-    private let starts = ConnectionStarts()
+    private let passed = PassedRequests()
     private let accepted: AcceptedConnections
     /// Counts the traffic listener's connections against `server.max_connections`.
     private let gate = ConnectionGate()
@@ -84,7 +85,7 @@ public final class OutpostServer: Sendable {
         let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
         self.accessLog = accessLog
         let registry = self.registry
-        let starts = self.starts
+        let passed = self.passed
         let accepted = AcceptedConnections()
         self.accepted = accepted
         let gate = self.gate
@@ -93,15 +94,15 @@ public final class OutpostServer: Sendable {
                 try LoopHitState(
                     eventLoop: loop, store: store, hotRecords: configuration.store.hotRecords,
                     counters: telemetry.makeLoopCounters(), pipeline: LoopPipeline(pipelines), registry: registry,
-                    starts: starts, accessLog: accessLog, logger: logger)
+                    accessLog: accessLog, logger: logger)
             }
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
-                registry: registry, accepted: accepted, gate: gate)
+                passed: passed, registry: registry, accepted: accepted, gate: gate)
             // The admin listener gets the traffic listener's idle and header timeouts too.
             admin = try await OutpostServer.bind(
                 configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
-                registry: registry, accepted: accepted, gate: nil)
+                passed: nil, registry: registry, accepted: accepted, gate: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -181,7 +182,8 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, registry: ConnectionRegistry, accepted: AcceptedConnections,
+        hitPath: LoopHitStates?, passed: PassedRequests?, registry: ConnectionRegistry,
+        accepted: AcceptedConnections,
         gate: ConnectionGate?
     ) async throws -> NIOAsyncChannel<ConnectionChannel?, Never> {
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
@@ -246,7 +248,7 @@ public final class OutpostServer: Sendable {
                     // answers goes through no other handler either way (it tells the timeouts
                     // itself); every other request passes on to the handlers below.
                     // Every connection is registered (for a graceful shutdown) from now until it
-                    // closes, whether or not it ever gets an async loop.
+                    // closes, whether or not it ever passes a request on.
                     registry.registerUntilClosed(channel)
                     let hitState = hitPath?.state(for: channel.eventLoop)
                     if let hitState {
@@ -257,8 +259,11 @@ public final class OutpostServer: Sendable {
                         try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
                         try sync.addHandler(timeoutHandler)
                     }
-                    // With the hit path, the async loop starts with the first request it passes on.
-                    if hitState != nil { return nil }
+                    // Traffic: what the hit path passes on becomes a task per request.
+                    if let passed {
+                        try sync.addHandler(PassHandler(requests: passed, registry: registry))
+                        return nil
+                    }
                     return accepted.adopt(try ConnectionChannel(wrappingChannelSynchronously: channel))
                 }
             }
@@ -267,9 +272,9 @@ public final class OutpostServer: Sendable {
     /// Client connections open on the traffic listener (counted against `server.max_connections`).
     public var openConnections: Int { gate.openConnections }
 
-    /// Client connections that have started their async loop (a request the hit path passed
-    /// on), since start; connections answered only by the hit path never do.
-    public var connectionLoopsStarted: Int { starts.started }
+    /// Requests the hit path passed on to a task of their own (``RequestTask``), since start;
+    /// requests answered by the hit path never start one.
+    public var passedRequests: Int { passed.submitted }
 
     /// Requests waiting right now for another request's fetch of the same URL.
     public var coalescedWaiters: Int { pipelines.current.coalescer.waitingCount }
@@ -288,24 +293,19 @@ public final class OutpostServer: Sendable {
                 "store": "\(configuration.store.path)",
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
-        let serve: @Sendable (ConnectionChannel) async -> Void = { connection in
-            await ClientConnection(
-                channel: connection, pipelines: self.pipelines, registry: self.registry, accessLog: accessLog,
-                logger: self.logger
-            ).run()
-        }
+        let task = RequestTask(pipelines: pipelines, registry: registry, accessLog: accessLog, logger: logger)
         await withDiscardingTaskGroup { group in
             group.addTask {
-                await self.accept(self.traffic, serve)
-                // The listener has closed; connections still open may yet start their async
-                // loop (a request during the drain), so starts stop only once all are gone.
+                await self.accept(self.traffic) { _ in }
+                // The listener has closed; connections still open may yet pass a request on
+                // (one under way during the drain), so requests stop only once all are gone.
                 await self.registry.waitUntilEmpty()
-                self.starts.finish()
+                self.passed.finish()
             }
             group.addTask {
-                await withDiscardingTaskGroup { connections in
-                    for await connection in self.starts.connections {
-                        connections.addTask { await serve(connection) }
+                await withDiscardingTaskGroup { requests in
+                    for await request in self.passed.requests {
+                        requests.addTask { await task.run(request) }
                     }
                 }
             }

@@ -21,7 +21,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var answeredCurrentRequest = false
     /// This handler answered a malformed request and the connection is closing. When the
     /// parser failed after it had passed a request's head on (a Transfer-Encoding it refuses
-    /// is found at the end of the head), the async loop may still answer that head; that
+    /// is found at the end of the head), its request task may still answer that head; that
     /// would be a second response to one request, so it is dropped.
     private var answeredMalformed = false
     private let logger: Logger

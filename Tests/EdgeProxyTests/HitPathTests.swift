@@ -80,30 +80,31 @@ struct HitPathTests {
         }
     }
 
-    @Test("a connection answered only from the store never starts an async loop; its first miss starts one")
-    func loopStartsOnFirstMiss() async throws {
+    @Test("a request answered from the store starts no task; each request passed on starts one")
+    func taskPerPassedRequest() async throws {
         try await withOutpost(origin: Self.textOrigin) { _, outpost, client in
             _ = try await client.get(outpost.base + "/a")
             #expect(try await outpost.stored("/a"))
             let host = "127.0.0.1:\(outpost.port)"
             let connection = try await KeepAliveConnection(port: outpost.port)
-            let before = outpost.server.connectionLoopsStarted
+            let before = outpost.server.passedRequests
             for _ in 0..<3 {
                 let hit = try await connection.get("/a", host: host)
                 #expect(hit.head.contains("; hit"), "\(hit.head)")
             }
-            #expect(outpost.server.connectionLoopsStarted == before)
-            // The first request the hit path passes on starts the loop; it then stays.
+            #expect(outpost.server.passedRequests == before)
             let miss = try await connection.get("/b", host: host)
             #expect(
                 miss.head.contains("fwd=uri-miss")
                     && miss.body == String(repeating: "outpost hit path /b ", count: 200), "\(miss.head)")
-            #expect(outpost.server.connectionLoopsStarted == before + 1)
+            #expect(outpost.server.passedRequests == before + 1)
             let pass = try await connection.get("/c", host: host)
             #expect(pass.body == String(repeating: "outpost hit path /c ", count: 200))
+            #expect(outpost.server.passedRequests == before + 2)
+            // The connection goes on after its passed requests, and hits stay on the hit path.
             let hit = try await connection.get("/a", host: host)
             #expect(hit.head.contains("; hit"))
-            #expect(outpost.server.connectionLoopsStarted == before + 1)
+            #expect(outpost.server.passedRequests == before + 2)
             await connection.close()
         }
     }

@@ -6,7 +6,7 @@ import Testing
 
 @testable import EdgeProxy
 
-/// Stands for the handlers above the protocol-error handler (the async loop's writes enter
+/// Stands for the handlers above the protocol-error handler (the request task's writes enter
 /// through it).
 private final class Above: ChannelOutboundHandler {
     typealias OutboundIn = HTTPServerResponsePart
@@ -33,7 +33,7 @@ struct ProtocolErrorHandlerTests {
             HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/x")))
         _ = try channel.readInbound(as: HTTPServerRequestPart.self)
         channel.pipeline.fireErrorCaught(HTTPParserError.unknown)
-        // The async loop answers the head it had been given, after the 400 went out.
+        // The request task answers the head it had been given, after the 400 went out.
         let late = channel.eventLoop.makePromise(of: Void.self)
         above.writeAndFlush(
             NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .badGateway))),

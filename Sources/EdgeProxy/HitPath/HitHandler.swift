@@ -9,14 +9,13 @@ import NIOHTTP1
 /// (or allowed-stale) hit, a 304 to the client's conditional, HEAD, a single Range of a stored
 /// 200, a stored coding — with no task, no actor and no process-wide lock. Anything else
 /// (misses, validation, request bodies, errors, multipart ranges, decoding on the fly) passes
-/// on unchanged to the connection's async loop (`ClientConnection`), which answers it through
-/// `CachePipeline`. The decisions are the pipeline's own functions; only the I/O differs.
-/// That loop is started by this handler when a request first needs it (`ConnectionStarts`):
-/// a connection that only ever gets hits has no task at all.
+/// on unchanged to ``PassHandler``, which answers it through `CachePipeline` in a task that
+/// ends with the request (``RequestTask``). The decisions are the pipeline's own functions;
+/// only the I/O differs. A connection has no task while none of its requests needs one.
 ///
 /// Sits right after the HTTP server pipelining handler (so pipelined requests reach it one at
 /// a time, each after the previous response ended), before the protocol-error and timeout
-/// handlers and the `NIOAsyncChannel` handler: a request answered here costs no trip through
+/// handlers and the pass handler: a request answered here costs no trip through
 /// them, and the timeouts are told of its head and its response's end directly.
 final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -27,7 +26,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private enum Phase {
         /// Between requests.
         case idle
-        /// The current request belongs to the async loop: its parts pass through.
+        /// The current request belongs to the pipeline: its parts pass through.
         case forwarding
         /// The current request is answered here; its remaining parts are read and dropped.
         /// `responseDone`: the whole response was written.
@@ -37,14 +36,12 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let state: LoopHitState
     private let timeouts: ConnectionTimeoutHandler?
     private var phase = Phase.idle
-    /// No more requests are answered here: the async loop sent `Connection: close`, or this
+    /// No more requests are answered here: the pipeline sent `Connection: close`, or this
     /// handler is closing the connection.
     private var closing = false
     /// A stored body being sent chunk by chunk as the socket takes it.
     private var stream: BodyStream?
     private var peer: String?
-    /// The connection's async loop has been started (it then stays for the connection's life).
-    private var loopStarted = false
 
     init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?) {
         self.state = state
@@ -91,18 +88,13 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The request being answered here has been read to its end.
     private var requestEnded = false
 
-    /// Passes a request part on to the connection's async loop, starting the loop first.
+    /// Passes a request part on to the pipeline's task (``PassHandler``).
     private func forward(_ data: NIOAny, context: ChannelHandlerContext) {
-        if !loopStarted {
-            loopStarted = true
-            // Refused only when the server is stopping; the channel is closed then.
-            guard state.starts.start(context.channel) else { return }
-        }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // A response from the async loop that closes the connection: nothing after it is ours.
+        // A response from the pipeline that closes the connection: nothing after it is ours.
         if case .head(let head) = unwrapOutboundIn(data), !head.isKeepAlive { closing = true }
         context.write(data, promise: promise)
     }
@@ -376,7 +368,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func finish(_ answer: Answer, context: ChannelHandlerContext) {
         // The state moves before `.end` is written: writing it can deliver the next pipelined
         // request to this handler at once. A graceful shutdown closes the connection after a
-        // response that was under way when it began (there is no async loop to do it).
+        // response that was under way when it began (no task is there to do it).
         let closes = answer.closes || state.registry.isDraining
         if closes { closing = true }
         if requestEnded {

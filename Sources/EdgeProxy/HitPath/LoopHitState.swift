@@ -12,8 +12,6 @@ final class LoopHitState {
     let counters: LoopCounters
     let pipeline: LoopPipeline
     let registry: ConnectionRegistry
-    /// Where a connection's async loop is started when a request first needs the pipeline.
-    let starts: ConnectionStarts
     let accessLog: AccessLog
     let logger: Logger
     private let store: CacheStore
@@ -40,7 +38,7 @@ final class LoopHitState {
 
     init(
         eventLoop: any EventLoop, store: CacheStore, hotRecords: Int, counters: LoopCounters, pipeline: LoopPipeline,
-        registry: ConnectionRegistry, starts: ConnectionStarts, accessLog: AccessLog, logger: Logger
+        registry: ConnectionRegistry, accessLog: AccessLog, logger: Logger
     ) throws {
         self.eventLoop = eventLoop
         self.store = store
@@ -49,7 +47,6 @@ final class LoopHitState {
         self.counters = counters
         self.pipeline = pipeline
         self.registry = registry
-        self.starts = starts
         self.accessLog = accessLog
         self.logger = logger
     }

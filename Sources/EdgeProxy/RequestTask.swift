@@ -4,10 +4,9 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// One client connection: an async loop over its requests, answered in order (pipelined
-/// requests wait in NIO's pipeline handler). A failure ends this connection only.
-struct ClientConnection {
-    let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+/// One request the hit path passed on (``PassHandler``), answered through the pipeline in a
+/// task that ends with it. A failure ends this request's connection only.
+struct RequestTask {
     /// The pipeline in force; each request takes the current one, so a reloaded
     /// configuration applies from the next request on, also on open connections.
     let pipelines: PipelineHolder
@@ -15,40 +14,26 @@ struct ClientConnection {
     let accessLog: AccessLog
     let logger: Logger
 
-    /// Serves the connection until it closes. It was registered when accepted
-    /// (``ConnectionRegistry/registerUntilClosed(_:)``).
-    func run() async {
-        let id = ObjectIdentifier(channel.channel)
-        let peer = channel.channel.remoteAddress?.ipAddress
+    typealias Parts = PassHandler.Parts.AsyncIterator
+    typealias Outbound = PassHandler.Writer
+
+    /// Answers the request; its connection closes afterwards when the answer says so, or
+    /// when a graceful shutdown has begun.
+    func run(_ request: PassedRequest) async {
+        let peer = request.channel.remoteAddress?.ipAddress
+        var parts = request.parts.makeAsyncIterator()
+        var keepGoing = false
         do {
-            try await channel.executeThenClose { inbound, outbound in
-                let parts = RequestParts(inbound.makeAsyncIterator())
-                while let part = try await parts.iterator.next() {
-                    guard case .head(let head) = part else { continue }
-                    registry.setBusy(id, true)
-                    // Each request runs in a child task. A task keeps the memory its deepest
-                    // call ever needed (its allocator's slabs: a miss through the pipeline and
-                    // the origin client is about 20 KB) until it ends, and this loop lives as
-                    // long as the connection; between requests it now holds only its own frame.
-                    let keepGoing = try await withThrowingTaskGroup(of: Bool.self) { group in
-                        group.addTask {
-                            try await serve(head, parts: &parts.iterator, outbound: outbound, peer: peer)
-                        }
-                        return try await group.next() ?? false
-                    }
-                    registry.setBusy(id, false)
-                    if !keepGoing || registry.isDraining { break }
-                }
-            }
+            keepGoing = try await serve(request.head, parts: &parts, outbound: request.writer, peer: peer)
         } catch {
             logger.debug("connection ended", metadata: ["peer": "\(peer ?? "-")", "error": "\(error)"])
         }
+        request.ended(close: !keepGoing || registry.isDraining)
     }
 
     /// Answers one request; false when the connection must close afterwards.
     private func serve(
-        _ head: HTTPRequestHead, parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, peer: String?
+        _ head: HTTPRequestHead, parts: inout Parts, outbound: Outbound, peer: String?
     ) async throws -> Bool {
         let started = ContinuousClock.now
         let pipeline = pipelines.current
@@ -133,8 +118,7 @@ struct ClientConnection {
     /// Runs the pipeline, streaming the request body to it when there is one.
     private func answer(
         _ request: ClientRequest, pipeline: CachePipeline, head: HTTPRequestHead,
-        parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, sink: ChannelResponseSink
+        parts: inout Parts, outbound: Outbound, sink: ChannelResponseSink
     ) async throws -> RequestOutcome {
         var request = request
         let headers = request.headers
@@ -143,7 +127,7 @@ struct ClientConnection {
         let outcome: RequestOutcome
         if chunked || (declaredLength ?? 0) > 0 {
             if headers.listMembers("Expect").contains(where: { $0.equalsIgnoringASCIICase("100-continue") }) {
-                try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
+                try await outbound.yield(.head(HTTPResponseHead(version: head.version, status: .continue)))
             }
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
             request.body = .stream(stream, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
@@ -189,20 +173,12 @@ struct ClientConnection {
 
     /// Reads the rest of a request without a body (its `.end`).
     private func drainBody(
-        _ parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+        _ parts: inout Parts
     ) async throws {
         while let part = try await parts.next() {
             if case .end = part { return }
         }
     }
-
-}
-
-/// The connection's request parts, handed to the child task that serves a request and back.
-/// Only one task reads them at a time: the loop waits for the child before it reads again.
-private final class RequestParts: @unchecked Sendable {
-    var iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
-    init(_ iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) { self.iterator = iterator }
 }
 
 extension HTTPMethod {
