@@ -221,15 +221,20 @@ public final class OutpostServer: Sendable {
                 decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
                 let via = server.viaPseudonym
                 let framing: EventLoopFuture<Void>
+                // Shared by the decoder and HitHandler, on this connection's event loop.
+                let boundaries = NIOLoopBound(RequestBoundaries(), eventLoop: channel.eventLoop)
                 if hitPath != nil {
                     // Traffic: NIO's decoder and pipelining, Outpost's response encoder (which
                     // writes the hit path's serialised heads as they are).
+                    // NIO's decoder learns any method token (ExtensionMethodDecoder).
                     framing = channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(
-                                HTTPRequestDecoder(
-                                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                    limitConfiguration: decoderLimits)),
+                                ExtensionMethodDecoder(
+                                    HTTPRequestDecoder(
+                                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                        limitConfiguration: decoderLimits),
+                                    boundaries: boundaries.value)),
                             ResponseEncoder(), HTTPServerPipelineHandler(),
                         ])
                     }
@@ -252,7 +257,8 @@ public final class OutpostServer: Sendable {
                     registry.registerUntilClosed(channel)
                     let hitState = hitPath?.state(for: channel.eventLoop)
                     if let hitState {
-                        try sync.addHandler(HitHandler(state: hitState, timeouts: timeoutHandler))
+                        try sync.addHandler(
+                            HitHandler(state: hitState, timeouts: timeoutHandler, boundaries: boundaries.value))
                     }
                     try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
                     if let timeoutHandler {

@@ -203,8 +203,11 @@ struct ExtensionMethodTests {
     static func status(_ response: String) -> Int? { IntermediaryTests.status(of: response) }
 
     @Test(
-        "WebDAV, SSDP and PURGE methods are forwarded as sent and not stored",
-        arguments: ["PROPFIND", "REPORT", "MKCOL", "PURGE", "M-SEARCH", "LINK", "SEARCH"])
+        "WebDAV, SSDP, PURGE and any other method token are forwarded as sent and not stored",
+        arguments: [
+            "PROPFIND", "REPORT", "MKCOL", "PURGE", "M-SEARCH", "LINK", "SEARCH", "FOO", "BREW", "get", "PLAY",
+            "VERSION-CONTROL", "X.Y_Z~1",
+        ])
     func forwarded(method: String) async throws {
         try await withOutpost(origin: { request in
             OriginResponse(status: 207, headers: [("Cache-Control", "max-age=60")], body: "\(request.method) answered")
@@ -218,6 +221,35 @@ struct ExtensionMethodTests {
             // NIO's parser names M-SEARCH `MSEARCH`; a 207 shows the origin parsed M-SEARCH.
             let seen = method == "M-SEARCH" ? "MSEARCH" : method
             #expect(origin.requests.map(\.method) == [seen, seen])
+        }
+    }
+
+    @Test(
+        "extension methods on a kept-alive connection after a miss, a hit and a body reach the origin with their body and fields"
+    )
+    func withBody() async throws {
+        try await withOutpost(origin: { request in
+            OriginResponse(
+                headers: [("Cache-Control", "max-age=60")],
+                body: "\(request.method) \(String(buffer: request.body)) \(request.headers["x-brew"] ?? "-")")
+        }) { origin, outpost, _ in
+            let host = "Host: 127.0.0.1:\(outpost.port)\r\n"
+            let answer = try await rawExchange(
+                port: outpost.port,
+                [
+                    "GET /pot HTTP/1.1\r\n\(host)\r\n",  // a miss
+                    "BREW /pot HTTP/1.1\r\n\(host)X-Brew: earl grey\r\nContent-Length: 6\r\n\r\nstrong",
+                    "GET /pot HTTP/1.1\r\n\(host)\r\n",  // a miss again: BREW invalidated it
+                    "GET /pot HTTP/1.1\r\n\(host)\r\n",  // a hit
+                    "BREW /pot HTTP/1.1\r\n\(host)\r\n",
+                    "POST /pot HTTP/1.1\r\n\(host)Content-Length: 2\r\n\r\nhi",  // a read ending in a body
+                    "FOO /pot HTTP/1.1\r\n\(host)Connection: close\r\n\r\n",
+                ])
+            #expect(answer.contains("BREW strong earl grey"), "\(answer)")
+            #expect(answer.contains("POST hi -"), "\(answer)")
+            #expect(answer.contains("FOO  -"), "\(answer)")
+            #expect(answer.components(separatedBy: "HTTP/1.1 200").count == 8, "\(answer)")
+            #expect(origin.requests(to: "/pot").map(\.method) == ["GET", "BREW", "GET", "BREW", "POST", "FOO"])
         }
     }
 
@@ -244,6 +276,13 @@ struct ExtensionMethodTests {
             let after = try await client.get(outpost.base + "/r")
             #expect(!after.isHit && after.text == "stored /r")
             #expect(origin.count("/r") == 4)
+            // A method llhttp does not know is just as unsafe (§4.4).
+            #expect(try await client.get(outpost.base + "/r").isHit)
+            let brewed = try await rawExchange(
+                port: outpost.port, "BREW /r HTTP/1.1\r\nHost: 127.0.0.1:\(outpost.port)\r\nConnection: close\r\n\r\n")
+            #expect(Self.status(brewed) == 207)
+            #expect(!(try await client.get(outpost.base + "/r").isHit))
+            #expect(origin.requests(to: "/r").map(\.method) == ["GET", "MKCOL", "PROPPATCH", "GET", "BREW", "GET"])
         }
     }
 

@@ -43,9 +43,14 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var stream: BodyStream?
     private var peer: String?
 
-    init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?) {
+    /// Shared with the connection's `ExtensionMethodDecoder`: counted here, where every part
+    /// passes, instead of in a handler of its own (a handler costs a cast per part).
+    private let boundaries: RequestBoundaries?
+
+    init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?, boundaries: RequestBoundaries? = nil) {
         self.state = state
         self.timeouts = timeouts
+        self.boundaries = boundaries
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -59,6 +64,24 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if let boundaries {
+            switch part {
+            case .head(let head):
+                if let restored = boundaries.receivedHead(head) {
+                    received(.head(restored), wrapInboundOut(.head(restored)), context: context)
+                    return
+                }
+            case .end:
+                boundaries.ends &+= 1
+            case .body:
+                break
+            }
+        }
+        received(part, data, context: context)
+    }
+
+    @inline(__always)
+    private func received(_ part: HTTPServerRequestPart, _ data: NIOAny, context: ChannelHandlerContext) {
         switch (phase, part) {
         case (.idle, .head(let head)):
             if !closing, let answer = answer(head) {
@@ -95,7 +118,15 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         // A response from the pipeline that closes the connection: nothing after it is ours.
-        if case .head(let head) = unwrapOutboundIn(data), !head.isKeepAlive { closing = true }
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if !head.isKeepAlive { closing = true }
+        case .end:
+            // Before the write: writing an end can deliver the next pipelined request at once.
+            boundaries?.responsesEnded &+= 1
+        case .body:
+            break
+        }
         context.write(data, promise: promise)
     }
 
@@ -379,6 +410,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         requestEnded = false
         record(answer)
         timeouts?.responseEnded()
+        boundaries?.responsesEnded &+= 1
         if closes {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }

@@ -1,9 +1,10 @@
-import EdgeProxy
 import HTTPCaching
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+@testable import EdgeProxy
 
 /// A request as the test origin saw it.
 struct OriginRequest: Sendable {
@@ -125,8 +126,18 @@ final class TestOrigin: Sendable {
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0) { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try Connection(wrappingChannelSynchronously: channel)
+                // NIO's server pipeline, with the decoder Outpost uses so that any method token
+                // reaches the script (ExtensionMethodDecoder).
+                channel.eventLoop.makeCompletedFuture {
+                    let boundaries = RequestBoundaries()
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(
+                            ExtensionMethodDecoder(
+                                HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes), boundaries: boundaries)),
+                        AnswersAtOnce(boundaries: boundaries), HTTPResponseEncoder(), HTTPServerPipelineHandler(),
+                        HTTPServerProtocolErrorHandler(),
+                    ])
+                    return try Connection(wrappingChannelSynchronously: channel)
                 }
             }
         let origin = TestOrigin(listener: listener)

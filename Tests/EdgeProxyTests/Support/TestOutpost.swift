@@ -156,6 +156,63 @@ func rawExchange(port: Int, _ request: String, deadline: Duration = .seconds(10)
     }
 }
 
+/// Sends each request on one new connection once the answer to the previous one has fully
+/// arrived (each answer must carry Content-Length), so that each starts a read of its own on
+/// the server; returns everything received until the server closes or `deadline` passes.
+func rawExchange(port: Int, _ requests: [String], deadline: Duration = .seconds(10)) async throws -> String {
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+    return try await withThrowingTaskGroup(of: String?.self) { group in
+        group.addTask {
+            try await channel.executeThenClose { inbound, outbound in
+                var received: [UInt8] = []
+                var iterator = inbound.makeAsyncIterator()
+                do {
+                    for (index, request) in requests.enumerated() {
+                        try await outbound.write(ByteBuffer(string: request))
+                        if index == requests.count - 1 { break }
+                        while completeResponses(received) <= index {
+                            guard let buffer = try await iterator.next() else { break }
+                            received += buffer.readableBytesView
+                        }
+                    }
+                    while let buffer = try await iterator.next() { received += buffer.readableBytesView }
+                } catch {}
+                return String(decoding: received, as: UTF8.self)
+            }
+        }
+        group.addTask {
+            try await Task.sleep(for: deadline)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        if first == nil { try? await channel.channel.close() }
+        return first ?? "(no close before the deadline)"
+    }
+}
+
+/// How many complete responses with Content-Length (or none, for 1xx/204/304) `bytes` holds.
+private func completeResponses(_ bytes: [UInt8]) -> Int {
+    var count = 0
+    var start = 0
+    let end = Array("\r\n\r\n".utf8)
+    while let headEnd = bytes[start...].firstRange(of: end)?.upperBound {
+        let head = String(decoding: bytes[start..<headEnd], as: UTF8.self).lowercased()
+        let length =
+            head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        guard bytes.count >= headEnd + length else { break }
+        start = headEnd + length
+        count += 1
+    }
+    return count
+}
+
 /// Deterministic test bytes.
 func testBytes(_ count: Int, seed: Int = 7) -> [UInt8] {
     pseudoRandomBytes(count, seed: UInt64(truncatingIfNeeded: seed))

@@ -1,0 +1,177 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import EdgeProxy
+
+/// RFC 9110 §9.1: any method token is a method. `MethodToken` decides from the first bytes of a
+/// request line; `ExtensionMethodDecoder` and `ExtensionMethodRestorer` make NIO's parser take it.
+@Suite("EdgeProxy: extension method tokens")
+struct ExtensionMethodDecoderTests {
+    @Test(
+        "MethodToken.classify reads the start of a request line",
+        arguments: [
+            ("GET / HTTP/1.1\r\n", MethodToken.leave),
+            ("HEAD /", .leave),
+            ("M-SEARCH * HTTP/1.1", .leave),
+            ("PROPFIND /", .leave),
+            ("QUERY /", .leave),
+            ("FOO /x HTTP/1.1", .extensionMethod(offset: 0, length: 3)),
+            ("BREW /pot", .extensionMethod(offset: 0, length: 4)),
+            ("get /", .extensionMethod(offset: 0, length: 3)),  // methods are case-sensitive (§9.1)
+            ("GETX /", .extensionMethod(offset: 0, length: 4)),
+            ("PLAY /", .extensionMethod(offset: 0, length: 4)),  // RTSP's, refused by llhttp for HTTP
+            ("X!#$%&'*+-.^_`|~9 /", .extensionMethod(offset: 0, length: 17)),
+            ("\r\nFOO /", .extensionMethod(offset: 2, length: 3)),
+            ("\nFOO /", .extensionMethod(offset: 1, length: 3)),
+            ("FOO", .needMore),
+            ("", .needMore),
+            ("\r\n", .needMore),
+            ("F", .needMore),
+            (" FOO /", .leave),  // no token
+            ("F(O /", .leave),  // not a token
+            ("FOO\t/", .leave),  // one SP only (RFC 9112 §3)
+            ("FÖÖ /", .leave),
+            (String(repeating: "A", count: 64) + " /", .extensionMethod(offset: 0, length: 64)),
+            (String(repeating: "A", count: 65) + " /", .leave),
+            (String(repeating: "A", count: 65), .leave),
+            (String(repeating: "\r\n", count: 5) + "FOO /", .leave),
+        ])
+    func classify(line: String, expected: MethodToken) {
+        #expect(MethodToken.classify(Array(line.utf8)) == expected, "\(line.debugDescription)")
+    }
+
+    /// Feeds `reads` to a decoder as separate reads and returns the parts it emitted (heads as
+    /// method and URI, bodies as "body:" and their text, ends as "end").
+    static func decode(_ reads: [String]) throws -> [String] {
+        let boundaries = RequestBoundaries()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            ByteToMessageHandler(ExtensionMethodDecoder(HTTPRequestDecoder(), boundaries: boundaries)),
+            AnswersAtOnce(boundaries: boundaries),
+        ])
+        for read in reads {
+            try channel.writeInbound(ByteBuffer(string: read))
+        }
+        var parts: [String] = []
+        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let head): parts.append("\(head.method.rawValue) \(head.uri)")
+            case .body(let body):
+                // A read may give a body in more than one part: join them.
+                if let last = parts.last, last.hasPrefix("body:") {
+                    parts[parts.count - 1] = last + String(buffer: body)
+                } else {
+                    parts.append("body:" + String(buffer: body))
+                }
+            case .end: parts.append("end")
+            }
+        }
+        _ = try? channel.finish()
+        return parts
+    }
+
+    static let foo = "FOO /x HTTP/1.1\r\nHost: h\r\n\r\n"
+
+    @Test("an extension method is parsed wherever the reads split the request")
+    func everySplit() throws {
+        let bytes = Array(Self.foo.utf8)
+        for split in 0...bytes.count {
+            let reads = [
+                String(decoding: bytes[..<split], as: UTF8.self), String(decoding: bytes[split...], as: UTF8.self),
+            ]
+            #expect(try Self.decode(reads) == ["FOO /x", "end"], "split at \(split)")
+        }
+    }
+
+    @Test("requests that start a read are parsed with their own method: after a body, a chunked body, a known method")
+    func sequence() throws {
+        let post = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+        let chunked = "BREW /pot HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        let get = "GET /g HTTP/1.1\r\nHost: h\r\n\r\n"
+        #expect(
+            try Self.decode([get, Self.foo, post, Self.foo, chunked, "\r\n" + Self.foo, get])
+                == [
+                    "GET /g", "end", "FOO /x", "end", "POST /p", "body:hello", "end", "FOO /x", "end", "BREW /pot",
+                    "body:abc",
+                    "end", "FOO /x", "end", "GET /g", "end",
+                ])
+        // A body cut across reads: the next request still starts a read.
+        #expect(
+            try Self.decode([
+                "FOO /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhe", "llo",
+                "PATCH2 /q HTTP/1.1\r\nHost: h\r\n\r\n",
+            ])
+                == ["FOO /p", "body:hello", "end", "PATCH2 /q", "end"])
+    }
+
+    @Test("a read that ends with an empty line: whole heads, a body that ends with one, a body that does not end there")
+    func emptyLineReads() throws {
+        let get = "GET /g HTTP/1.1\r\nHost: h\r\n\r\n"
+        #expect(try Self.decode([get + get, Self.foo]) == ["GET /g", "end", "GET /g", "end", "FOO /x", "end"])
+        #expect(try Self.decode([get + "\r\n\r\n", Self.foo]) == ["GET /g", "end", "FOO /x", "end"])
+        let post = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: "
+        #expect(
+            try Self.decode([post + "6\r\n\r\nab\r\n\r\n", Self.foo])
+                == ["POST /p", "body:ab\r\n\r\n", "end", "FOO /x", "end"])
+        #expect(
+            try Self.decode([post + "8\r\n\r\nab\r\n\r\n", "cd", Self.foo])
+                == ["POST /p", "body:ab\r\n\r\ncd", "end", "FOO /x", "end"])
+        // A head whose request has a body ends the read, the body comes in the next ones.
+        #expect(
+            try Self.decode([post + "2\r\n\r\n", "ok", Self.foo]) == ["POST /p", "body:ok", "end", "FOO /x", "end"])
+    }
+
+    @Test("known methods keep NIO's names; the stand-in sent by a client stays itself")
+    func known() throws {
+        #expect(
+            try Self.decode(["M-SEARCH * HTTP/1.1\r\nHost: h\r\n\r\n", "UNBIND /u HTTP/1.1\r\nHost: h\r\n\r\n"])
+                == ["MSEARCH *", "end", "UNBIND /u", "end"])
+    }
+
+    @Test(
+        "what is not a method stays an error: a non-token, an over-long token, a pipelined extension method in the same read"
+    )
+    func refused() throws {
+        #expect(throws: (any Error).self) { try Self.decode(["F(O /x HTTP/1.1\r\nHost: h\r\n\r\n"]) }
+        #expect(throws: (any Error).self) {
+            try Self.decode([String(repeating: "A", count: 65) + " /x HTTP/1.1\r\nHost: h\r\n\r\n"])
+        }
+        // Documented limit (docs/conformance.md): only a request that starts a read is read
+        // for an extension method; llhttp refuses one that follows another in the same read.
+        #expect(throws: (any Error).self) { try Self.decode(["GET /g HTTP/1.1\r\nHost: h\r\n\r\n" + Self.foo]) }
+    }
+}
+
+/// Keeps `RequestBoundaries` as HitHandler does, for a server that answers each request as
+/// soon as it has been read (the test origin takes one request at a time).
+final class AnswersAtOnce: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    let boundaries: RequestBoundaries
+
+    init(boundaries: RequestBoundaries) { self.boundaries = boundaries }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if let restored = boundaries.received(part) {
+            context.fireChannelRead(wrapInboundOut(.head(restored)))
+            return
+        }
+        if case .end = part { boundaries.responsesEnded += 1 }
+        context.fireChannelRead(data)
+    }
+}
+
+extension ExtensionMethodDecoderTests {
+    @Test(
+        "the hot path's check: GET and HEAD settled from the first bytes, nothing else",
+        arguments: [
+            ("GET /", true), ("HEAD /", true), ("GETX /", false), ("HEADX /", false), ("GE", false),
+            ("HEAD", false), ("get /", false), ("POST /", false), ("\r\nGET /", false),
+        ])
+    func getOrHead(bytes: String, expected: Bool) {
+        #expect(MethodToken.startsWithGETOrHEAD(ByteBuffer(string: bytes)) == expected, "\(bytes.debugDescription)")
+    }
+}
