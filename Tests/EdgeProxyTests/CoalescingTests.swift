@@ -92,9 +92,12 @@ struct SharedFailureTests {
     @Test("requests waiting on a fetch that times out get its 504 at the same time; the origin is asked once")
     func coalescedTimeout() async throws {
         try await withOutpost(
-            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(4))
+            // The ten requests must all arrive while the one fetch waits: a 3 s timeout leaves room
+            // for a loaded machine (with 1 s, a request of the ten arriving late started a second
+            // fetch when the whole suite ran at once).
+            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(6))
             },
-            configure: { $0.upstream.responseTimeout = 1 }
+            configure: { $0.upstream.responseTimeout = 3 }
         ) { origin, outpost, client in
             let answers = try await withThrowingTaskGroup(of: (Int, String, String).self) { group in
                 for _ in 0..<10 {

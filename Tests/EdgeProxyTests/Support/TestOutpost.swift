@@ -133,16 +133,16 @@ func rawExchange(port: Int, _ request: String, deadline: Duration = .seconds(10)
             }
         }
     return try await withThrowingTaskGroup(of: String?.self) { group in
+        let received = NIOLockedValueBox("")
         group.addTask {
             try await channel.executeThenClose { inbound, outbound in
                 // The server may already have closed (that is what the timeout tests wait for):
                 // a failed write just means there is nothing more to send.
                 if !request.isEmpty { try? await outbound.write(ByteBuffer(string: request)) }
-                var received = ""
                 do {
-                    for try await buffer in inbound { received += String(buffer: buffer) }
+                    for try await buffer in inbound { received.withLockedValue { $0 += String(buffer: buffer) } }
                 } catch {}
-                return received
+                return received.withLockedValue { $0 }
             }
         }
         group.addTask {
@@ -152,7 +152,7 @@ func rawExchange(port: Int, _ request: String, deadline: Duration = .seconds(10)
         let first = try await group.next()!
         group.cancelAll()
         if first == nil { try? await channel.channel.close() }
-        return first ?? "(no close before the deadline)"
+        return first ?? "(no close before the deadline; received: \(received.withLockedValue { $0 }))"
     }
 }
 
@@ -167,22 +167,24 @@ func rawExchange(port: Int, _ requests: [String], deadline: Duration = .seconds(
             }
         }
     return try await withThrowingTaskGroup(of: String?.self) { group in
+        let received = NIOLockedValueBox<[UInt8]>([])
         group.addTask {
             try await channel.executeThenClose { inbound, outbound in
-                var received: [UInt8] = []
                 var iterator = inbound.makeAsyncIterator()
                 do {
                     for (index, request) in requests.enumerated() {
                         try await outbound.write(ByteBuffer(string: request))
                         if index == requests.count - 1 { break }
-                        while completeResponses(received) <= index {
+                        while completeResponses(received.withLockedValue { $0 }) <= index {
                             guard let buffer = try await iterator.next() else { break }
-                            received += buffer.readableBytesView
+                            received.withLockedValue { $0 += buffer.readableBytesView }
                         }
                     }
-                    while let buffer = try await iterator.next() { received += buffer.readableBytesView }
+                    while let buffer = try await iterator.next() {
+                        received.withLockedValue { $0 += buffer.readableBytesView }
+                    }
                 } catch {}
-                return String(decoding: received, as: UTF8.self)
+                return String(decoding: received.withLockedValue { $0 }, as: UTF8.self)
             }
         }
         group.addTask {
@@ -192,7 +194,8 @@ func rawExchange(port: Int, _ requests: [String], deadline: Duration = .seconds(
         let first = try await group.next()!
         group.cancelAll()
         if first == nil { try? await channel.channel.close() }
-        return first ?? "(no close before the deadline)"
+        return first
+            ?? "(no close before the deadline; received: \(String(decoding: received.withLockedValue { $0 }, as: UTF8.self)))"
     }
 }
 
