@@ -59,7 +59,7 @@ extension CachePipeline {
             response = try await upstream.execute(
                 UpstreamRequest(
                     origin: request.origin, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers,
-                    body: nil),
+                    body: nil, interim: { sink.sendInterim(status: $0, headers: $1) }),
                 logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
@@ -585,7 +585,8 @@ extension CachePipeline {
             response = try await upstream.execute(
                 UpstreamRequest(
                     origin: request.origin, method: request.method, pathAndQuery: request.pathAndQuery,
-                    headers: upstreamHeaders(for: request), body: request.body),
+                    headers: upstreamHeaders(for: request), body: request.body,
+                    interim: { sink.sendInterim(status: $0, headers: $1) }),
                 logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])

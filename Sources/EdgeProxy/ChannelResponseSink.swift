@@ -11,6 +11,9 @@ struct ChannelResponseSink: ResponseSink {
     /// Remove Surrogate-Key and Cache-Tag (the origin's purge tags are for this cache only,
     /// unless `cache.expose_surrogate_keys`).
     var stripSurrogateKeys = true
+    /// Writes an interim response head at once, ahead of the writer (see
+    /// ``PassedRequest/interim(_:)``).
+    var interim: (@Sendable (HTTPResponseHead) -> Void)?
     /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
     let mustClose = NIOLockedValueBox(false)
     /// Where the one response to this request is: a head not written yet (it goes out with
@@ -37,6 +40,26 @@ struct ChannelResponseSink: ResponseSink {
             guard case .nothing = progress else { throw SecondResponse() }
             progress = .pendingHead(head)
         }
+    }
+
+    /// RFC 9110 §15.2: forwarded to an HTTP/1.1 client (never to HTTP/1.0) while the final
+    /// response has not started, without hop-by-hop fields; 101 is never interim here.
+    func sendInterim(status: Int, headers: HeaderFields) {
+        guard let interim, (100..<200).contains(status), status != 101, version.major == 1, version.minor >= 1
+        else { return }
+        guard progress.withLockedValue({ if case .nothing = $0 { true } else { false } }) else { return }
+        var fields = HTTPHeaders()
+        for field in HopByHop.stripped(headers) {
+            if stripSurrogateKeys && SurrogateKeys.isTagField(field.name) { continue }
+            fields.add(name: field.name, value: field.value)
+        }
+        // NIO has no name for 103 (RFC 8297).
+        let named = HTTPResponseStatus(statusCode: status)
+        let reason = status == 103 ? "Early Hints" : named.reasonPhrase
+        interim(
+            HTTPResponseHead(
+                version: version, status: HTTPResponseStatus(statusCode: status, reasonPhrase: reason),
+                headers: fields))
     }
 
     func sendBody(_ buffer: ByteBuffer) async throws {

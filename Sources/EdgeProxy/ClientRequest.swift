@@ -29,9 +29,15 @@ protocol ResponseSink: Sendable {
     func sendEnd() async throws
     /// A whole response at once (head, body, end): one write and one flush on the socket.
     func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws
+    /// An interim (1xx) response from the origin, forwarded at once if the final response has
+    /// not started (RFC 9110 §15.2); never stored.
+    func sendInterim(status: Int, headers: HeaderFields)
 }
 
 extension ResponseSink {
+    /// Sinks that cannot send interim responses drop them.
+    func sendInterim(status: Int, headers: HeaderFields) {}
+
     /// Ends a response whose bytes were all sent. A client that closed the connection as soon
     /// as it had them (a Content-Length response needs no terminator) is not an abort.
     func finish() async {

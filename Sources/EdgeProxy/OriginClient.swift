@@ -97,11 +97,12 @@ final class OriginClient: Sendable {
         for field in request.headers { head.headers.add(name: field.name, value: field.value) }
         let outgoing = head
         let origin = request.origin
+        let interim = request.interim
         // One deadline for the head, whatever the request waits for on the way: a free
         // connection, a connection, a second attempt.
         let deadline = NIODeadline.now() + settings.responseTimeout
         return try await loop.flatSubmit {
-            pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true)
+            pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true, interim: interim)
         }.get()
     }
 
@@ -133,17 +134,19 @@ final class LoopPool: @unchecked Sendable {
     }
 
     func execute(
-        _ head: HTTPRequestHead, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool
+        _ head: HTTPRequestHead, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool,
+        interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         acquire(origin, deadline: deadline).flatMap { connection, reused in
-            connection.send(head, deadline: deadline, readTimeout: self.settings.readTimeout).flatMapError { error in
-                // A kept-alive connection the origin closed before it read the request: the
-                // request had no effect; GET and HEAD are safe to send again (RFC 9110 §9.2.2).
-                if reused, mayRetry, error is OriginConnection.ClosedBeforeResponse {
-                    return self.execute(head, origin: origin, deadline: deadline, mayRetry: false)
+            connection.send(head, deadline: deadline, readTimeout: self.settings.readTimeout, interim: interim)
+                .flatMapError { error in
+                    // A kept-alive connection the origin closed before it read the request: the
+                    // request had no effect; GET and HEAD are safe to send again (RFC 9110 §9.2.2).
+                    if reused, mayRetry, error is OriginConnection.ClosedBeforeResponse {
+                        return self.execute(head, origin: origin, deadline: deadline, mayRetry: false, interim: interim)
+                    }
+                    return self.loop.makeFailedFuture(error)
                 }
-                return self.loop.makeFailedFuture(error)
-            }
         }
     }
 
@@ -297,6 +300,8 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     private var lastRead = NIODeadline.now()
 
     let origin: OriginURL
+    /// Where the current exchange's interim responses go.
+    private var interim: (@Sendable (Int, HeaderFields) -> Void)?
     private let loop: any EventLoop
 
     private init(
@@ -324,7 +329,16 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    // NIO's client handlers, but with interim responses passed on (its default
+                    // decoder drops them): 103 Early Hints are forwarded to the client.
+                    try channel.pipeline.syncOperations.addHandlers([
+                        HTTPRequestEncoder(),
+                        ByteToMessageHandler(
+                            HTTPResponseDecoder(
+                                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)
+                        ),
+                        NIOHTTPRequestHeadersValidator(),
+                    ])
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
@@ -347,9 +361,11 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Writes the request; the future holds the response once its head is here.
     func send(
-        _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount
+        _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount,
+        interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         guard let context, case .idle = state else { return loop.makeFailedFuture(ClosedBeforeResponse()) }
+        self.interim = interim
         let promise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         state = .awaitingHead(promise)
         exchange &+= 1
@@ -368,8 +384,13 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         switch unwrapInboundIn(data) {
         case .head(let head):
             guard case .awaitingHead(let promise) = state else { return }
-            // Interim responses (RFC 9110 §15.2) are not the answer.
-            if head.status.code >= 100 && head.status.code < 200 { return }
+            // Interim responses (RFC 9110 §15.2) are not the answer; a proxy forwards them
+            // (NIO's decoder gives 101 as a final response: Outpost sends no Upgrade).
+            if head.status.code >= 100 && head.status.code < 200 {
+                interim?(Int(head.status.code), ResponseHeaders.fields(head.headers))
+                return
+            }
+            interim = nil
             headDeadline?.cancel()
             headDeadline = nil
             let producer = OriginBody.makeSequence(

@@ -174,6 +174,13 @@ final class PassHandler: ChannelDuplexHandler {
         context.flush()
     }
 
+    /// An interim response head for request `number`, written and flushed at once (before any
+    /// part of its final response, which goes through the writer after it).
+    fileprivate func deliverInterim(_ head: HTTPResponseHead, _ number: Int) {
+        guard let context, number == exchange, sink != nil else { return }
+        context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
     /// The task of request `number` is done; `close` closes the connection once what it wrote
     /// has reached the socket.
     fileprivate func taskEnded(_ number: Int, close: Bool) {
@@ -245,6 +252,18 @@ struct PassedRequest: Sendable {
     let channel: any Channel
     fileprivate let exchange: Int
     fileprivate let handler: NIOLoopBound<PassHandler>
+
+    /// Writes an interim (1xx) response head on the connection's event loop. It is handed to
+    /// the loop before the final response's first part can be (the origin's interim response
+    /// arrives before its final one), so it goes out first.
+    func interim(_ head: HTTPResponseHead) {
+        let (handler, number) = (self.handler, exchange)
+        if handler.eventLoop.inEventLoop {
+            handler.value.deliverInterim(head, number)
+        } else {
+            handler.eventLoop.execute { handler.value.deliverInterim(head, number) }
+        }
+    }
 
     /// Tells the connection the task is done (and whether the connection must close); the
     /// writer is finished here.

@@ -24,7 +24,8 @@ struct RequestTask {
         var parts = request.parts.makeAsyncIterator()
         var keepGoing = false
         do {
-            keepGoing = try await serve(request.head, parts: &parts, outbound: request.writer, peer: peer)
+            keepGoing = try await serve(
+                request.head, parts: &parts, outbound: request.writer, interim: { request.interim($0) }, peer: peer)
         } catch {
             logger.debug("connection ended", metadata: ["peer": "\(peer ?? "-")", "error": "\(error)"])
         }
@@ -33,7 +34,8 @@ struct RequestTask {
 
     /// Answers one request; false when the connection must close afterwards.
     private func serve(
-        _ head: HTTPRequestHead, parts: inout Parts, outbound: Outbound, peer: String?
+        _ head: HTTPRequestHead, parts: inout Parts, outbound: Outbound,
+        interim: @escaping @Sendable (HTTPResponseHead) -> Void, peer: String?
     ) async throws -> Bool {
         let started = ContinuousClock.now
         let pipeline = pipelines.current
@@ -44,8 +46,9 @@ struct RequestTask {
         // stops reading after an upgrade request, so the connection closes after the answer
         // instead of waiting for a next request it would never parse.
         let keepAlive = head.isKeepAlive && !registry.isDraining && !headers.contains("Upgrade")
-        let sink = ChannelResponseSink(
+        var sink = ChannelResponseSink(
             writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
+        sink.interim = interim
         let method = head.method.wireName
         let limits = RequestValidation.Limits(configuration.server)
 

@@ -12,6 +12,10 @@ struct UpstreamRequest {
     var pathAndQuery: String
     var headers: HeaderFields
     var body: HTTPClientRequest.Body?
+    /// Told of each interim (1xx) response the origin sends before the final one: status and
+    /// fields (RFC 9110 §15.2: a proxy forwards them). Only Outpost's own client sees them;
+    /// async-http-client drops them.
+    var interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
 }
 
 /// The origins' HTTP clients: one pooled AsyncHTTPClient per origin, configured as a proxy

@@ -38,6 +38,8 @@ struct OriginResponse: Sendable {
     var gate: Gate?
     /// Wait for this gate before sending the head.
     var headGate: Gate?
+    /// Interim (1xx) responses sent, in order, before `headGate` is waited on.
+    var interim: [(status: Int, headers: [(String, String)])] = []
     /// Add a Date field when the script has none (origins normally do).
     var addDate = true
 
@@ -187,6 +189,13 @@ final class TestOrigin: Sendable {
                     recorded.withLockedValue { $0.append(request) }
                     let response = await handler(request)
                     if let delay = response.delay { try await Task.sleep(for: delay) }
+                    for interim in response.interim {
+                        try await outbound.write(
+                            .head(
+                                HTTPResponseHead(
+                                    version: .http1_1, status: .init(statusCode: interim.status),
+                                    headers: HTTPHeaders(interim.headers))))
+                    }
                     if let headGate = response.headGate { await headGate.wait() }
                     if case .hangUp = response.action { return }
                     var headers = HTTPHeaders(response.headers)
