@@ -54,6 +54,10 @@ public final class CacheStore: Sendable {
     /// How many damaged holders await removal (``CorruptionState/removing``): lookups skip
     /// them meanwhile, and only look when there are any.
     private let pendingRemovals = Atomic<Int>(0)
+    /// Removals committed since the store opened. A lookup reads it before its transaction
+    /// begins: a removal that commits meanwhile is not in the lookup's snapshot, but is no
+    /// longer in ``CorruptionState/removing`` either (see ``awaitsRemoval(_:since:)``).
+    let removalsCompleted = Atomic<Int>(0)
 
     private struct CorruptionState {
         var count: UInt64 = 0
@@ -296,6 +300,9 @@ public final class CacheStore: Sendable {
             .removeDamaged(
                 corruption,
                 completion: { [weak self] in
+                    // Counted before the key is forgotten: a lookup that no longer finds the key
+                    // then sees the count moved.
+                    self?.removalsCompleted.add(1, ordering: .releasing)
                     self?.corruptions.withLock { _ = $0.removing.remove(key) }
                     self?.pendingRemovals.subtract(1, ordering: .relaxed)
                 }))
@@ -304,12 +311,20 @@ public final class CacheStore: Sendable {
     /// Whether a read found damage in this object (its record, its body or one of its codings)
     /// that is not removed yet: a lookup then skips it, so the request is a miss instead of a
     /// response cut short by the same damaged chunk.
-    private func awaitsRemoval(_ record: ObjectRecord) -> Bool {
-        guard pendingRemovals.load(ordering: .relaxed) > 0 else { return false }
-        return corruptions.withLock { state in
-            state.removing.contains("object \(record.id)") || state.removing.contains("chunks \(record.id)")
-                || record.alternates.contains { state.removing.contains("chunks \($0.chunkOwner)") }
+    ///
+    /// `epoch` is ``removalsCompleted`` read before the lookup's transaction began. When a
+    /// removal committed since, the lookup's snapshot may still hold the removed object while
+    /// its key has already been forgotten: every object it finds is then skipped (a miss, in
+    /// the rare moment a removal commits during a lookup), never handed out.
+    private func awaitsRemoval(_ record: ObjectRecord, since epoch: Int) -> Bool {
+        if pendingRemovals.load(ordering: .relaxed) > 0 {
+            let listed = corruptions.withLock { state in
+                state.removing.contains("object \(record.id)") || state.removing.contains("chunks \(record.id)")
+                    || record.alternates.contains { state.removing.contains("chunks \($0.chunkOwner)") }
+            }
+            if listed { return true }
         }
+        return removalsCompleted.load(ordering: .acquiring) != epoch
     }
 
     /// Decodes a record with `body`; a damaged one (``StoreError/corruptRecord(_:)``) is
@@ -340,11 +355,14 @@ public final class CacheStore: Sendable {
     /// Finds the stored response that a request with these headers selects (RFC 9111 §4.1),
     /// newest variant first.
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
-        try environment.read { txn in
+        let epoch = removalsCompleted.load(ordering: .acquiring)
+        return try environment.read { txn in
             let entry = try decodeReporting(StoreCorruption(primaryKey: primaryKey)) {
                 try schema.entry(txn, primaryKey: primaryKey)
             }
-            let selection = try select(txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders) {
+            let selection = try select(
+                txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders, removalEpoch: epoch
+            ) {
                 id in try schema.object(txn, id: id).map { ($0, 0) }
             }
             switch selection {
@@ -362,7 +380,7 @@ public final class CacheStore: Sendable {
     ///   when not, `body` is nil and the caller reads the representation it sends.
     func select(
         _ txn: LMDBTransaction, entry: EntryRecord?, primaryKey: String, requestHeaders: HeaderFields,
-        readsBody: (ObjectRecord) -> Bool = { _ in true },
+        removalEpoch: Int, readsBody: (ObjectRecord) -> Bool = { _ in true },
         object: (UInt64) throws -> (ObjectRecord, revision: UInt64)?
     ) throws -> StoreReadSession.Lookup {
         // A digest collision is a miss, never another URL's object.
@@ -371,7 +389,7 @@ public final class CacheStore: Sendable {
             let found = try decodeReporting(StoreCorruption(primaryKey: primaryKey, objectID: variant.objectID)) {
                 try object(variant.objectID)
             }
-            guard let (record, revision) = found, !awaitsRemoval(record) else { continue }
+            guard let (record, revision) = found, !awaitsRemoval(record, since: removalEpoch) else { continue }
             guard readsBody(record) else { return .found(record, revision: revision, body: nil) }
             guard let body = try inlineBody(txn, of: record) else { continue }
             return .found(record, revision: revision, body: body.buffer)

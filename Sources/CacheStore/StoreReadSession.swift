@@ -83,6 +83,7 @@ public final class StoreReadSession: @unchecked Sendable {
     public func lookup(_ primaryKey: String, requestHeaders: HeaderFields) throws -> Lookup {
         let digest = KeyDigest.value(primaryKey)
         let schema = store.schema
+        let epoch = store.removalsCompleted.load(ordering: .acquiring)
         return try state.withLock { state in
             guard let reader = state.reader else { throw StoreError.closed }
             return try reader.read { txn -> Lookup in
@@ -92,7 +93,7 @@ public final class StoreReadSession: @unchecked Sendable {
                     }
                 }
                 return try store.select(
-                    txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders,
+                    txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders, removalEpoch: epoch,
                     readsBody: { $0.alternates.isEmpty }
                 ) {
                     id in
