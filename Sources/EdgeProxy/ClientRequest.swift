@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import HTTPCaching
 import NIOCore
 
@@ -16,7 +15,7 @@ struct ClientRequest: Sendable {
     var origin: OriginURL
     var clientAddress: String?
     /// The request body, streamed from the client while the upstream request is sent.
-    var body: HTTPClientRequest.Body?
+    var body: RequestBody?
 
     var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
 }

@@ -1,6 +1,7 @@
 import CacheStore
 import ContentCoding
 import HTTPCaching
+import NIOCore
 
 /// Everything `outpost serve` can be told, with the defaults an operator gets when a key is
 /// absent. Each property is one key of conf/outpost.toml (documented in docs/configuration.md).
@@ -54,6 +55,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `upstream.max_queued_requests`: requests that may wait for a connection to one origin
         /// while all its connections are busy; past it → 503 `connection_limit_reached`.
         public var maxQueuedRequests = 1024
+        /// `upstream.tls_ca_file`: PEM certificates trusted for `https` origins besides the
+        /// system's roots (an origin with a private CA); none by default.
+        public var tlsCAFile: String? = nil
     }
 
     public struct Cache: Sendable, Equatable {
@@ -207,6 +211,13 @@ public struct OriginURL: Sendable, Equatable, CustomStringConvertible {
             port = key.scheme == "https" ? 443 : 80
         }
         guard !host.isEmpty else { return nil }
+    }
+
+    /// Whether the host is an IPv4 or IPv6 address rather than a name (TLS sends no SNI for
+    /// an address, RFC 6066 §3).
+    public var hostIsAddress: Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return (try? SocketAddress(ipAddress: bare, port: 0)) != nil
     }
 
     /// The authority as it goes in a Host field.

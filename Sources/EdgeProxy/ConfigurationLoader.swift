@@ -56,6 +56,7 @@ public enum ConfigurationLoader {
                 configuration.upstream.maxConnectionsPerOrigin = $0
             }
             try upstream.integer("max_queued_requests", minimum: 0) { configuration.upstream.maxQueuedRequests = $0 }
+            try upstream.string("tls_ca_file") { configuration.upstream.tlsCAFile = $0.isEmpty ? nil : $0 }
             try upstream.table("hosts") { hosts in
                 for key in hosts.remainingKeys {
                     try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }

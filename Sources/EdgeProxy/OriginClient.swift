@@ -1,10 +1,10 @@
-import AsyncHTTPClient
 import HTTPCaching
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// An origin's answer: the head, and the body as it streams in.
 struct UpstreamResponse: Sendable {
@@ -13,40 +13,8 @@ struct UpstreamResponse: Sendable {
     var body: UpstreamBody
 }
 
-/// The body of an origin response, from either client.
-struct UpstreamBody: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    enum Source: Sendable {
-        case origin(OriginBody)
-        case client(HTTPClientResponse.Body)
-    }
-
-    let source: Source
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var origin: OriginBody.AsyncIterator?
-        var client: HTTPClientResponse.Body.AsyncIterator?
-
-        mutating func next() async throws -> ByteBuffer? {
-            if var iterator = origin {
-                defer { origin = iterator }
-                return try await iterator.next()
-            }
-            if var iterator = client {
-                defer { client = iterator }
-                return try await iterator.next()
-            }
-            return nil
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator {
-        switch source {
-        case .origin(let body): return AsyncIterator(origin: body.makeAsyncIterator(), client: nil)
-        case .client(let body): return AsyncIterator(origin: nil, client: body.makeAsyncIterator())
-        }
-    }
-}
+/// The body of an origin response as it streams in.
+typealias UpstreamBody = OriginBody
 
 /// The body of an origin response, read with back-pressure: the connection reads on only
 /// while the consumer keeps up (at most a few buffers are held).
@@ -54,12 +22,12 @@ typealias OriginBody = NIOThrowingAsyncSequenceProducer<
     ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, OriginBodyDemand
 >
 
-/// Plain HTTP/1.1 to the origins for requests without a body (misses, validations, HEAD):
-/// each event loop keeps its own keep-alive connections per origin, so a fetch takes no
-/// process-wide lock and its connection's work stays on one loop (issue 9; what
-/// async-http-client spent per request on its pool, request preparation and tracing was about
-/// a quarter of a miss). Requests with a body and `https` origins go through
-/// async-http-client (``UpstreamPool``).
+/// HTTP/1.1 to the origins, over TCP or TLS: each event loop keeps its own keep-alive
+/// connections per origin, so a fetch takes no process-wide lock and its connection's work
+/// stays on one loop (issue 9; what async-http-client spent per request on its pool, request
+/// preparation and tracing was about a quarter of a miss). Every request goes this way, with or
+/// without a body, so interim responses (RFC 9110 §15.2) reach the client whatever the origin's
+/// scheme.
 final class OriginClient: Sendable {
     struct Settings: Sendable {
         var connectTimeout: TimeAmount
@@ -70,6 +38,8 @@ final class OriginClient: Sendable {
         /// Requests per origin that may wait on each event loop for a connection (the
         /// configured `max_queued_requests` shared out); past it a request fails at once.
         var queuedPerLoop: Int = 1024
+        /// For `https` origins: trust roots, TLS 1.2 or later, certificates always verified.
+        var tls: NIOSSLContext? = nil
     }
 
     private let group: any EventLoopGroup
@@ -84,9 +54,11 @@ final class OriginClient: Sendable {
         self.pools = pools
     }
 
-    /// Sends a request without a body; returns once the response head arrived. A request on a
-    /// kept-alive connection that the origin had closed meanwhile is sent once more on a new one.
-    /// Errors are the connection's own; ``UpstreamPool`` maps them to what the client gets.
+    /// Sends a request; returns once the response head arrived, while a request body may still be
+    /// on its way (an origin may answer before it has read it all). A request without a body on
+    /// a kept-alive connection that the origin had closed meanwhile is sent once more on a new
+    /// one; a request with a body is not, since its body can be read only once. Errors are the
+    /// connection's own; ``UpstreamPool`` maps them to what the client gets.
     func execute(_ request: UpstreamRequest) async throws -> UpstreamResponse {
         let loop = group.any()
         guard let pool = pools[ObjectIdentifier(loop)] else {
@@ -95,14 +67,28 @@ final class OriginClient: Sendable {
         var head = HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.pathAndQuery)
         for field in request.headers { head.headers.add(name: field.name, value: field.value) }
+        var body: RequestBodyPump? = nil
+        if let requestBody = request.body {
+            // The framing is this hop's own (RFC 9112 §6): the declared length, else chunked.
+            head.headers.remove(name: "Content-Length")
+            head.headers.remove(name: "Transfer-Encoding")
+            if let length = requestBody.length {
+                head.headers.add(name: "Content-Length", value: String(length))
+            } else {
+                head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            }
+            body = RequestBodyPump(parts: requestBody.parts, length: requestBody.length)
+        }
         let outgoing = head
         let origin = request.origin
         let interim = request.interim
+        let pump = body
         // One deadline for the head, whatever the request waits for on the way: a free
         // connection, a connection, a second attempt.
         let deadline = NIODeadline.now() + settings.responseTimeout
         return try await loop.flatSubmit {
-            pool.execute(outgoing, origin: origin, deadline: deadline, mayRetry: true, interim: interim)
+            pool.execute(
+                outgoing, body: pump, origin: origin, deadline: deadline, mayRetry: pump == nil, interim: interim)
         }.get()
     }
 
@@ -134,19 +120,24 @@ final class LoopPool: @unchecked Sendable {
     }
 
     func execute(
-        _ head: HTTPRequestHead, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool,
+        _ head: HTTPRequestHead, body: RequestBodyPump?, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool,
         interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         acquire(origin, deadline: deadline).flatMap { connection, reused in
-            connection.send(head, deadline: deadline, readTimeout: self.settings.readTimeout, interim: interim)
-                .flatMapError { error in
-                    // A kept-alive connection the origin closed before it read the request: the
-                    // request had no effect; GET and HEAD are safe to send again (RFC 9110 §9.2.2).
-                    if reused, mayRetry, error is OriginConnection.ClosedBeforeResponse {
-                        return self.execute(head, origin: origin, deadline: deadline, mayRetry: false, interim: interim)
-                    }
-                    return self.loop.makeFailedFuture(error)
+            connection.send(
+                head, body: body, deadline: deadline, readTimeout: self.settings.readTimeout,
+                responseTimeout: self.settings.responseTimeout, interim: interim
+            )
+            .flatMapError { error in
+                // A kept-alive connection the origin closed before it read the request: the
+                // request had no effect; GET and HEAD are safe to send again (RFC 9110 §9.2.2).
+                // One with a body is not: its body is read once.
+                if reused, mayRetry, error is OriginConnection.ClosedBeforeResponse {
+                    return self.execute(
+                        head, body: nil, origin: origin, deadline: deadline, mayRetry: false, interim: interim)
                 }
+                return self.loop.makeFailedFuture(error)
+            }
         }
     }
 
@@ -194,7 +185,7 @@ final class LoopPool: @unchecked Sendable {
         }
         open[key, default: 0] += 1
         return OriginConnection.connect(
-            to: origin, on: loop, timeout: settings.connectTimeout,
+            to: origin, on: loop, timeout: settings.connectTimeout, tls: settings.tls,
             released: { connection in self.release(connection, origin: origin) },
             gone: { _ in self.connectionGone(origin) }
         )
@@ -281,6 +272,11 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     private var state = State.idle
+    /// Whether the current exchange's request has been written to its end; a connection whose
+    /// origin answered before the whole request body went out is not reused.
+    private var requestComplete = true
+    /// Bytes of a request body with a declared length still to be written.
+    private var requestBodyRemaining: Int?
     /// Numbers the exchanges on this connection (see ``OriginBodyDemand``).
     private var exchange: UInt64 = 0
     /// When the connection last went idle: one idle for longer than the pool keeps them is
@@ -295,6 +291,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     private var headDeadline: Scheduled<Void>?
     private var readDeadline: Scheduled<Void>?
     private var readTimeout: TimeAmount = .seconds(30)
+    private var responseTimeout: TimeAmount = .seconds(30)
     /// When the body last brought bytes; the read timer checks it instead of being moved on
     /// every read.
     private var lastRead = NIODeadline.now()
@@ -320,7 +317,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     static func connect(
-        to origin: OriginURL, on loop: any EventLoop, timeout: TimeAmount,
+        to origin: OriginURL, on loop: any EventLoop, timeout: TimeAmount, tls: NIOSSLContext?,
         released: @escaping (OriginConnection) -> Void, gone: @escaping (OriginConnection) -> Void
     ) -> EventLoopFuture<OriginConnection> {
         let connection = OriginConnection(origin: origin, loop: loop, released: released, gone: gone)
@@ -329,6 +326,14 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if origin.scheme == "https" {
+                        guard let tls else { throw ProxyError.internalError("no TLS context for \(origin)") }
+                        // SNI carries a host name, never an address (RFC 6066 §3); for an address
+                        // NIOSSL checks the certificate against the address connected to.
+                        let name = origin.hostIsAddress ? nil : origin.host
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: name))
+                    }
                     // NIO's client handlers, but with interim responses passed on (its default
                     // decoder drops them): 103 Early Hints are forwarded to the client.
                     try channel.pipeline.syncOperations.addHandlers([
@@ -359,10 +364,11 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         self.context = nil
     }
 
-    /// Writes the request; the future holds the response once its head is here.
+    /// Writes the request head (and the end, without a body; a body follows from `body`); the
+    /// future holds the response once its head is here.
     func send(
-        _ head: HTTPRequestHead, deadline: NIODeadline, readTimeout: TimeAmount,
-        interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
+        _ head: HTTPRequestHead, body: RequestBodyPump? = nil, deadline: NIODeadline, readTimeout: TimeAmount,
+        responseTimeout: TimeAmount = .seconds(30), interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         guard let context, case .idle = state else { return loop.makeFailedFuture(ClosedBeforeResponse()) }
         self.interim = interim
@@ -371,13 +377,74 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         exchange &+= 1
         self.readTimeout = readTimeout
         let exchange = self.exchange
-        headDeadline = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+        self.responseTimeout = responseTimeout
+        armHeadDeadline(deadline, exchange: exchange)
+        if let body {
+            requestComplete = false
+            requestBodyRemaining = body.length
+            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+            body.start(into: self, exchange: exchange, loop: context.eventLoop)
+        } else {
+            requestComplete = true
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        return promise.futureResult
+    }
+
+    /// Writes a part of the current exchange's request body; the future completes once the
+    /// socket took it, so a slow origin slows the client's upload (each part awaited).
+    func writeRequestBody(_ part: ByteBuffer, exchange: UInt64) -> EventLoopFuture<Void> {
+        guard exchange == self.exchange, !requestComplete, let context, isExchanging else {
+            return loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        // The response is due a response timeout after the request's last byte, not after its
+        // first: an upload takes as long as the client takes. Meanwhile each part must follow
+        // the one before within that time (a client or an origin that stalls the upload).
+        armHeadDeadline(.now() + responseTimeout, exchange: exchange)
+        // With a declared length the request is whole on the wire with its last byte: the
+        // origin may answer before the pump reports the end, and the connection stays reusable.
+        if let remaining = requestBodyRemaining {
+            requestBodyRemaining = remaining - part.readableBytes
+            if remaining - part.readableBytes <= 0 { requestComplete = true }
+        }
+        return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(part))))
+    }
+
+    /// The request body is complete: the request's end goes out (nothing more on the wire when
+    /// its length was declared, and nothing at all when the exchange already ended).
+    func endRequest(exchange: UInt64) -> EventLoopFuture<Void> {
+        guard exchange == self.exchange, let context, isExchanging else {
+            return exchange == self.exchange && requestComplete
+                ? loop.makeSucceededVoidFuture() : loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        requestComplete = true
+        armHeadDeadline(.now() + responseTimeout, exchange: exchange)
+        return context.writeAndFlush(wrapOutboundOut(.end(nil)))
+    }
+
+    /// Fails the exchange with a response timeout unless its head has come by `deadline`.
+    private func armHeadDeadline(_ deadline: NIODeadline, exchange: UInt64) {
+        guard case .awaitingHead = state else { return }
+        headDeadline?.cancel()
+        headDeadline = loop.scheduleTask(deadline: deadline) { [self] in
             guard exchange == self.exchange, case .awaitingHead = state else { return }
             fail(ProxyError.responseTimeout("\(origin) did not answer in time"))
         }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        return promise.futureResult
+    }
+
+    /// The client's body failed (it went away, or sent more than allowed): the origin cannot
+    /// be given a complete request, so the exchange ends with the connection.
+    func requestBodyFailed(exchange: UInt64, error: any Error) {
+        guard exchange == self.exchange, !requestComplete, isExchanging else { return }
+        fail(error)
+    }
+
+    private var isExchanging: Bool {
+        switch state {
+        case .awaitingHead, .streaming: true
+        case .idle, .closed: false
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -402,7 +469,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             armReadDeadline(context)
             promise.succeed(
                 UpstreamResponse(
-                    status: head.status, headers: head.headers, body: UpstreamBody(source: .origin(producer.sequence))))
+                    status: head.status, headers: head.headers, body: producer.sequence))
         case .body(let buffer):
             guard case .streaming(let source, _) = state else { return }
             armReadDeadline(context)
@@ -413,7 +480,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             readDeadline = nil
             source.finish()
             readsWanted = true
-            if keepAlive {
+            if keepAlive && requestComplete {
                 state = .idle
                 idleSince = .now()
                 if readPending {
@@ -460,6 +527,10 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // An origin closing TLS without close_notify: the HTTP framing decides whether the
+        // response was complete (a body read to the close ends there; a short one fails in the
+        // decoder), as for a TCP close.
+        if let tlsError = error as? NIOSSLError, case .uncleanShutdown = tlsError { return }
         fail(error)
     }
 
@@ -515,5 +586,34 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     /// Closes the connection; the pool hears of it as of any other end.
     func close() {
         fail(ChannelError.ioOnClosedChannel)
+    }
+}
+
+/// Feeds a request body to its origin connection part by part, each write awaited, so the
+/// socket's back-pressure reaches the reading of the client's body.
+final class RequestBodyPump: Sendable {
+    private let parts: AsyncThrowingStream<ByteBuffer, any Error>
+    /// The declared length (nil: chunked).
+    let length: Int?
+
+    init(parts: AsyncThrowingStream<ByteBuffer, any Error>, length: Int?) {
+        self.parts = parts
+        self.length = length
+    }
+
+    /// Starts sending, on a task of its own: the response head may come back before the body
+    /// is all sent, and the request goes on meanwhile.
+    func start(into connection: OriginConnection, exchange: UInt64, loop: any EventLoop) {
+        let parts = self.parts
+        Task {
+            do {
+                for try await part in parts {
+                    try await loop.flatSubmit { connection.writeRequestBody(part, exchange: exchange) }.get()
+                }
+                try await loop.flatSubmit { connection.endRequest(exchange: exchange) }.get()
+            } catch {
+                loop.execute { connection.requestBodyFailed(exchange: exchange, error: error) }
+            }
+        }
     }
 }

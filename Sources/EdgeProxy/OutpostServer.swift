@@ -75,7 +75,14 @@ public final class OutpostServer: Sendable {
                 metadata: ["damage": "\(corruption)"])
         }
         let group = MultiThreadedEventLoopGroup.singleton
-        let upstream = UpstreamPool(configuration: configuration.upstream, eventLoopGroup: group, telemetry: telemetry)
+        let upstream: UpstreamPool
+        do {
+            upstream = try UpstreamPool(
+                configuration: configuration.upstream, eventLoopGroup: group, telemetry: telemetry)
+        } catch {
+            store.close()
+            throw error
+        }
         self.upstreams = NIOLockedValueBox((upstream, []))
         let pipelines = PipelineHolder(
             CachePipeline(
@@ -163,7 +170,7 @@ public final class OutpostServer: Sendable {
         try AdminToken.checkExposure(next.admin)
         var upstream = upstreams.withLockedValue { $0.current }
         if next.upstream != current.upstream {
-            let replacement = UpstreamPool(
+            let replacement = try UpstreamPool(
                 configuration: next.upstream, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
                 telemetry: telemetry)
             upstreams.withLockedValue { pools in

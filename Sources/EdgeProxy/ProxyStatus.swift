@@ -38,6 +38,14 @@ public struct ProxyError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func connectionLimitReached(_ details: String) -> ProxyError {
         .init(type: "connection_limit_reached", status: 503, details: details)
     }
+    /// RFC 9209 §2.3.14: the origin's certificate could not be verified.
+    public static func tlsCertificateError(_ details: String) -> ProxyError {
+        .init(type: "tls_certificate_error", status: 502, details: details)
+    }
+    /// RFC 9209 §2.3.13: TLS with the origin failed otherwise.
+    public static func tlsProtocolError(_ details: String) -> ProxyError {
+        .init(type: "tls_protocol_error", status: 502, details: details)
+    }
     public static func incomplete(_ details: String) -> ProxyError {
         .init(type: "http_response_incomplete", status: 502, details: details)
     }

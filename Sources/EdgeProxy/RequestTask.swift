@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import HTTPCaching
 import Logging
 import NIOCore
@@ -133,7 +132,7 @@ struct RequestTask {
                 try await outbound.yield(.head(HTTPResponseHead(version: head.version, status: .continue)))
             }
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-            request.body = .stream(stream, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
+            request.body = RequestBody(parts: stream, length: chunked ? nil : declaredLength)
             let finalRequest = request
             let limit = pipeline.configuration.server.maxRequestBodySize
             outcome = try await withThrowingTaskGroup(of: RequestOutcome.self) { group in

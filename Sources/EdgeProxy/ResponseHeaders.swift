@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import HTTPCaching
 import NIOHTTP1
 

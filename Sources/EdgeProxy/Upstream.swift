@@ -1,9 +1,9 @@
-import AsyncHTTPClient
 import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A request Outpost sends to an origin.
 struct UpstreamRequest {
@@ -11,50 +11,27 @@ struct UpstreamRequest {
     var method: String
     var pathAndQuery: String
     var headers: HeaderFields
-    var body: HTTPClientRequest.Body?
+    var body: RequestBody?
     /// Told of each interim (1xx) response the origin sends before the final one: status and
     /// fields (RFC 9110 §15.2: a proxy forwards them). Only Outpost's own client sees them;
     /// async-http-client drops them.
     var interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
 }
 
-/// The origins' HTTP clients: one pooled AsyncHTTPClient per origin, configured as a proxy
-/// needs it (redirects passed through, never followed; bodies never decompressed; a refused
-/// connection fails at once rather than being retried until the deadline).
+/// The way to the origins: Outpost's own HTTP/1.1 client (``OriginClient``), over TCP or
+/// TLS, with the configured timeouts and connection limits, timed for /metrics.
 final class UpstreamPool: Sendable {
-    private let clients: [String: HTTPClient]
-    private let fallback: HTTPClient
-    private let responseTimeout: TimeAmount
     private let telemetry: Telemetry?
-    /// Requests without a body to `http` origins (see ``OriginClient``).
     private let originClient: OriginClient
 
-    init(configuration: OutpostConfiguration.Upstream, eventLoopGroup: any EventLoopGroup, telemetry: Telemetry? = nil)
+    /// Throws when `upstream.tls_ca_file` cannot be read as PEM certificates.
+    init(
+        configuration: OutpostConfiguration.Upstream, eventLoopGroup: any EventLoopGroup, telemetry: Telemetry? = nil
+    )
+        throws
     {
         self.telemetry = telemetry
-        var clientConfiguration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,
-            timeout: .init(
-                connect: .milliseconds(Int64(configuration.connectTimeout * 1000)),
-                read: .milliseconds(Int64(configuration.readTimeout * 1000))),
-            connectionPool: .init(
-                idleTimeout: .seconds(50),
-                concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnectionsPerOrigin),
-            decompression: .disabled)
-        clientConfiguration.httpVersion = .http1Only
-        clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        // Outpost bootstraps no tracer: left at its default (the global no-op tracer), the
-        // client would still open a span and format its attributes (URL, method, status) for
-        // every origin request, about 39 000 instructions per miss (callgrind).
-        clientConfiguration.tracing.tracer = nil
-        var clients: [String: HTTPClient] = [:]
-        let origins = [configuration.defaultOrigin].compactMap { $0 } + configuration.hosts.values
-        for origin in origins where clients[origin.description] == nil {
-            clients[origin.description] = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
-        }
-        self.clients = clients
-        self.fallback = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
-        self.responseTimeout = .milliseconds(Int64(configuration.responseTimeout * 1000))
+        let responseTimeout = TimeAmount.milliseconds(Int64(configuration.responseTimeout * 1000))
         let loops = Array(eventLoopGroup.makeIterator()).count
         originClient = OriginClient(
             group: eventLoopGroup,
@@ -63,7 +40,30 @@ final class UpstreamPool: Sendable {
                 readTimeout: .milliseconds(Int64(configuration.readTimeout * 1000)),
                 responseTimeout: responseTimeout,
                 connectionsPerLoop: max(1, (configuration.maxConnectionsPerOrigin + loops - 1) / max(1, loops)),
-                queuedPerLoop: (configuration.maxQueuedRequests + loops - 1) / max(1, loops)))
+                queuedPerLoop: (configuration.maxQueuedRequests + loops - 1) / max(1, loops),
+                tls: try UpstreamPool.tlsContext(caFile: configuration.tlsCAFile)))
+    }
+
+    /// The client side of TLS to `https` origins: TLS 1.2 or later, HTTP/1.1 by ALPN, the
+    /// system's trust roots plus `upstream.tls_ca_file`, certificates and names always verified.
+    static func tlsContext(caFile: String?) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = ["http/1.1"]
+        if let caFile {
+            do {
+                let roots = try NIOSSLCertificate.fromPEMFile(caFile)
+                guard !roots.isEmpty else {
+                    throw ConfigurationError("upstream.tls_ca_file: no certificate in \(caFile)")
+                }
+                tls.additionalTrustRoots = [.certificates(roots)]
+            } catch let error as ConfigurationError {
+                throw error
+            } catch {
+                throw ConfigurationError("upstream.tls_ca_file: cannot read PEM certificates from \(caFile): \(error)")
+            }
+        }
+        return try NIOSSLContext(configuration: tls)
     }
 
     /// Sends the request and returns once the response head arrived; the body streams from
@@ -71,7 +71,7 @@ final class UpstreamPool: Sendable {
     func execute(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
         let started = ContinuousClock.now
         do {
-            let response = try await send(request, logger: logger)
+            let response = try await originClient.execute(request)
             telemetry?.recordUpstream(latency: ContinuousClock.now - started, failed: false)
             return response
         } catch {
@@ -80,26 +80,8 @@ final class UpstreamPool: Sendable {
         }
     }
 
-    /// Outpost's own client for requests without a body to `http` origins; async-http-client
-    /// for the rest (request bodies, `https`).
-    private func send(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
-        if request.body == nil && request.origin.scheme == "http" { return try await originClient.execute(request) }
-        let client = clients[request.origin.description] ?? fallback
-        var outgoing = HTTPClientRequest(url: request.origin.description + request.pathAndQuery)
-        outgoing.method = HTTPMethod(rawValue: request.method)
-        var headers = HTTPHeaders()
-        for field in request.headers { headers.add(name: field.name, value: field.value) }
-        outgoing.headers = headers
-        outgoing.body = request.body
-        let response = try await client.execute(outgoing, timeout: responseTimeout, logger: logger)
-        return UpstreamResponse(
-            status: response.status, headers: response.headers, body: UpstreamBody(source: .client(response.body)))
-    }
-
     func shutdown() async {
         await originClient.shutdown()
-        for client in clients.values { try? await client.shutdown() }
-        try? await fallback.shutdown()
     }
 
     /// Maps a client error to the RFC 9209 error and status the client gets.
@@ -109,15 +91,16 @@ final class UpstreamPool: Sendable {
             return .connectionTerminated("\(origin) closed the connection")
         }
         let text = String(describing: error)
-        if let clientError = error as? HTTPClientError {
-            switch clientError {
-            case .connectTimeout: return .connectionTimeout("connecting to \(origin) timed out")
-            case .deadlineExceeded, .readTimeout: return .responseTimeout("\(origin) did not answer in time")
-            case .remoteConnectionClosed: return .connectionTerminated("\(origin) closed the connection")
-            case .getConnectionFromPoolTimeout:
-                return .connectionLimitReached("no free connection to \(origin) in time")
-            default: break
+        // RFC 9209 §2.3.13-14: the origin's certificate or name failed verification, or TLS
+        // itself failed.
+        if let tlsError = error as? NIOSSLError {
+            if case .handshakeFailed(let inner) = tlsError, "\(inner)".localizedCaseInsensitiveContains("CERTIFICATE") {
+                return .tlsCertificateError("\(origin): certificate not accepted: \(text)")
             }
+            return .tlsProtocolError("TLS with \(origin) failed: \(text)")
+        }
+        if error is NIOSSLExtraError {
+            return .tlsCertificateError("\(origin): certificate not accepted: \(text)")
         }
         if error is HTTPParserError { return .protocolError("invalid response from \(origin): \(text)") }
         if let ioError = error as? IOError {

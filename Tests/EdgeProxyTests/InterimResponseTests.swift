@@ -114,4 +114,31 @@ struct InterimResponseTests {
             #expect(origin.requests(to: "/form").map { String(buffer: $0.body) } == ["data"])
         }
     }
+
+    @Test("a request with a body gets the origin's 103 too, and its chunked body reaches the origin whole")
+    func bodyRequest() async throws {
+        try await withOutpost(
+            origin: { request in
+                var response = OriginResponse(status: 201, headers: [], body: "got \(request.body.readableBytes)")
+                response.interim = [(103, Self.hints)]
+                return response
+            }, configure: { $0.upstream.responseTimeout = 30 }
+        ) { origin, outpost, _ in
+            let pieces = (0..<40).map { String(repeating: Character(UnicodeScalar(65 + $0 % 26)!), count: 4096) }
+            var request = "POST /chunked HTTP/1.1\r\nHost: 127.0.0.1:\(outpost.port)\r\n"
+            request += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            for piece in pieces { request += String(piece.utf8.count, radix: 16) + "\r\n" + piece + "\r\n" }
+            request += "0\r\n\r\n"
+            let answer = try await rawExchange(port: outpost.port, request)
+            #expect(answer.hasPrefix("HTTP/1.1 103 Early Hints\r\n"), "\(answer.prefix(200))")
+            #expect(
+                answer.contains("HTTP/1.1 201") && answer.hasSuffix("got \(pieces.count * 4096)"),
+                "\(answer.prefix(200))")
+            let seen = origin.requests(to: "/chunked")
+            #expect(seen.count == 1 && seen.first.map { String(buffer: $0.body) } == pieces.joined(), "body differs")
+            // This hop's own framing: chunked, as the client sent it (no length was declared).
+            #expect(
+                seen.first?.headers["Transfer-Encoding"] == "chunked" && seen.first?.headers["Content-Length"] == nil)
+        }
+    }
 }

@@ -1,13 +1,15 @@
 import EdgeProxy
+import NIOSSL
 
 /// Runs `body` against a scripted origin and a fresh Outpost in front of it, and tears both
 /// down afterwards (store directory included).
 func withOutpost(
     origin handler: @escaping TestOrigin.Handler,
+    originTLS: NIOSSLContext? = nil,
     configure: (inout OutpostConfiguration) -> Void = { _ in },
     _ body: (TestOrigin, TestOutpost, TestClient) async throws -> Void
 ) async throws {
-    let origin = try await TestOrigin.start(handler)
+    let origin = try await TestOrigin.start(tls: originTLS, handler)
     let outpost = try await TestOutpost.start(origin: origin.url, configure: configure)
     let client = TestClient()
     do {

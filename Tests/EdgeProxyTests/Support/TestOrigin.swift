@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 @testable import EdgeProxy
 
@@ -117,20 +118,25 @@ final class TestOrigin: Sendable {
     func requests(to path: String) -> [OriginRequest] { requests.filter { $0.path == path } }
     func count(_ path: String) -> Int { requests(to: path).count }
 
-    private init(listener: NIOAsyncChannel<Connection, Never>) {
+    private let scheme: String
+
+    private init(listener: NIOAsyncChannel<Connection, Never>, scheme: String) {
         self.listener = listener
         self.port = listener.channel.localAddress!.port!
+        self.scheme = scheme
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "\(scheme)://127.0.0.1:\(port)" }
 
-    static func start(_ handler: @escaping Handler) async throws -> TestOrigin {
+    /// Starts the origin; with `tls`, it speaks HTTP/1.1 over TLS (an `https` origin).
+    static func start(tls: NIOSSLContext? = nil, _ handler: @escaping Handler) async throws -> TestOrigin {
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0) { channel in
                 // NIO's server pipeline, with the decoder Outpost uses so that any method token
                 // reaches the script (ExtensionMethodDecoder).
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let boundaries = RequestBoundaries()
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(
@@ -142,7 +148,7 @@ final class TestOrigin: Sendable {
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
             }
-        let origin = TestOrigin(listener: listener)
+        let origin = TestOrigin(listener: listener, scheme: tls == nil ? "http" : "https")
         let task = Task<Void, Never> {
             _ = try? await listener.executeThenClose { inbound in
                 await withDiscardingTaskGroup { group in
