@@ -15,8 +15,10 @@ final class RequestBoundaries {
     var ends = 0
     /// Final responses whose end was written through HitHandler.
     var responsesEnded = 0
-    /// The extension method swapped for `MethodToken.standIn` in the head being parsed.
-    var pending: String?
+    /// The methods of the requests placed in a read whose head llhttp parses as
+    /// `MethodToken.standIn`, oldest first: each extension method swapped for it, and a client's
+    /// own UNBIND so that the order holds.
+    var pending: [String] = []
 
     init() {}
 
@@ -46,14 +48,14 @@ final class RequestBoundaries {
     @inline(__always)
     func receivedHead(_ head: HTTPRequestHead) -> HTTPRequestHead? {
         heads &+= 1
-        guard pending != nil else { return nil }
+        guard !pending.isEmpty else { return nil }
         return restore(head)
     }
 
     private func restore(_ head: HTTPRequestHead) -> HTTPRequestHead? {
-        guard let method = pending else { return nil }
-        pending = nil
         guard head.method.rawValue == MethodToken.standInName else { return nil }
+        let method = pending.removeFirst()
+        guard method != MethodToken.standInName else { return nil }
         var restored = head
         restored.method = .RAW(value: method)
         return restored
@@ -79,10 +81,15 @@ final class RequestBoundaries {
 /// - Any other read has its last byte fed on its own: llhttp emits a request's end in the
 ///   call that feeds its last byte, so if an end came from that call (seen at once, when
 ///   `quiet`), the next read starts a request.
-/// The first request of a connection and every request that begins a read are covered. An
-/// extension method on a request that shares a read with the end of the previous one, or
-/// follows a request whose response was still under way when its read ended with a body,
-/// is refused by llhttp (400), as before (docs/conformance.md).
+/// Within a read that starts a request, the requests after it are placed from their heads
+/// (`PipelinedHead`): while a head has no body, the next request starts after its empty line,
+/// and its method is read too; a read that ends inside that method token is parsed up to the
+/// token, which waits for the rest. The first request of a connection, every request that
+/// begins a read and every one that follows body-less requests in its read are covered. An
+/// extension method on a request that follows, in the same read, a request with a body (or a
+/// head `PipelinedHead` cannot place), or that follows a request whose response was still
+/// under way when its read ended with a body, is refused by llhttp (400), as before
+/// (docs/conformance.md).
 struct ExtensionMethodDecoder: ByteToMessageDecoder {
     typealias InboundOut = HTTPServerRequestPart
 
@@ -113,22 +120,22 @@ struct ExtensionMethodDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard buffer.readableBytes > 0 else { return .needMoreData }
-        if start != .no, !MethodToken.startsWithGETOrHEAD(buffer), startsRequest() {
-            switch MethodToken.classify(buffer.readableBytesView) {
-            case .needMore:
-                // Held back (ByteToMessageHandler keeps the bytes) until the token ends;
-                // bounded by MethodToken.maxLength, past which classify gives up.
+        if start != .no, startsRequest() {
+            let placed = Self.place(buffer)
+            if placed.waitForToken { return .needMoreData }
+            if !placed.marks.isEmpty {
+                boundaries.pending.append(contentsOf: placed.marks.map(\.method))
+                buffer = Self.rewritten(buffer, placed.marks, allocator: context.channel.allocator)
+            }
+            if let tokenAt = placed.partialTokenAt {
+                // The read ends inside the next request's method: parse up to it; the token
+                // waits (ByteToMessageHandler keeps the bytes) and starts the next call.
+                let shift = placed.marks.reduce(0) { $0 + ($1.length > 0 ? MethodToken.standIn.count - $1.length : 0) }
+                var front = buffer.getSlice(at: buffer.readerIndex, length: tokenAt + shift)!
+                _ = try inner.decode(context: context, buffer: &front)
+                buffer.moveReaderIndex(forwardBy: front.readerIndex)
+                start = front.readableBytes == 0 ? .yes : .no
                 return .needMoreData
-            case .leave:
-                break
-            case .extensionMethod(let offset, let length):
-                boundaries.pending = buffer.getString(at: buffer.readerIndex + offset, length: length)
-                var rewritten = context.channel.allocator.buffer(
-                    capacity: buffer.readableBytes - length + MethodToken.standIn.count)
-                rewritten.writeBytes(buffer.readableBytesView.prefix(offset))
-                rewritten.writeBytes(MethodToken.standIn)
-                rewritten.writeBytes(buffer.readableBytesView.dropFirst(offset + length))
-                buffer = rewritten
             }
         }
         if Self.endsWithEmptyLine(buffer) {
@@ -149,6 +156,82 @@ struct ExtensionMethodDecoder: ByteToMessageDecoder {
         _ = try inner.decode(context: context, buffer: &buffer)
         start = quiet && boundaries.ends != endsBefore && buffer.readableBytes == 0 ? .yes : .no
         return .needMoreData
+    }
+
+    /// A request placed in a read whose method llhttp will see as the stand-in.
+    struct Mark: Equatable {
+        /// Offset of its method token in the read.
+        var offset: Int
+        /// The token's length; 0 for a client's own UNBIND, left as it is.
+        var length: Int
+        var method: String
+    }
+
+    /// What the requests a read begins with say about their methods (see `PipelinedHead`).
+    struct Placement: Equatable {
+        var marks: [Mark] = []
+        /// The read's first request has only part of its method yet: wait for more.
+        var waitForToken = false
+        /// The read ends inside the method of a later request, which starts at this offset.
+        var partialTokenAt: Int?
+    }
+
+    /// Reads the method of each request it can place in a read that begins with a request.
+    /// GET and HEAD are settled from their first bytes; every other token is classified.
+    static func place(_ buffer: ByteBuffer) -> Placement {
+        buffer.withUnsafeReadableBytes { bytes in
+            var placement = Placement()
+            var position = 0
+            while position < bytes.count {
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[position...])
+                if !MethodToken.startsWithGETOrHEAD(rest) {
+                    switch MethodToken.classify(rest) {
+                    case .needMore:
+                        if position == 0 { placement.waitForToken = true } else { placement.partialTokenAt = position }
+                        return placement
+                    case .leave:
+                        if let token = firstToken(rest), token.elementsEqual(MethodToken.standIn) {
+                            placement.marks.append(
+                                Mark(offset: position, length: 0, method: MethodToken.standInName))
+                        }
+                    case .extensionMethod(let offset, let length):
+                        let token = UnsafeRawBufferPointer(rebasing: rest[offset..<offset + length])
+                        placement.marks.append(
+                            Mark(
+                                offset: position + offset, length: length,
+                                method: String(decoding: token, as: UTF8.self)))
+                    }
+                }
+                guard case .endsAt(let end) = PipelinedHead.scan(bytes, from: position) else { return placement }
+                position = end
+            }
+            return placement
+        }
+    }
+
+    /// The token a request line starts with, after any leading empty lines.
+    private static func firstToken(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer.SubSequence? {
+        guard let start = bytes.firstIndex(where: { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }),
+            let space = bytes[start...].firstIndex(of: UInt8(ascii: " "))
+        else { return nil }
+        return bytes[start..<space]
+    }
+
+    /// The read with each marked extension method replaced by the stand-in.
+    static func rewritten(_ buffer: ByteBuffer, _ marks: [Mark], allocator: ByteBufferAllocator) -> ByteBuffer {
+        let swapped = marks.filter { $0.length > 0 }
+        guard !swapped.isEmpty else { return buffer }
+        var result = allocator.buffer(
+            capacity: buffer.readableBytes + swapped.count * MethodToken.standIn.count)
+        let bytes = buffer.readableBytesView
+        var copied = 0
+        for mark in swapped {
+            result.writeBytes(bytes.dropFirst(copied).prefix(mark.offset - copied))
+            result.writeBytes(MethodToken.standIn)
+            copied = mark.offset + mark.length
+        }
+        result.writeBytes(bytes.dropFirst(copied))
+        return result
     }
 
     /// The read ends with CR LF CR LF.

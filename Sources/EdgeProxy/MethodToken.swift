@@ -52,11 +52,13 @@ enum MethodToken: Equatable {
 
     /// The bytes start with "GET " or "HEAD ", the hot path's requests: settled from two loads.
     static func startsWithGETOrHEAD(_ buffer: ByteBuffer) -> Bool {
-        buffer.withUnsafeReadableBytes { bytes in
-            guard bytes.count >= 5 else { return false }
-            let word = bytes.loadUnaligned(as: UInt32.self).bigEndian
-            return word == 0x4745_5420 || (word == 0x4845_4144 && bytes[4] == 0x20)  // "GET ", "HEAD "
-        }
+        buffer.withUnsafeReadableBytes { startsWithGETOrHEAD($0) }
+    }
+
+    static func startsWithGETOrHEAD(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 5 else { return false }
+        let word = bytes.loadUnaligned(as: UInt32.self).bigEndian
+        return word == 0x4745_5420 || (word == 0x4845_4144 && bytes[4] == 0x20)  // "GET ", "HEAD "
     }
 
     /// RFC 9110 §5.6.2: tchar.

@@ -253,6 +253,25 @@ struct ExtensionMethodTests {
         }
     }
 
+    @Test("pipelined in one write: extension methods after requests without a body reach the origin as sent")
+    func pipelinedInOneWrite() async throws {
+        try await withOutpost(origin: { request in
+            OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "\(request.method) \(request.path)")
+        }) { origin, outpost, _ in
+            let host = "Host: 127.0.0.1:\(outpost.port)\r\n"
+            let answer = try await rawExchange(
+                port: outpost.port,
+                "GET /pot HTTP/1.1\r\n\(host)\r\n" + "BREW /pot HTTP/1.1\r\n\(host)\r\n"
+                    + "GET /pot HTTP/1.1\r\n\(host)\r\n"
+                    + "UNBIND /u HTTP/1.1\r\n\(host)\r\n" + "X-Y /pot HTTP/1.1\r\n\(host)Connection: close\r\n\r\n")
+            #expect(answer.components(separatedBy: "HTTP/1.1 200").count == 6, "\(answer)")
+            for body in ["GET /pot", "BREW /pot", "UNBIND /u", "X-Y /pot"] {
+                #expect(answer.contains(body), "\(answer)")
+            }
+            #expect(origin.requests.map(\.method) == ["GET", "BREW", "GET", "UNBIND", "X-Y"])
+        }
+    }
+
     @Test("a non-error answer to an unsafe extension method invalidates the stored GET; an error does not")
     func invalidates() async throws {
         try await withOutpost(origin: { request in
