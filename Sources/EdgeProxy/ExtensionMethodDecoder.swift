@@ -203,6 +203,7 @@ struct ExtensionMethodDecoder: ByteToMessageDecoder {
                     }
                 }
                 guard case .endsAt(let end) = PipelinedHead.scan(bytes, from: position) else { return placement }
+                // A body that goes on past the read: the next read is not known to start a request.
                 position = end
             }
             return placement
