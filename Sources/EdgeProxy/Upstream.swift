@@ -41,7 +41,16 @@ final class UpstreamPool: Sendable {
                 responseTimeout: responseTimeout,
                 connectionsPerLoop: max(1, (configuration.maxConnectionsPerOrigin + loops - 1) / max(1, loops)),
                 queuedPerLoop: (configuration.maxQueuedRequests + loops - 1) / max(1, loops),
-                tls: try UpstreamPool.tlsContext(caFile: configuration.tlsCAFile)))
+                tls: UpstreamPool.needsTLS(configuration)
+                    ? try UpstreamPool.tlsContext(caFile: configuration.tlsCAFile) : nil))
+    }
+
+    /// Whether any configured origin is `https` (or a CA file is named, to be checked at
+    /// start): loading the system's trust roots costs tens of millions of instructions at
+    /// start-up (callgrind), not spent when no origin needs them.
+    static func needsTLS(_ configuration: OutpostConfiguration.Upstream) -> Bool {
+        configuration.tlsCAFile != nil || configuration.defaultOrigin?.scheme == "https"
+            || configuration.hosts.values.contains { $0.scheme == "https" }
     }
 
     /// The client side of TLS to `https` origins: TLS 1.2 or later, HTTP/1.1 by ALPN, the

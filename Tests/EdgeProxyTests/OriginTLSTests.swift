@@ -117,4 +117,19 @@ struct OriginTLSTests {
             "[upstream]\ndefault = \"https://o\"\ntls_ca_file = \"/etc/ca.pem\"\n")
         #expect(parsed.upstream.tlsCAFile == "/etc/ca.pem")
     }
+
+    @Test("TLS is set up only when an origin is https or a CA file is named")
+    func needsTLS() throws {
+        var upstream = OutpostConfiguration.Upstream()
+        upstream.defaultOrigin = OriginURL(parsing: "http://o:8080")
+        #expect(!UpstreamPool.needsTLS(upstream))
+        upstream.hosts["static.example"] = OriginURL(parsing: "https://s")
+        #expect(UpstreamPool.needsTLS(upstream))
+        upstream.hosts = [:]
+        upstream.tlsCAFile = "/etc/ca.pem"
+        #expect(UpstreamPool.needsTLS(upstream))
+        upstream.tlsCAFile = nil
+        upstream.defaultOrigin = OriginURL(parsing: "https://o")
+        #expect(UpstreamPool.needsTLS(upstream))
+    }
 }
