@@ -29,7 +29,6 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
     /// full disk often takes part of a write first; a failing disk is handled the same way:
     /// stop writing, keep serving).
     public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG || code == EIO }
-    public var isNotFound: Bool { code == MDB_NOTFOUND }
     /// The file is not an LMDB environment, or one of another LMDB version.
     public var isInvalidFile: Bool { code == MDB_INVALID || code == MDB_VERSION_MISMATCH }
 

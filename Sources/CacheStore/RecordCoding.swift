@@ -54,8 +54,6 @@ struct RecordReader {
         self.context = context
     }
 
-    var isAtEnd: Bool { offset == end }
-
     mutating func u8() throws -> UInt8 { try integer() }
     mutating func u16() throws -> UInt16 { try integer() }
     mutating func u32() throws -> UInt32 { try integer() }

@@ -67,8 +67,8 @@ extension CachePipeline {
             return try await answerFailure(error, request: request, sink: sink, plan: plan)
         }
         let responseTime = clock.now()
-        let status = Int(response.status.code)
-        let upstreamFields = ResponseHeaders.fields(response.headers)
+        let status = response.status
+        let upstreamFields = response.headers
 
         // RFC 5861 §4: a server error may be answered with the stale copy instead.
         if let stale = plan.stale, [500, 502, 503, 504].contains(status), staleIfErrorAllows(stale, request: request) {
@@ -189,7 +189,7 @@ extension CachePipeline {
 
         var cacheStatus = CacheStatus(
             forward: plan.forward, forwardStatus: status, stored: writer != nil, collapsed: plan.collapsed,
-            ttl: writer != nil ? lifetime.seconds - Int64(Age.current(of: stored, now: responseTime)) : nil,
+            ttl: writer != nil ? lifetime.remaining(atAge: Age.current(of: stored, now: responseTime)) : nil,
             detail: plan.detail ?? reason)
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
         var clientHeaders = coding.clientHeaders(
@@ -217,7 +217,10 @@ extension CachePipeline {
                 window = lower...upper
                 sentStatus = 206
                 var partial = clientHeaders
-                partial.replace("Content-Range", with: "bytes \(lower)-\(upper)/\(declaredLength ?? 0)")
+                partial.replace(
+                    "Content-Range",
+                    with: ContentRange(first: lower, last: upper, completeLength: Int64(declaredLength ?? 0))
+                        .headerValue)
                 partial.replace("Content-Length", with: String(upper - lower + 1))
                 partial.replace("Accept-Ranges", with: "bytes")
                 try await sink.sendHead(status: 206, headers: partial)
@@ -448,7 +451,7 @@ extension CachePipeline {
         let now = clock.now()
         let status = CacheStatus(
             forward: plan.forward, forwardStatus: 304, collapsed: plan.collapsed,
-            ttl: lifetime.seconds - Int64(Age.current(of: refreshed.response, now: now)), detail: plan.detail)
+            ttl: lifetime.remaining(atAge: Age.current(of: refreshed.response, now: now)), detail: plan.detail)
         let outcome: RequestOutcome
         do {
             outcome = try await serveStored(
@@ -548,7 +551,7 @@ extension CachePipeline {
         let lifetime = lifetime(of: stale)
         let status = CacheStatus(
             forward: .stale, forwardStatus: upstreamStatus, collapsed: plan.collapsed,
-            ttl: Int64((Double(lifetime.seconds) - Age.current(of: stale.response, now: now)).rounded(.down)),
+            ttl: lifetime.remaining(atAge: Age.current(of: stale.response, now: now)),
             detail: "stale-if-error")
         return try await serveStored(stale, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
     }
@@ -595,8 +598,8 @@ extension CachePipeline {
                 status: error.status, message: error.details, sink: sink, cacheStatus: failed, proxyError: error)
         }
         let responseTime = clock.now()
-        let status = Int(response.status.code)
-        let upstreamFields = ResponseHeaders.fields(response.headers)
+        let status = response.status
+        let upstreamFields = response.headers
         if request.method == "HEAD" && status == 200 {
             await freshenFromHead(
                 request, headers: upstreamFields, requestTime: requestTime, responseTime: responseTime,

@@ -91,7 +91,9 @@ extension CachePipeline {
                     status = 206
                     lower = first
                     upper = last
-                    headers.replace("Content-Range", with: "bytes \(first)-\(last)/\(length)")
+                    headers.replace(
+                        "Content-Range",
+                        with: ContentRange(first: first, last: last, completeLength: length).headerValue)
                 case .unsatisfiable:
                     return try await sendRangeNotSatisfiable(length: length, sink: sink, cacheStatus: cacheStatus)
                 case .whole:
@@ -195,8 +197,10 @@ extension CachePipeline {
         headers.replace("Age", with: Age.headerValue(Age.current(of: record.response, now: now)))
         headers.add("Via", "1.1 \(via)")
         headers.add("Cache-Status", cacheStatus.headerValue)
-        let complete = part.completeLength.map(String.init) ?? "*"
-        headers.replace("Content-Range", with: "bytes \(wanted.lowerBound)-\(wanted.upperBound)/\(complete)")
+        headers.replace(
+            "Content-Range",
+            with: ContentRange(first: wanted.lowerBound, last: wanted.upperBound, completeLength: part.completeLength)
+                .headerValue)
         let count = wanted.upperBound - wanted.lowerBound + 1
         headers.replace("Content-Length", with: String(count))
         let bytes = StoredBytes(

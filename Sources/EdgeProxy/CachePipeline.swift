@@ -12,7 +12,7 @@ import NIOCore
 final class CachePipeline: Sendable {
     let configuration: OutpostConfiguration
     let store: CacheStore
-    let upstream: UpstreamPool
+    let upstream: any Origin
     let coalescer: Coalescer
     let clock: any CacheClock
     let logger: Logger
@@ -26,7 +26,7 @@ final class CachePipeline: Sendable {
     let storeWriteFailures: RateLimitedLog
 
     init(
-        configuration: OutpostConfiguration, store: CacheStore, upstream: UpstreamPool, clock: any CacheClock,
+        configuration: OutpostConfiguration, store: CacheStore, upstream: any Origin, clock: any CacheClock,
         logger: Logger, telemetry: Telemetry = Telemetry()
     ) {
         self.configuration = configuration
@@ -45,7 +45,7 @@ final class CachePipeline: Sendable {
 
     /// The same pipeline under a reloaded configuration: store, coalescer, background work and
     /// counters are shared, so requests in flight under the old one and new ones still coalesce.
-    private init(reconfiguring previous: CachePipeline, configuration: OutpostConfiguration, upstream: UpstreamPool) {
+    private init(reconfiguring previous: CachePipeline, configuration: OutpostConfiguration, upstream: any Origin) {
         self.configuration = configuration
         self.store = previous.store
         self.upstream = upstream
@@ -79,7 +79,7 @@ final class CachePipeline: Sendable {
         logger.error("\(message)", metadata: ["url": "\(url)", "error": "\(error)"])
     }
 
-    func reconfigured(_ configuration: OutpostConfiguration, upstream: UpstreamPool) -> CachePipeline {
+    func reconfigured(_ configuration: OutpostConfiguration, upstream: any Origin) -> CachePipeline {
         CachePipeline(reconfiguring: self, configuration: configuration, upstream: upstream)
     }
 
@@ -137,14 +137,14 @@ final class CachePipeline: Sendable {
             let age = Age.current(of: record.response, now: now)
             let decision = reuseDecision(
                 record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
-            var status = CacheStatus.hit(ttl: Int64((Double(lifetime.seconds) - age).rounded(.down)))
+            var status = CacheStatus.hit(ttl: lifetime.remaining(atAge: age))
             status.collapsed = collapsed
             switch decision {
             case .fresh:
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .staleAllowed(let reason):
-                status.detail = reason
+                status.detail = reason.rawValue
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .staleWhileRevalidate:
@@ -159,7 +159,7 @@ final class CachePipeline: Sendable {
                 let plan = FetchPlan(
                     forward: kind,
                     revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
-                    stale: record, detail: reason, collapsed: collapsed)
+                    stale: record, detail: reason.rawValue, collapsed: collapsed)
                 return try await fetchCoalesced(request, sink: sink, plan: plan)
             }
         case .noEntry:
@@ -183,7 +183,7 @@ final class CachePipeline: Sendable {
             age: age, responseCacheControl: cacheControl, lifetime: lifetime, request: directives)
         guard record.softPurgedAt != nil else { return decision }
         switch decision {
-        case .staleWhileRevalidate, .mustValidate(reason: "stale"): return .mustValidate(reason: "soft purge")
+        case .staleWhileRevalidate, .mustValidate(reason: .stale): return .mustValidate(reason: .softPurge)
         default: return decision
         }
     }

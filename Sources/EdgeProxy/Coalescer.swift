@@ -93,8 +93,6 @@ final class Coalescer: Sendable {
         state.withLockedValue { _ = $0.uncacheableUntil.removeValue(forKey: key) }
     }
 
-    var inFlightCount: Int { state.withLockedValue { $0.inFlight.count } }
-
     /// Requests currently waiting on another request's fetch.
     var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
 }

@@ -185,8 +185,6 @@ public struct SocketAddressSpec: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// Loopback addresses only; the admin listener binds elsewhere only with a token.
-    public var isLoopback: Bool { host == "localhost" || host.hasPrefix("127.") || host == "::1" }
 }
 
 /// An origin: `http://host[:port]` (path ignored).

@@ -95,7 +95,7 @@ public struct Inspection {
             lifetime = Reuse.softPurged(lifetime, stored: response, purgedAt: purgedAt)
         }
         let age = Age.current(of: response, now: now)
-        let left = Int64((Double(lifetime.seconds) - age).rounded(.down))
+        let left = lifetime.remaining(atAge: age)
         let access = try store.accessInfo(id: record.id)
         var codings = [
             StoredCoding(coding: response.headers["Content-Encoding"] ?? "identity", bytes: record.bodyLength)

@@ -6,16 +6,6 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// An origin's answer: the head, and the body as it streams in.
-struct UpstreamResponse: Sendable {
-    var status: HTTPResponseStatus
-    var headers: HTTPHeaders
-    var body: UpstreamBody
-}
-
-/// The body of an origin response as it streams in.
-typealias UpstreamBody = OriginBody
-
 /// The body of an origin response, read with back-pressure: the connection reads on only
 /// while the consumer keeps up (at most a few buffers are held).
 typealias OriginBody = NIOThrowingAsyncSequenceProducer<
@@ -469,7 +459,8 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             armReadDeadline(context)
             promise.succeed(
                 UpstreamResponse(
-                    status: head.status, headers: head.headers, body: producer.sequence))
+                    status: Int(head.status.code), headers: ResponseHeaders.fields(head.headers),
+                    body: UpstreamBody(producer.sequence)))
         case .body(let buffer):
             guard case .streaming(let source, _) = state else { return }
             armReadDeadline(context)

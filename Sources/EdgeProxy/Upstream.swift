@@ -5,22 +5,9 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// A request Outpost sends to an origin.
-struct UpstreamRequest {
-    var origin: OriginURL
-    var method: String
-    var pathAndQuery: String
-    var headers: HeaderFields
-    var body: RequestBody?
-    /// Told of each interim (1xx) response the origin sends before the final one: status and
-    /// fields (RFC 9110 §15.2: a proxy forwards them). Only Outpost's own client sees them;
-    /// async-http-client drops them.
-    var interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
-}
-
 /// The way to the origins: Outpost's own HTTP/1.1 client (``OriginClient``), over TCP or
 /// TLS, with the configured timeouts and connection limits, timed for /metrics.
-final class UpstreamPool: Sendable {
+final class UpstreamPool: Origin {
     private let telemetry: Telemetry?
     private let originClient: OriginClient
 

@@ -18,6 +18,13 @@ public struct FreshnessConfiguration: Sendable, Equatable {
 }
 
 public struct FreshnessLifetime: Sendable, Equatable {
+    /// Seconds of freshness left at `age` (negative once stale), rounded down: the one rule for
+    /// Cache-Status `ttl` (RFC 9211 §2.5) and the reports, whatever path answered. Rounding the
+    /// age down first instead gave a miss a `ttl` one second above the hit that followed it.
+    public func remaining(atAge age: Double) -> Int64 {
+        Int64((Double(seconds) - age).rounded(.down))
+    }
+
     public enum Source: String, Sendable, Equatable {
         case sMaxAge = "s-maxage"
         case maxAge = "max-age"

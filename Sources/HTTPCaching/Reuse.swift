@@ -3,12 +3,36 @@ public enum ReuseDecision: Sendable, Equatable {
     /// Fresh: serve it.
     case fresh
     /// Stale, but something explicitly allows serving it now (§4.2.4); the reason names it.
-    case staleAllowed(reason: String)
+    case staleAllowed(reason: StaleAllowance)
     /// Stale within its `stale-while-revalidate` window (RFC 5861 §3): serve it now and
     /// refresh it in the background.
     case staleWhileRevalidate
     /// It must be validated with the origin first; the reason says why.
-    case mustValidate(reason: String)
+    case mustValidate(reason: ValidationReason)
+}
+
+/// What lets a stale response be served without validation (RFC 9111 §4.2.4). The raw value
+/// is the Cache-Status `detail` Outpost reports.
+public enum StaleAllowance: String, Sendable, Equatable {
+    /// The request's `max-stale` covers it (§5.2.1.2).
+    case maxStale = "max-stale"
+}
+
+/// Why a stored response must be validated before it is used (RFC 9111 §4.3). The raw value
+/// is the Cache-Status `detail` Outpost reports.
+public enum ValidationReason: String, Sendable, Equatable {
+    /// The response's `no-cache` (§5.2.2.4).
+    case responseNoCache = "response no-cache"
+    /// The request's `no-cache` or `Pragma: no-cache` (§5.2.1.4, §5.4).
+    case requestNoCache = "request no-cache"
+    /// The request's `max-age` is below the response's age (§5.2.1.1).
+    case requestMaxAge = "request max-age"
+    /// The request's `min-fresh` asks for more freshness than is left (§5.2.1.3).
+    case requestMinFresh = "request min-fresh"
+    /// Stale, and nothing allows serving it stale (§4.2.4).
+    case stale = "stale"
+    /// The operator soft-purged it: stale from that moment, validated before any reuse.
+    case softPurge = "soft purge"
 }
 
 public enum Reuse {
@@ -42,31 +66,31 @@ public enum Reuse {
         let requestCC = request.cacheControl
 
         if responseCacheControl.has("no-cache") {
-            return .mustValidate(reason: "response no-cache")
+            return .mustValidate(reason: .responseNoCache)
         }
         if isFresh && responseCacheControl.has("immutable") && lifetime.isExplicit {
             return .fresh
         }
         if request.noCache {
-            return .mustValidate(reason: "request no-cache")
+            return .mustValidate(reason: .requestNoCache)
         }
         switch requestCC.seconds("max-age") {
         case .value(let maxAge) where age > Double(maxAge):
-            return .mustValidate(reason: "request max-age")
+            return .mustValidate(reason: .requestMaxAge)
         case .invalid:
             // An unusable max-age from the client is read as max-age=0: the conservative choice.
-            return .mustValidate(reason: "request max-age")
+            return .mustValidate(reason: .requestMaxAge)
         default: break
         }
         switch requestCC.seconds("min-fresh") {
         case .value(let minFresh) where lifetimeSeconds - age < Double(minFresh):
-            return .mustValidate(reason: "request min-fresh")
+            return .mustValidate(reason: .requestMinFresh)
         default: break
         }
         if isFresh { return .fresh }
 
         if forbidsStale(responseCacheControl) {
-            return .mustValidate(reason: "stale")
+            return .mustValidate(reason: .stale)
         }
         let staleness = age - lifetimeSeconds
         if case .value(let window) = responseCacheControl.seconds("stale-while-revalidate"), staleness <= Double(window)
@@ -75,11 +99,11 @@ public enum Reuse {
         }
         switch requestCC.maxStale {
         case .unlimited:
-            return .staleAllowed(reason: "max-stale")
+            return .staleAllowed(reason: .maxStale)
         case .seconds(let limit) where staleness <= Double(limit):
-            return .staleAllowed(reason: "max-stale")
+            return .staleAllowed(reason: .maxStale)
         default:
-            return .mustValidate(reason: "stale")
+            return .mustValidate(reason: .stale)
         }
     }
 

@@ -83,6 +83,6 @@ struct FreshnessTests {
             stored: stored, responseCacheControl: stored.cacheControl,
             lifetime: FreshnessLifetime.of(stored, cacheControl: stored.cacheControl),
             request: RequestDirectives(HeaderFields()), now: 1_000_000)
-        #expect(decision == .mustValidate(reason: "stale"))
+        #expect(decision == .mustValidate(reason: .stale))
     }
 }

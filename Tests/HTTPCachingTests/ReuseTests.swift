@@ -24,14 +24,14 @@ struct ReuseTests {
     @Test(
         "§5.2.1 request directives",
         arguments: [
-            ("max-age=5", Double(1_000_010), ReuseDecision.mustValidate(reason: "request max-age")),
+            ("max-age=5", Double(1_000_010), ReuseDecision.mustValidate(reason: .requestMaxAge)),
             ("max-age=50", 1_000_010, .fresh),
-            ("min-fresh=55", 1_000_010, .mustValidate(reason: "request min-fresh")),
+            ("min-fresh=55", 1_000_010, .mustValidate(reason: .requestMinFresh)),
             ("min-fresh=5", 1_000_010, .fresh),
-            ("no-cache", 1_000_010, .mustValidate(reason: "request no-cache")),
-            ("max-stale", 1_000_500, .staleAllowed(reason: "max-stale")),
-            ("max-stale=100", 1_000_100, .staleAllowed(reason: "max-stale")),
-            ("max-stale=10", 1_000_100, .mustValidate(reason: "stale")),
+            ("no-cache", 1_000_010, .mustValidate(reason: .requestNoCache)),
+            ("max-stale", 1_000_500, .staleAllowed(reason: .maxStale)),
+            ("max-stale=100", 1_000_100, .staleAllowed(reason: .maxStale)),
+            ("max-stale=10", 1_000_100, .mustValidate(reason: .stale)),
         ])
     func requestDirectives(directive: String, now: Double, expected: ReuseDecision) {
         #expect(
@@ -43,7 +43,7 @@ struct ReuseTests {
     func pragma() {
         #expect(
             Self.decide([("Cache-Control", "max-age=60")], request: [("Pragma", "no-cache")], at: 1_000_001)
-                == .mustValidate(reason: "request no-cache"))
+                == .mustValidate(reason: .requestNoCache))
         #expect(
             Self.decide(
                 [("Cache-Control", "max-age=60")], request: [("Pragma", "no-cache"), ("Cache-Control", "max-stale")],
@@ -60,7 +60,7 @@ struct ReuseTests {
     func responseNoCache() {
         #expect(
             Self.decide([("Cache-Control", "max-age=60, no-cache")], at: 1_000_001)
-                == .mustValidate(reason: "response no-cache"))
+                == .mustValidate(reason: .responseNoCache))
     }
 
     @Test(
@@ -69,7 +69,7 @@ struct ReuseTests {
     func forbidsStale(cacheControl: String) {
         let decision = Self.decide(
             [("Cache-Control", cacheControl)], request: [("Cache-Control", "max-stale")], at: 1_000_100)
-        #expect(decision != .staleAllowed(reason: "max-stale"))
+        #expect(decision != .staleAllowed(reason: .maxStale))
         #expect(decision != .fresh)
     }
 

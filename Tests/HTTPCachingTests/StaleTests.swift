@@ -28,7 +28,7 @@ struct StaleTests {
             (Double(1_000_005), ReuseDecision.fresh),
             (1_000_050, .staleWhileRevalidate),
             (1_000_070, .staleWhileRevalidate),
-            (1_000_071, .mustValidate(reason: "stale")),
+            (1_000_071, .mustValidate(reason: .stale)),
         ])
     func staleWhileRevalidate(now: Double, expected: ReuseDecision) {
         #expect(Self.decide("max-age=10, stale-while-revalidate=60", at: now) == expected)
@@ -41,7 +41,7 @@ struct StaleTests {
             "max-age=10, proxy-revalidate, stale-while-revalidate=60",
         ])
     func swrForbidden(cacheControl: String) {
-        #expect(Self.decide(cacheControl, at: 1_000_020) == .mustValidate(reason: "stale"))
+        #expect(Self.decide(cacheControl, at: 1_000_020) == .mustValidate(reason: .stale))
     }
 
     @Test("RFC 5861 §3 a request no-cache still validates inside the window")
@@ -49,7 +49,7 @@ struct StaleTests {
         #expect(
             Self.decide(
                 "max-age=10, stale-while-revalidate=60", request: [("Cache-Control", "no-cache")], at: 1_000_020)
-                == .mustValidate(reason: "request no-cache"))
+                == .mustValidate(reason: .requestNoCache))
     }
 
     @Test(

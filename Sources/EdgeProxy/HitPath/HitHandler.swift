@@ -212,12 +212,12 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let object = state.prepared(record, revision: revision, pipeline: pipeline)
         let now = pipeline.clock.now()
         let age = object.age(at: now)
-        var cacheStatus = CacheStatus.hit(ttl: Int64((Double(object.lifetime.seconds) - age).rounded(.down)))
+        var cacheStatus = CacheStatus.hit(ttl: object.lifetime.remaining(atAge: age))
         let decision = pipeline.reuseDecision(
             record, cacheControl: object.cacheControl, lifetime: object.lifetime, age: age, directives: directives)
         switch decision {
         case .fresh: break
-        case .staleAllowed(let reason): cacheStatus.detail = reason
+        case .staleAllowed(let reason): cacheStatus.detail = reason.rawValue
         case .staleWhileRevalidate: cacheStatus.detail = "stale-while-revalidate"
         case .mustValidate: return nil
         }
@@ -268,7 +268,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 var fields = prepared.fields
                 fields.add("Age", ageValue)
                 fields.add("Cache-Status", cacheStatus.headerValue)
-                fields.replace("Content-Range", with: "bytes \(lower)-\(upper)/\(length)")
+                fields.replace(
+                    "Content-Range", with: ContentRange(first: lower, last: upper, completeLength: length).headerValue)
                 fields.replace("Content-Length", with: String(upper - lower + 1))
                 (responseHead, closes) = ChannelResponseSink.head(
                     status: 206, headers: fields, version: head.version, keepAlive: keepAlive,
