@@ -190,7 +190,7 @@ extension CachePipeline {
         var cacheStatus = CacheStatus(
             forward: plan.forward, forwardStatus: status, stored: writer != nil, collapsed: plan.collapsed,
             ttl: writer != nil ? lifetime.remaining(atAge: Age.current(of: stored, now: responseTime)) : nil,
-            detail: plan.detail ?? reason)
+            detail: plan.detail ?? reason.map(CacheStatus.Detail.other))
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
         var clientHeaders = coding.clientHeaders(
             ResponseHeaders.forwarded(
@@ -525,11 +525,11 @@ extension CachePipeline {
                 return try await serveStale(stale, request: request, sink: sink, plan: plan, upstreamStatus: nil)
             }
             let unvalidated = ProxyError(type: error.type, status: 504, details: error.details)
-            let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+            let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: .other(error.type))
             return try await sendError(
                 status: 504, message: error.details, sink: sink, cacheStatus: status, proxyError: unvalidated)
         }
-        let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: error.type)
+        let status = CacheStatus(forward: plan.forward, collapsed: plan.collapsed, detail: .other(error.type))
         return try await sendError(
             status: error.status, message: error.details, sink: sink, cacheStatus: status, proxyError: error)
     }
@@ -552,7 +552,7 @@ extension CachePipeline {
         let status = CacheStatus(
             forward: .stale, forwardStatus: upstreamStatus, collapsed: plan.collapsed,
             ttl: lifetime.remaining(atAge: Age.current(of: stale.response, now: now)),
-            detail: "stale-if-error")
+            detail: .staleIfError)
         return try await serveStored(stale, body: nil, request: request, sink: sink, cacheStatus: status, now: now)
     }
 
@@ -593,7 +593,7 @@ extension CachePipeline {
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
             var failed = cacheStatus
-            failed.detail = error.type
+            failed.detail = .other(error.type)
             return try await sendError(
                 status: error.status, message: error.details, sink: sink, cacheStatus: failed, proxyError: error)
         }

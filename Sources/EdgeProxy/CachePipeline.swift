@@ -95,7 +95,7 @@ final class CachePipeline: Sendable {
         if directives.noStore {
             // §5.2.1.5: neither store the response nor answer from storage.
             return try await passThrough(
-                request, sink: sink, status: CacheStatus(forward: .request, detail: "no-store"), invalidate: false)
+                request, sink: sink, status: CacheStatus(forward: .request, detail: .requestNoStore), invalidate: false)
         }
         return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: false)
     }
@@ -144,12 +144,12 @@ final class CachePipeline: Sendable {
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .staleAllowed(let reason):
-                status.detail = reason.rawValue
+                status.detail = .staleAllowed(reason)
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .staleWhileRevalidate:
                 // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
-                status.detail = "stale-while-revalidate"
+                status.detail = .staleWhileRevalidate
                 refreshInBackground(request, stale: record)
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
@@ -159,7 +159,7 @@ final class CachePipeline: Sendable {
                 let plan = FetchPlan(
                     forward: kind,
                     revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
-                    stale: record, detail: reason.rawValue, collapsed: collapsed)
+                    stale: record, detail: .mustValidate(reason), collapsed: collapsed)
                 return try await fetchCoalesced(request, sink: sink, plan: plan)
             }
         case .noEntry:
@@ -364,7 +364,7 @@ struct FetchPlan: Sendable {
     /// The stored (stale or no longer usable) response this fetch replaces, if any: what
     /// stale-if-error falls back to, and why an unreachable origin is a 504.
     var stale: ObjectRecord?
-    var detail: String?
+    var detail: CacheStatus.Detail?
     /// Send the client's Range (and its conditions) upstream and keep a 206 as a stored part.
     var forwardRange = false
     /// The stored prefix part this fetch completes: the client asked for the whole response.

@@ -92,7 +92,7 @@ struct RequestTask {
             let error = ProxyError.destinationNotFound("no origin configured for \(key.authority)")
             let outcome = try await pipeline.sendError(
                 status: 502, message: error.details, sink: sink,
-                cacheStatus: CacheStatus(forward: .bypass, detail: error.type),
+                cacheStatus: CacheStatus(forward: .bypass, detail: .other(error.type)),
                 proxyError: error)
             log(outcome, url: key.description)
             try await drainBody(&parts)

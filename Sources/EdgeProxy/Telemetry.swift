@@ -25,18 +25,17 @@ enum CacheResult: String, CaseIterable, Sendable {
 
     init(_ status: CacheStatus) {
         if status.hit {
-            let stale = status.detail.map { $0.hasPrefix("stale") || $0.contains("max-stale") } ?? false
-            self = stale ? .stale : .hit
+            self = status.detail?.servedStale == true ? .stale : .hit
             return
         }
         // A stale copy served because the origin failed (RFC 5861 §4) went forward first.
-        if status.detail == "stale-if-error" {
+        if status.detail == .staleIfError {
             self = .stale
             return
         }
         switch status.forward {
         case .uriMiss?, .varyMiss?, .miss?: self = .miss
-        case .request? where status.detail == "no-store": self = .pass
+        case .request? where status.detail == .requestNoStore: self = .pass
         case .stale?, .request?: self = status.forwardStatus == 304 ? .revalidated : .refreshed
         case .partial?: self = .partial
         case .bypass?, .method?, nil: self = .pass

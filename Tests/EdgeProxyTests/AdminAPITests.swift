@@ -473,7 +473,7 @@ struct CacheResultTests {
             case "hit": status.hit = true
             case "fwd": status.forward = CacheStatus.Forward(rawValue: parts[1])
             case "fwd-status": status.forwardStatus = Int(parts[1])
-            case "detail": status.detail = parts[1]
+            case "detail": status.detail = CacheStatus.Detail(parsing: parts[1])
             default: break
             }
         }

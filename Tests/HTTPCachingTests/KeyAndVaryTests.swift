@@ -96,6 +96,31 @@ struct KeyAndVaryTests {
             CacheStatus(forward: .bypass, detail: "a \"b\"").headerValue
                 == "outpost; fwd=bypass; detail=\"a \\\"b\\\"\"")
     }
+
+    @Test(
+        "Cache-Status details: typed where decided, written as text, read back as the same case",
+        arguments: [
+            (CacheStatus.Detail.mustValidate(.stale), "stale", false),
+            (.mustValidate(.softPurge), "soft purge", false),
+            (.mustValidate(.requestNoCache), "request no-cache", false),
+            (.staleAllowed(.maxStale), "max-stale", true),
+            (.staleWhileRevalidate, "stale-while-revalidate", true),
+            (.staleIfError, "stale-if-error", true),
+            (.requestNoStore, "no-store", false),
+            (.other("status not understood"), "status not understood", false),
+        ])
+    func cacheStatusDetail(detail: CacheStatus.Detail, text: String, servedStale: Bool) {
+        #expect(detail.description == text)
+        #expect(CacheStatus.Detail(parsing: text) == detail)
+        #expect(detail.servedStale == servedStale)
+    }
+
+    @Test(
+        "FreshnessLifetime.remaining: seconds left at an age, rounded down (one rule for every ttl)",
+        arguments: [(Int64(60), 0.0, Int64(60)), (60, 0.4, 59), (60, 59.9, 0), (60, 60, 0), (60, 60.5, -1), (0, 3, -3)])
+    func remaining(lifetime: Int64, age: Double, expected: Int64) {
+        #expect(FreshnessLifetime(seconds: lifetime, source: .maxAge).remaining(atAge: age) == expected)
+    }
 }
 
 @Suite("Surrogate keys")

@@ -217,8 +217,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             record, cacheControl: object.cacheControl, lifetime: object.lifetime, age: age, directives: directives)
         switch decision {
         case .fresh: break
-        case .staleAllowed(let reason): cacheStatus.detail = reason.rawValue
-        case .staleWhileRevalidate: cacheStatus.detail = "stale-while-revalidate"
+        case .staleAllowed(let reason): cacheStatus.detail = .staleAllowed(reason)
+        case .staleWhileRevalidate: cacheStatus.detail = .staleWhileRevalidate
         case .mustValidate: return nil
         }
         if configuration.cache.debugKey { cacheStatus.key = url }
