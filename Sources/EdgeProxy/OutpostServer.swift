@@ -226,7 +226,6 @@ public final class OutpostServer: Sendable {
                 decoderLimits.maxHeaderFieldSize = 2 * max(server.maxHeaderBytes, server.maxURILength)
                 decoderLimits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
                 decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
-                let via = server.viaPseudonym
                 let framing: EventLoopFuture<Void>
                 // Shared by the decoder and HitHandler, on this connection's event loop.
                 let boundaries = NIOLoopBound(RequestBoundaries(), eventLoop: channel.eventLoop)
@@ -267,7 +266,7 @@ public final class OutpostServer: Sendable {
                         try sync.addHandler(
                             HitHandler(state: hitState, timeouts: timeoutHandler, boundaries: boundaries.value))
                     }
-                    try sync.addHandler(ProtocolErrorHandler(logger: logger, via: via))
+                    try sync.addHandler(ProtocolErrorHandler(logger: logger))
                     if let timeoutHandler {
                         try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
                         try sync.addHandler(timeoutHandler)

@@ -1,3 +1,4 @@
+import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -25,11 +26,9 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// would be a second response to one request, so it is dropped.
     private var answeredMalformed = false
     private let logger: Logger
-    private let via: String
 
-    init(logger: Logger, via: String) {
+    init(logger: Logger) {
         self.logger = logger
-        self.via = via
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -56,7 +55,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             let body = "\(status.reasonPhrase)\n"
             let headers = HTTPHeaders([
                 ("Connection", "close"), ("Content-Length", String(body.utf8.count)), ("Content-Type", "text/plain"),
-                ("Cache-Status", "\(via); fwd=bypass; detail=\"malformed request\""),
+                ("Cache-Status", CacheStatus(forward: .bypass, detail: "malformed request").headerValue),
             ])
             context.write(
                 wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),

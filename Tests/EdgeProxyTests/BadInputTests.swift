@@ -34,6 +34,21 @@ struct BadInputTests {
         }
     }
 
+    @Test("a malformed request gets 400 with the Cache-Status member named outpost, whatever via_pseudonym says")
+    func malformedRequest() async throws {
+        try await withOutpost(
+            origin: staticOrigin([("Cache-Control", "max-age=60")]), configure: { $0.server.viaPseudonym = "edge-7" }
+        ) { origin, outpost, client in
+            let answer = try await rawExchange(port: outpost.port, "GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n")
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(200))")
+            #expect(answer.contains("Cache-Status: outpost; fwd=bypass; detail=\"malformed request\"\r\n"), "\(answer)")
+            // The pseudonym names this cache in Via on what it forwards.
+            let miss = try await client.get(outpost.base + "/v")
+            #expect(miss.headers["Via"]?.contains("edge-7") == true && miss.cacheStatus.hasPrefix("outpost;"))
+            #expect(origin.requests.count == 1)
+        }
+    }
+
     @Test("an origin that answers with garbage → 502 with Proxy-Status, and the server keeps serving")
     func garbageOrigin() async throws {
         let garbage = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

@@ -26,7 +26,7 @@ struct ProtocolErrorHandlerTests {
     func oneResponsePerRequest() throws {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
-            ProtocolErrorHandler(logger: .init(label: "test"), via: "outpost"), Above())
+            ProtocolErrorHandler(logger: .init(label: "test")), Above())
         let above = try channel.pipeline.syncOperations.context(handlerType: Above.self)
         // llhttp passes the head of `Transfer-Encoding: gzip` on, then fails the request.
         try channel.writeInbound(
@@ -46,7 +46,7 @@ struct ProtocolErrorHandlerTests {
     func answeredFirst() throws {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
-            ProtocolErrorHandler(logger: .init(label: "test"), via: "outpost"), Above())
+            ProtocolErrorHandler(logger: .init(label: "test")), Above())
         try channel.writeInbound(
             HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/x")))
         _ = try channel.readInbound(as: HTTPServerRequestPart.self)
