@@ -9,7 +9,7 @@ import NIOCore
 /// reuse decision → serve, validate or fetch (coalesced) → store while streaming.
 ///
 /// Decision logic lives in HTTPCaching; this type only sequences it and does the I/O.
-final class CachePipeline: Sendable {
+final class CachePipeline: Sendable, TransactionRules {
     let configuration: OutpostConfiguration
     let store: CacheStore
     let upstream: any Origin
@@ -84,92 +84,48 @@ final class CachePipeline: Sendable {
     }
 
     var via: String { configuration.server.viaPseudonym }
+    var honoursRequestDirectives: Bool { configuration.cache.honourRequestDirectives }
+    var rangeFetchMaxSize: Int { configuration.cache.rangeFetchMaxSize }
 
+    /// Runs a request's transaction (``RequestTransaction``): performs each action it asks for
+    /// and feeds back what it found, until an action answers the client.
     func handle(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome {
-        guard request.isGetOrHead else {
-            // Other methods are never answered from storage (RFC 9111 §3); unsafe ones
-            // invalidate what is stored for the target (§4.4).
-            return try await passThrough(request, sink: sink, status: CacheStatus(forward: .method), invalidate: true)
-        }
-        let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)
-        if directives.noStore {
-            // §5.2.1.5: neither store the response nor answer from storage.
-            return try await passThrough(
-                request, sink: sink, status: CacheStatus(forward: .request, detail: .requestNoStore), invalidate: false)
-        }
-        return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: false)
-    }
-
-    private func lookupAndServe(
-        _ request: ClientRequest, directives: RequestDirectives, sink: some ResponseSink, collapsed: Bool
-    ) async throws -> RequestOutcome {
-        let primaryKey = request.key.description
-        let lookup: CacheStore.Lookup
-        do {
-            lookup = try store.lookup(primaryKey, requestHeaders: request.headers)
-        } catch {
-            // A store that cannot be read is bypassed, never fatal for the request.
-            logger.error("store lookup failed", metadata: ["key": "\(primaryKey)", "error": "\(error)"])
-            return try await passThrough(
-                request, sink: sink, status: CacheStatus(forward: .bypass, detail: "store error"), invalidate: false)
-        }
-        let forward: CacheStatus.Forward
-        switch lookup {
-        case .found(let record, let body):
-            // RFC 9111 §3.4: a stored part answers only ranges it holds; otherwise go forward.
-            if record.response.status == 206 && storedPart(of: record, covers: request) == nil {
-                if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-                if let completion = completionRequest(for: request, part: record) {
-                    // RFC 9111 §3.4: ask only for the bytes after the stored part and combine.
-                    var plan = FetchPlan(
-                        forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
-                    plan.forwardRange = true
-                    plan.completing = record
-                    return try await fetch(completion, sink: sink, plan: plan, coalescingKey: nil)
+        var transaction = RequestTransaction(request: request, rules: self)
+        var event = RequestTransaction.Event.received
+        while true {
+            switch transaction.next(event, rules: self) {
+            case .lookUp:
+                do {
+                    event = .lookedUp(
+                        try store.lookup(transaction.key, requestHeaders: request.headers), now: clock.now())
+                } catch {
+                    logger.error("store lookup failed", metadata: ["key": "\(transaction.key)", "error": "\(error)"])
+                    event = .lookupFailed
                 }
-                let plan = FetchPlan(
-                    forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
-                return try await fetchCoalesced(request, sink: sink, plan: plan)
+            case .askCoalescer(let key):
+                event = .role(coalescer.role(for: key, now: clock.now()))
+            case .checkStoredSinceLookup:
+                event = .storedSinceLookup(storedSinceLookup(request))
+            case .releaseLead(let key):
+                coalescer.finish(key, outcome: .stored, uncacheable: false, now: clock.now())
+                event = .leadReleased
+            case .waitForLeader(let key):
+                telemetry.recordCoalescedWait()
+                event = .leaderFinished(await coalescer.wait(for: key))
+            case .pass(let status, let invalidate):
+                return try await passThrough(request, sink: sink, status: status, invalidate: invalidate)
+            case .serve(let record, let body, let status, let now, let refreshBehind):
+                if refreshBehind { refreshInBackground(request, stale: record) }
+                return try await serveStored(
+                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
+            case .fetch(let outgoing, let plan, let coalescingKey):
+                return try await fetch(outgoing, sink: sink, plan: plan, coalescingKey: coalescingKey)
+            case .answerFailure(let error, let plan):
+                return try await answerFailure(error, request: request, sink: sink, plan: plan)
+            case .onlyIfCachedMiss:
+                return try await sendOnlyIfCachedMiss(request, sink: sink)
             }
-            let cacheControl = governingCacheControl(record.response)
-            let lifetime = lifetime(of: record, cacheControl: cacheControl)
-            let now = clock.now()
-            let age = Age.current(of: record.response, now: now)
-            let decision = reuseDecision(
-                record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
-            var status = CacheStatus.hit(ttl: lifetime.remaining(atAge: age))
-            status.collapsed = collapsed
-            switch decision {
-            case .fresh:
-                return try await serveStored(
-                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
-            case .staleAllowed(let reason):
-                status.detail = .staleAllowed(reason)
-                return try await serveStored(
-                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
-            case .staleWhileRevalidate:
-                // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
-                status.detail = .staleWhileRevalidate
-                refreshInBackground(request, stale: record)
-                return try await serveStored(
-                    record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
-            case .mustValidate(let reason):
-                if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-                let kind: CacheStatus.Forward = Double(lifetime.seconds) > age ? .request : .stale
-                let plan = FetchPlan(
-                    forward: kind,
-                    revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
-                    stale: record, detail: .mustValidate(reason), collapsed: collapsed)
-                return try await fetchCoalesced(request, sink: sink, plan: plan)
-            }
-        case .noEntry:
-            forward = .uriMiss
-        case .noMatchingVariant:
-            forward = .varyMiss
         }
-        if directives.onlyIfCached { return try await sendOnlyIfCachedMiss(request, sink: sink) }
-        let plan = FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
-        return try await fetchCoalesced(request, sink: sink, plan: plan)
     }
 
     /// How a stored response may serve a request (`Reuse.decide`), for the pipeline and the
@@ -286,56 +242,6 @@ final class CachePipeline: Sendable {
             await task.value
         }
         await backgroundCoding.shutdown()
-    }
-
-    /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
-    /// look again. HEAD requests are not coalesced (a HEAD miss is forwarded as HEAD).
-    private func fetchCoalesced(
-        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan
-    ) async throws -> RequestOutcome {
-        if request.method == "HEAD" {
-            let status = CacheStatus(forward: plan.forward, detail: plan.detail)
-            return try await passThrough(request, sink: sink, status: status, invalidate: false)
-        }
-        if plan.collapsed {
-            return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
-        }
-        if configuration.cache.rangeFetchMaxSize == 0, request.headers.contains("Range") {
-            // range_fetch_max_size = 0: every range goes upstream as sent; its 206 is kept as a part.
-            var ranged = plan
-            ranged.forwardRange = true
-            return try await fetch(request, sink: sink, plan: ranged, coalescingKey: nil)
-        }
-        let key = request.key.description
-        switch coalescer.role(for: key, now: clock.now()) {
-        case .leader:
-            if plan.forward == .uriMiss || plan.forward == .varyMiss, storedSinceLookup(request) {
-                // The previous leader committed between this request's lookup and its turn
-                // (its client had the response before the commit landed): use what it stored
-                // instead of asking the origin a second time.
-                coalescer.finish(key, outcome: .stored, uncacheable: false, now: clock.now())
-                let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)
-                return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: true)
-            }
-            return try await fetch(request, sink: sink, plan: plan, coalescingKey: key)
-        case .bypass:
-            return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
-        case .follower:
-            telemetry.recordCoalescedWait()
-            switch await coalescer.wait(for: key) {
-            case .stored:
-                let directives = RequestDirectives(request.headers, honour: configuration.cache.honourRequestDirectives)
-                return try await lookupAndServe(request, directives: directives, sink: sink, collapsed: true)
-            case .notStored:
-                var plan = plan
-                plan.collapsed = true
-                return try await fetch(request, sink: sink, plan: plan, coalescingKey: nil)
-            case .failed(let error):
-                var plan = plan
-                plan.collapsed = true
-                return try await answerFailure(error, request: request, sink: sink, plan: plan)
-            }
-        }
     }
 
     /// Whether the store now holds a response for a request whose lookup found none (the

@@ -1,0 +1,256 @@
+import CacheStore
+import HTTPCaching
+import NIOCore
+
+/// The caching rules a transaction decides by: pure functions of the configuration and the
+/// stored response, no I/O (``CachePipeline`` provides them; the hit path uses the same ones).
+protocol TransactionRules {
+    var honoursRequestDirectives: Bool { get }
+    /// `cache.range_fetch_max_size`: 0 sends every Range upstream as it came.
+    var rangeFetchMaxSize: Int { get }
+    func governingCacheControl(_ response: StoredResponse) -> CacheControl
+    func lifetime(of record: ObjectRecord, cacheControl: CacheControl?) -> FreshnessLifetime
+    func reuseDecision(
+        _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
+        directives: RequestDirectives
+    ) -> ReuseDecision
+    func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>?
+    func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest?
+}
+
+/// One request's way through the cache, read the way Varnish's `cache_req_fsm.c` is read: the
+/// transaction's state, the step it is at, and what moves it on (issue 12).
+///
+/// Pure: `next(_:)` takes what the I/O layer found (an ``Event``) and returns the next
+/// ``Action`` for it to perform; ``CachePipeline/handle(_:sink:)`` is that I/O layer. No step
+/// calls another: waiting for a coalescing leader and looking again afterwards are steps.
+///
+/// ```
+/// receive ─┬─ not GET/HEAD ─────────────────────────────► pass (fwd=method, invalidates)
+///          ├─ request no-store ─────────────────────────► pass (fwd=request)
+///          └─► lookup ─┬─ store error ──────────────────► pass (fwd=bypass)
+///                      ├─ stored part, other bytes ─────► fetch the rest | coalesce (fwd=partial)
+///                      ├─ fresh / stale allowed ────────► serve (hit)
+///                      ├─ stale-while-revalidate ───────► serve, refresh behind
+///                      ├─ must validate ────────────────► coalesce (fwd=stale | request)
+///                      └─ nothing / no variant ─────────► coalesce (fwd=uri-miss | vary-miss)
+///                          (only-if-cached instead of going forward ⇒ 504)
+/// coalesce ─┬─ HEAD ────────────────────────────────────► pass
+///           ├─ collapsed already, or Range with range_fetch_max_size = 0 ──► fetch alone
+///           └─► ask the coalescer ─┬─ leader ─► stored meanwhile? ─┬─ yes ─► release ─► lookup
+///                                  │                               └─ no ──► fetch (leads)
+///                                  ├─ bypass (hit-for-miss) ─────────────────► fetch alone
+///                                  └─ follower ─► wait ─┬─ stored ──► lookup (collapsed)
+///                                                       ├─ not stored ─► fetch alone (collapsed)
+///                                                       └─ failed ─► answer the failure
+/// ```
+struct RequestTransaction {
+    enum Step: Equatable {
+        case receive
+        case lookup
+        case askCoalescer
+        case checkStoredSinceLookup
+        case releaseLead
+        case waitForLeader
+        /// An action that answers the client was handed out: nothing follows.
+        case done
+    }
+
+    /// What the I/O layer found, in answer to the last action.
+    enum Event {
+        case received
+        case lookedUp(CacheStore.Lookup, now: Double)
+        case lookupFailed
+        case role(Coalescer.Role)
+        case storedSinceLookup(Bool)
+        case leadReleased
+        case leaderFinished(Coalescer.Outcome)
+    }
+
+    /// What the I/O layer is to do next. The last five answer the client and end the
+    /// transaction.
+    enum Action {
+        case lookUp
+        case askCoalescer(key: String)
+        case checkStoredSinceLookup
+        /// Tell the coalescer this leader stored nothing itself (another commit landed).
+        case releaseLead(key: String)
+        case waitForLeader(key: String)
+        /// Forward it, never stored or served from storage.
+        case pass(CacheStatus, invalidate: Bool)
+        /// Answer from the stored response (`now` is the time its age was taken at);
+        /// `refreshBehind`: refresh it in the background too (RFC 5861 §3).
+        case serve(ObjectRecord, body: ByteBuffer?, CacheStatus, now: Double, refreshBehind: Bool)
+        /// Go to the origin. `coalescingKey` when this request leads others waiting for it.
+        case fetch(ClientRequest, FetchPlan, coalescingKey: String?)
+        /// The leader this request waited for failed: answer with its error (or stale).
+        case answerFailure(ProxyError, FetchPlan)
+        /// RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored → 504.
+        case onlyIfCachedMiss
+    }
+
+    let request: ClientRequest
+    let directives: RequestDirectives
+    private(set) var step = Step.receive
+    /// Whether this request's answer came from another request's fetch (Cache-Status
+    /// `collapsed`): set once it waited for a leader or found a leader's commit.
+    private(set) var collapsed = false
+    /// The fetch being planned while the coalescer is asked.
+    private(set) var plan: FetchPlan?
+
+    init(request: ClientRequest, rules: some TransactionRules) {
+        self.request = request
+        directives = RequestDirectives(request.headers, honour: rules.honoursRequestDirectives)
+    }
+
+    var key: String { request.key.description }
+
+    /// The next action, given what the last one found.
+    mutating func next(_ event: Event, rules: some TransactionRules) -> Action {
+        switch (step, event) {
+        case (.receive, .received):
+            guard request.isGetOrHead else {
+                // Other methods are never answered from storage (RFC 9111 §3); unsafe ones
+                // invalidate what is stored for the target (§4.4).
+                return finish(.pass(CacheStatus(forward: .method), invalidate: true))
+            }
+            if directives.noStore {
+                // §5.2.1.5: neither store the response nor answer from storage.
+                return finish(.pass(CacheStatus(forward: .request, detail: .requestNoStore), invalidate: false))
+            }
+            step = .lookup
+            return .lookUp
+        case (.lookup, .lookupFailed):
+            // A store that cannot be read is bypassed, never fatal for the request.
+            return finish(.pass(CacheStatus(forward: .bypass, detail: "store error"), invalidate: false))
+        case (.lookup, .lookedUp(let lookup, let now)):
+            return decide(lookup, now: now, rules: rules)
+        case (.askCoalescer, .role(let role)):
+            guard let plan else { return failedStep() }
+            switch role {
+            case .leader:
+                if plan.forward == .uriMiss || plan.forward == .varyMiss {
+                    // A previous leader may have committed between this request's lookup and
+                    // its turn (its client had the response before the commit landed).
+                    step = .checkStoredSinceLookup
+                    return .checkStoredSinceLookup
+                }
+                return finish(.fetch(request, plan, coalescingKey: key))
+            case .bypass:
+                return finish(.fetch(request, plan, coalescingKey: nil))
+            case .follower:
+                step = .waitForLeader
+                return .waitForLeader(key: key)
+            }
+        case (.checkStoredSinceLookup, .storedSinceLookup(let stored)):
+            guard let plan else { return failedStep() }
+            guard stored else { return finish(.fetch(request, plan, coalescingKey: key)) }
+            // Use what it stored instead of asking the origin a second time.
+            step = .releaseLead
+            return .releaseLead(key: key)
+        case (.releaseLead, .leadReleased):
+            collapsed = true
+            step = .lookup
+            return .lookUp
+        case (.waitForLeader, .leaderFinished(let outcome)):
+            guard var plan else { return failedStep() }
+            collapsed = true
+            switch outcome {
+            case .stored:
+                step = .lookup
+                return .lookUp
+            case .notStored:
+                plan.collapsed = true
+                return finish(.fetch(request, plan, coalescingKey: nil))
+            case .failed(let error):
+                plan.collapsed = true
+                return finish(.answerFailure(error, plan))
+            }
+        default:
+            return failedStep()
+        }
+    }
+
+    /// What a lookup's result means for this request (RFC 9111 §4).
+    private mutating func decide(_ lookup: CacheStore.Lookup, now: Double, rules: some TransactionRules) -> Action {
+        let forward: CacheStatus.Forward
+        switch lookup {
+        case .found(let record, let body):
+            // RFC 9111 §3.4: a stored part answers only ranges it holds; otherwise go forward.
+            if record.response.status == 206 && rules.storedPart(of: record, covers: request) == nil {
+                if directives.onlyIfCached { return finish(.onlyIfCachedMiss) }
+                var plan = FetchPlan(
+                    forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
+                if let completion = rules.completionRequest(for: request, part: record) {
+                    // Ask only for the bytes after the stored part and combine.
+                    plan.forwardRange = true
+                    plan.completing = record
+                    return finish(.fetch(completion, plan, coalescingKey: nil))
+                }
+                return coalesce(plan, rules: rules)
+            }
+            let cacheControl = rules.governingCacheControl(record.response)
+            let lifetime = rules.lifetime(of: record, cacheControl: cacheControl)
+            let age = Age.current(of: record.response, now: now)
+            let decision = rules.reuseDecision(
+                record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
+            var status = CacheStatus.hit(ttl: lifetime.remaining(atAge: age))
+            status.collapsed = collapsed
+            switch decision {
+            case .fresh:
+                return finish(.serve(record, body: body, status, now: now, refreshBehind: false))
+            case .staleAllowed(let reason):
+                status.detail = .staleAllowed(reason)
+                return finish(.serve(record, body: body, status, now: now, refreshBehind: false))
+            case .staleWhileRevalidate:
+                // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
+                status.detail = .staleWhileRevalidate
+                return finish(.serve(record, body: body, status, now: now, refreshBehind: true))
+            case .mustValidate(let reason):
+                if directives.onlyIfCached { return finish(.onlyIfCachedMiss) }
+                let kind: CacheStatus.Forward = Double(lifetime.seconds) > age ? .request : .stale
+                let plan = FetchPlan(
+                    forward: kind,
+                    revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
+                    stale: record, detail: .mustValidate(reason), collapsed: collapsed)
+                return coalesce(plan, rules: rules)
+            }
+        case .noEntry:
+            forward = .uriMiss
+        case .noMatchingVariant:
+            forward = .varyMiss
+        }
+        if directives.onlyIfCached { return finish(.onlyIfCachedMiss) }
+        return coalesce(
+            FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed), rules: rules)
+    }
+
+    /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
+    /// look again. HEAD requests are not coalesced (a HEAD miss is forwarded as HEAD).
+    private mutating func coalesce(_ plan: FetchPlan, rules: some TransactionRules) -> Action {
+        if request.method == "HEAD" {
+            return finish(.pass(CacheStatus(forward: plan.forward, detail: plan.detail), invalidate: false))
+        }
+        if plan.collapsed { return finish(.fetch(request, plan, coalescingKey: nil)) }
+        if rules.rangeFetchMaxSize == 0, request.headers.contains("Range") {
+            // range_fetch_max_size = 0: every range goes upstream as sent; its 206 is kept as a part.
+            var ranged = plan
+            ranged.forwardRange = true
+            return finish(.fetch(request, ranged, coalescingKey: nil))
+        }
+        self.plan = plan
+        step = .askCoalescer
+        return .askCoalescer(key: key)
+    }
+
+    private mutating func finish(_ action: Action) -> Action {
+        step = .done
+        return action
+    }
+
+    /// An event the step does not expect: a bug in the I/O layer. The request is passed
+    /// through rather than answered from a state that cannot be trusted.
+    private mutating func failedStep() -> Action {
+        finish(.pass(CacheStatus(forward: .bypass, detail: "transaction error"), invalidate: false))
+    }
+}

@@ -1,0 +1,178 @@
+import HTTPCaching
+import NIOCore
+import Testing
+
+@testable import CacheStore
+@testable import EdgeProxy
+
+/// The transaction's steps, event by event, without a store, an origin or a socket: the I/O
+/// layer's part is played by the test (issue 12).
+@Suite("EdgeProxy: the request transaction, step by step")
+struct RequestTransactionTests {
+    /// The caching rules with the default configuration, straight from HTTPCaching.
+    struct Rules: TransactionRules {
+        var honoursRequestDirectives = true
+        var rangeFetchMaxSize = 64 << 20
+        func governingCacheControl(_ response: StoredResponse) -> CacheControl {
+            CacheControl(lines: response.headers.values("Cache-Control"))
+        }
+        func lifetime(of record: ObjectRecord, cacheControl: CacheControl?) -> FreshnessLifetime {
+            FreshnessLifetime.of(record.response, cacheControl: cacheControl ?? governingCacheControl(record.response))
+        }
+        func reuseDecision(
+            _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
+            directives: RequestDirectives
+        ) -> ReuseDecision {
+            Reuse.decide(age: age, responseCacheControl: cacheControl, lifetime: lifetime, request: directives)
+        }
+        func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? { nil }
+        func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? { nil }
+    }
+
+    static let now = 1_000_000.0
+
+    static func request(_ method: String = "GET", _ headers: [(String, String)] = []) -> ClientRequest {
+        ClientRequest(
+            method: method, target: "/t", pathAndQuery: "/t", headers: HeaderFields(headers),
+            key: CacheKey(scheme: "http", authority: "site.test", pathAndQuery: "/t"),
+            origin: OriginURL(parsing: "http://origin.test")!, clientAddress: nil, body: nil)
+    }
+
+    /// A stored 200 whose response arrived `age` seconds before `now`.
+    static func found(_ cacheControl: String, age: Double = 10) -> CacheStore.Lookup {
+        var headers = HeaderFields([("Cache-Control", cacheControl), ("ETag", "\"v1\"")])
+        headers.add("Date", HTTPDate.format(Int64(now - age)))
+        let response = StoredResponse(status: 200, headers: headers, requestTime: now - age, responseTime: now - age)
+        let record = ObjectRecord(
+            id: 1, primaryKey: "http://site.test/t", secondaryKey: "", response: response, storedAt: now - age,
+            bodyLength: 4, chunkSize: 4, chunkCount: 1)
+        return .found(record, body: ByteBuffer(string: "body"))
+    }
+
+    /// Runs the transaction, answering each I/O action from `answers` in turn, and returns the
+    /// steps' actions as short names.
+    static func run(
+        _ request: ClientRequest, rules: Rules = Rules(), _ answers: [RequestTransaction.Event]
+    ) -> [String] {
+        var transaction = RequestTransaction(request: request, rules: rules)
+        var names: [String] = []
+        var pending = answers[...]
+        var event = RequestTransaction.Event.received
+        while names.count < 20 {
+            let action = transaction.next(event, rules: rules)
+            names.append(Self.name(action))
+            guard transaction.step != .done, let answer = pending.popFirst() else { break }
+            event = answer
+        }
+        return names
+    }
+
+    static func name(_ action: RequestTransaction.Action) -> String {
+        switch action {
+        case .lookUp: "lookUp"
+        case .askCoalescer: "askCoalescer"
+        case .checkStoredSinceLookup: "checkStoredSinceLookup"
+        case .releaseLead: "releaseLead"
+        case .waitForLeader: "waitForLeader"
+        case .pass(let status, let invalidate): "pass \(status.headerValue)\(invalidate ? " +invalidate" : "")"
+        case .serve(_, _, let status, _, let refresh): "serve \(status.headerValue)\(refresh ? " +refresh" : "")"
+        case .fetch(_, let plan, let key):
+            "fetch \(plan.forward.rawValue)\(plan.collapsed ? " collapsed" : "")\(key != nil ? " leads" : "")"
+                + (plan.revalidating != nil ? " validating" : "")
+        case .answerFailure(let error, _): "answerFailure \(error.type)"
+        case .onlyIfCachedMiss: "onlyIfCachedMiss"
+        }
+    }
+
+    @Test(
+        "each path from receive to an answer",
+        arguments: [
+            ("POST", [(String, String)](), [RequestTransaction.Event](), ["pass outpost; fwd=method +invalidate"]),
+            ("GET", [("Cache-Control", "no-store")], [], ["pass outpost; fwd=request; detail=\"no-store\""]),
+            ("GET", [], [.lookupFailed], ["lookUp", "pass outpost; fwd=bypass; detail=\"store error\""]),
+            ("GET", [], [.lookedUp(found("max-age=60"), now: now)], ["lookUp", "serve outpost; hit; ttl=50"]),
+            (
+                "GET", [], [.lookedUp(found("max-age=5, stale-while-revalidate=60"), now: now)],
+                ["lookUp", "serve outpost; hit; ttl=-5; detail=\"stale-while-revalidate\" +refresh"]
+            ),
+            (
+                "GET", [("Cache-Control", "max-stale")], [.lookedUp(found("max-age=5"), now: now)],
+                ["lookUp", "serve outpost; hit; ttl=-5; detail=\"max-stale\""]
+            ),
+            (
+                "GET", [], [.lookedUp(found("max-age=5"), now: now), .role(.leader)],
+                ["lookUp", "askCoalescer", "fetch stale leads validating"]
+            ),
+            (
+                "GET", [("Cache-Control", "no-cache")], [.lookedUp(found("max-age=60"), now: now), .role(.bypass)],
+                ["lookUp", "askCoalescer", "fetch request validating"]
+            ),
+            (
+                "GET", [("Cache-Control", "only-if-cached")], [.lookedUp(.noEntry, now: now)],
+                ["lookUp", "onlyIfCachedMiss"]
+            ),
+            ("HEAD", [], [.lookedUp(.noEntry, now: now)], ["lookUp", "pass outpost; fwd=uri-miss"]),
+            (
+                "GET", [], [.lookedUp(.noMatchingVariant, now: now), .role(.leader), .storedSinceLookup(false)],
+                ["lookUp", "askCoalescer", "checkStoredSinceLookup", "fetch vary-miss leads"]
+            ),
+            (
+                "GET", [],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.leader), .storedSinceLookup(true), .leadReleased,
+                    .lookedUp(found("max-age=60", age: 0), now: now),
+                ],
+                [
+                    "lookUp", "askCoalescer", "checkStoredSinceLookup", "releaseLead", "lookUp",
+                    "serve outpost; hit; collapsed; ttl=60",
+                ]
+            ),
+            (
+                "GET", [],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower), .leaderFinished(.stored),
+                    .lookedUp(found("max-age=60", age: 0), now: now),
+                ],
+                ["lookUp", "askCoalescer", "waitForLeader", "lookUp", "serve outpost; hit; collapsed; ttl=60"]
+            ),
+            (
+                "GET", [], [.lookedUp(.noEntry, now: now), .role(.follower), .leaderFinished(.notStored)],
+                ["lookUp", "askCoalescer", "waitForLeader", "fetch uri-miss collapsed"]
+            ),
+            (
+                "GET", [],
+                [.lookedUp(.noEntry, now: now), .role(.follower), .leaderFinished(.failed(.connectionRefused("x")))],
+                ["lookUp", "askCoalescer", "waitForLeader", "answerFailure connection_refused"]
+            ),
+            (
+                // After waiting, a copy that must be validated is fetched alone (collapsed).
+                "GET", [],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower), .leaderFinished(.stored),
+                    .lookedUp(found("no-cache"), now: now),
+                ],
+                ["lookUp", "askCoalescer", "waitForLeader", "lookUp", "fetch stale collapsed validating"]
+            ),
+            // An event the step does not expect is a bug: passed through, never served.
+            ("GET", [], [.role(.leader)], ["lookUp", "pass outpost; fwd=bypass; detail=\"transaction error\""]),
+        ] as [(String, [(String, String)], [RequestTransaction.Event], [String])])
+    func paths(
+        method: String, headers: [(String, String)], answers: [RequestTransaction.Event], expected: [String]
+    ) {
+        #expect(Self.run(Self.request(method, headers), answers) == expected)
+    }
+
+    @Test("range_fetch_max_size = 0: a Range goes upstream alone, as sent")
+    func rangeAlone() {
+        var rules = Rules()
+        rules.rangeFetchMaxSize = 0
+        #expect(
+            Self.run(Self.request("GET", [("Range", "bytes=0-9")]), rules: rules, [.lookedUp(.noEntry, now: Self.now)])
+                == ["lookUp", "fetch uri-miss"])
+        #expect(
+            Self.run(
+                Self.request("GET", [("Range", "bytes=0-9")]), [.lookedUp(.noEntry, now: Self.now), .role(.leader)]
+            )
+            .last == "checkStoredSinceLookup")
+    }
+}
