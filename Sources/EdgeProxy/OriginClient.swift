@@ -228,18 +228,36 @@ final class LoopPool: @unchecked Sendable {
 /// It names its exchange: the connection may already carry the next request when a finished
 /// body's consumer reports, and that report must not touch the next exchange.
 struct OriginBodyDemand: NIOAsyncSequenceProducerDelegate {
-    let connection: OriginConnection
-    let loop: any EventLoop
+    /// The connection and loop the body comes from; nil for a body that is all there already
+    /// (``UpstreamBody/complete(_:)``), which has no one to ask for more.
+    let connection: OriginConnection?
+    let loop: (any EventLoop)?
     let exchange: UInt64
 
     func produceMore() {
-        let (connection, exchange) = (self.connection, self.exchange)
+        guard let connection, let loop else { return }
+        let exchange = self.exchange
         loop.execute { connection.resumeReading(exchange: exchange) }
     }
 
     func didTerminate() {
-        let (connection, exchange) = (self.connection, self.exchange)
+        guard let connection, let loop else { return }
+        let exchange = self.exchange
         loop.execute { connection.consumerGone(exchange: exchange) }
+    }
+}
+
+extension OriginBody {
+    /// A body whose bytes are all here: an in-process origin's (tests), or a synthesised one.
+    static func complete(_ buffers: [ByteBuffer]) -> OriginBody {
+        let producer = OriginBody.makeSequence(
+            elementType: ByteBuffer.self,
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: Swift.max(8, buffers.count + 1)),
+            finishOnDeinit: true,
+            delegate: OriginBodyDemand(connection: nil, loop: nil, exchange: 0))
+        _ = producer.source.yield(contentsOf: buffers)
+        producer.source.finish()
+        return producer.sequence
     }
 }
 
@@ -460,7 +478,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             promise.succeed(
                 UpstreamResponse(
                     status: Int(head.status.code), headers: ResponseHeaders.fields(head.headers),
-                    body: UpstreamBody(producer.sequence)))
+                    body: producer.sequence))
         case .body(let buffer):
             guard case .streaming(let source, _) = state else { return }
             armReadDeadline(context)

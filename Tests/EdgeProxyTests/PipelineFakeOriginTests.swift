@@ -30,12 +30,10 @@ final class FakeOrigin: Origin {
         let answer = script(request.method, request.pathAndQuery)
         if let error = answer.error { throw error }
         for (status, fields) in answer.interim { request.interim?(status, HeaderFields(fields)) }
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        for piece in answer.body { continuation.yield(ByteBuffer(string: piece)) }
-        continuation.finish()
         var headers = HeaderFields(answer.headers)
         if !headers.contains("Date") { headers.add("Date", HTTPDate.format(Int64(Date().timeIntervalSince1970))) }
-        return UpstreamResponse(status: answer.status, headers: headers, body: UpstreamBody(stream: stream))
+        return UpstreamResponse(
+            status: answer.status, headers: headers, body: .complete(answer.body.map { ByteBuffer(string: $0) }))
     }
 }
 
