@@ -37,12 +37,14 @@ struct ProtocolCornerTests {
     func http09() async throws {
         try await withOutpost(
             origin: staticOrigin([("Cache-Control", "max-age=60")]),
-            configure: { $0.server.requestHeaderTimeout = 30 }
+            // The header timeout is far beyond the bound, so a stalled test machine (one CI run
+            // took 17 s here) cannot be mistaken for a close at the timeout, and the other way.
+            configure: { $0.server.requestHeaderTimeout = 300 }
         ) { origin, outpost, _ in
             let started = ContinuousClock.now
-            let answer = try await rawExchange(port: outpost.port, "GET /a\r\n", deadline: .seconds(20))
+            let answer = try await rawExchange(port: outpost.port, "GET /a\r\n", deadline: .seconds(120))
             #expect(answer.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"), "\(answer)")
-            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(ContinuousClock.now - started < .seconds(100))
             #expect(origin.count("/a") == 0)
         }
     }
