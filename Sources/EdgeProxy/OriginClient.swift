@@ -57,7 +57,6 @@ final class OriginClient: Sendable {
         var head = HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.pathAndQuery)
         for field in request.headers { head.headers.add(name: field.name, value: field.value) }
-        var body: RequestBodyPump? = nil
         if let requestBody = request.body {
             // The framing is this hop's own (RFC 9112 §6): the declared length, else chunked.
             head.headers.remove(name: "Content-Length")
@@ -67,18 +66,18 @@ final class OriginClient: Sendable {
             } else {
                 head.headers.add(name: "Transfer-Encoding", value: "chunked")
             }
-            body = RequestBodyPump(parts: requestBody.parts, length: requestBody.length)
         }
         let outgoing = head
         let origin = request.origin
         let interim = request.interim
-        let pump = body
+        let outgoingBody = request.body
         // One deadline for the head, whatever the request waits for on the way: a free
         // connection, a connection, a second attempt.
         let deadline = NIODeadline.now() + settings.responseTimeout
         return try await loop.flatSubmit {
             pool.execute(
-                outgoing, body: pump, origin: origin, deadline: deadline, mayRetry: pump == nil, interim: interim)
+                outgoing, body: outgoingBody, origin: origin, deadline: deadline, mayRetry: outgoingBody == nil,
+                interim: interim)
         }.get()
     }
 
@@ -110,7 +109,7 @@ final class LoopPool: @unchecked Sendable {
     }
 
     func execute(
-        _ head: HTTPRequestHead, body: RequestBodyPump?, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool,
+        _ head: HTTPRequestHead, body: RequestBody?, origin: OriginURL, deadline: NIODeadline, mayRetry: Bool,
         interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         acquire(origin, deadline: deadline).flatMap { connection, reused in
@@ -375,7 +374,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     /// Writes the request head (and the end, without a body; a body follows from `body`); the
     /// future holds the response once its head is here.
     func send(
-        _ head: HTTPRequestHead, body: RequestBodyPump? = nil, deadline: NIODeadline, readTimeout: TimeAmount,
+        _ head: HTTPRequestHead, body: RequestBody? = nil, deadline: NIODeadline, readTimeout: TimeAmount,
         responseTimeout: TimeAmount = .seconds(30), interim: (@Sendable (Int, HeaderFields) -> Void)? = nil
     ) -> EventLoopFuture<UpstreamResponse> {
         guard let context, case .idle = state else { return loop.makeFailedFuture(ClosedBeforeResponse()) }
@@ -391,7 +390,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             requestComplete = false
             requestBodyRemaining = body.length
             context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
-            body.start(into: self, exchange: exchange, loop: context.eventLoop)
+            body.send(into: self, exchange: exchange, loop: context.eventLoop)
         } else {
             requestComplete = true
             context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -411,7 +410,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
         // the one before within that time (a client or an origin that stalls the upload).
         armHeadDeadline(.now() + responseTimeout, exchange: exchange)
         // With a declared length the request is whole on the wire with its last byte: the
-        // origin may answer before the pump reports the end, and the connection stays reusable.
+        // origin may answer before the sender reports the end, and the connection stays reusable.
         if let remaining = requestBodyRemaining {
             requestBodyRemaining = remaining - part.readableBytes
             if remaining - part.readableBytes <= 0 { requestComplete = true }
@@ -598,21 +597,12 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 }
 
-/// Feeds a request body to its origin connection part by part, each write awaited, so the
-/// socket's back-pressure reaches the reading of the client's body.
-final class RequestBodyPump: Sendable {
-    private let parts: AsyncThrowingStream<ByteBuffer, any Error>
-    /// The declared length (nil: chunked).
-    let length: Int?
-
-    init(parts: AsyncThrowingStream<ByteBuffer, any Error>, length: Int?) {
-        self.parts = parts
-        self.length = length
-    }
-
-    /// Starts sending, on a task of its own: the response head may come back before the body
-    /// is all sent, and the request goes on meanwhile.
-    func start(into connection: OriginConnection, exchange: UInt64, loop: any EventLoop) {
+extension RequestBody {
+    /// Feeds the body to its origin connection part by part, each write awaited, so the
+    /// socket's back-pressure reaches the reading of the client's body. On a task of its own:
+    /// the response head may come back before the body is all sent, and the request goes on
+    /// meanwhile.
+    func send(into connection: OriginConnection, exchange: UInt64, loop: any EventLoop) {
         let parts = self.parts
         Task {
             do {
