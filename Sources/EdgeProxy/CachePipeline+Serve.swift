@@ -3,26 +3,6 @@ import ContentCoding
 import HTTPCaching
 import NIOCore
 
-/// The stored bytes of one representation: where its chunks live and how long it is.
-struct StoredBytes {
-    var owner: UInt64
-    var length: Int64
-    var chunkSize: Int64
-    /// The whole body when it came with the lookup (primary representation, one chunk).
-    var inline: ByteBuffer?
-
-    /// The part of bytes `lower...upper` that chunk `index` holds, cut from the chunk as read;
-    /// nil when the chunk ends before that part does (a body shorter than its record says:
-    /// the client must see a cut, never bytes from another position).
-    func part(of chunk: ByteBuffer, index: Int, lower: Int64, upper: Int64) -> ByteBuffer? {
-        let chunkStart = Int64(index) * chunkSize
-        let start = max(lower, chunkStart) - chunkStart
-        let end = min(upper, chunkStart + chunkSize - 1) - chunkStart
-        guard end >= start, Int64(chunk.readableBytes) > end else { return nil }
-        return chunk.getSlice(at: chunk.readerIndex + Int(start), length: Int(end - start + 1))
-    }
-}
-
 extension CachePipeline {
     /// Answers from a stored response (RFC 9111 §4): the representation the client accepts
     /// (RFC 9110 §12.5.3), its own conditions and Range, the stored header fields with the
@@ -39,23 +19,31 @@ extension CachePipeline {
                 record, body: inline, request: request, sink: sink, cacheStatus: cacheStatus, now: now)
         }
 
-        guard let representation = Representation.choose(for: record, requestHeaders: request.headers) else {
+        let representation = Representation.choose(for: record, requestHeaders: request.headers)
+        // The representation's own view of the response: its entity tag is what conditions
+        // and If-Range compare against. Its bytes, unless it is decoded while it is sent.
+        let selected = representation.map { representationView(record, $0) } ?? record.response
+        let bytes = representation.flatMap { StoredBytes(record, $0, inline: inline) }
+        if let representation {
+            requestCodingIfWanted(record, representation: representation, requestHeaders: request.headers)
+        }
+        let answer = ClientAnswer.decide(
+            method: request.method, requestHeaders: request.headers, selected: selected,
+            acceptable: representation != nil, rangeLength: bytes?.length, maxRanges: configuration.server.maxRanges)
+        let age = Age.headerValue(Age.current(of: record.response, now: now))
+        var headers = selected.headers
+        headers.replace("Age", with: age)
+        ResponseHeaders.stamp(&headers, via: via, cacheStatus: cacheStatus)
+        if record.response.status == 200, bytes != nil { headers.replace("Accept-Ranges", with: "bytes") }
+
+        var status = record.response.status
+        var lower: Int64 = 0
+        var upper: Int64 = (bytes?.length ?? 0) - 1
+        switch answer {
+        case .notAcceptable:
             return try await sendError(
                 status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
                 proxyError: nil)
-        }
-        requestCodingIfWanted(record, representation: representation, requestHeaders: request.headers)
-        let age = Age.headerValue(Age.current(of: record.response, now: now))
-        // The representation's own view of the response: its entity tag is what conditions
-        // and If-Range compare against.
-        let selected = representationView(record, representation)
-        var headers = selected.headers
-        headers.replace("Age", with: age)
-        headers.add("Via", "1.1 \(via)")
-        headers.add("Cache-Status", cacheStatus.headerValue)
-
-        // RFC 9110 §13.2.2: preconditions are evaluated against the stored response.
-        switch Conditional.evaluate(method: request.method, requestHeaders: request.headers, stored: selected) {
         case .notModified:
             let notModified = notModifiedHeaders(selected, age: age, cacheStatus: cacheStatus)
             try await sink.sendResponse(status: 304, headers: notModified, body: nil)
@@ -63,44 +51,28 @@ extension CachePipeline {
         case .preconditionFailed:
             return try await sendError(
                 status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
-        case .proceed:
-            break
-        }
-
-        if case .decoded(let coding) = representation.source {
-            return try await sendDecoded(
-                record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
-        }
-        guard let bytes = storedBytes(record, representation, inline: inline) else {
-            throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)")
-        }
-
-        let length = bytes.length
-        var lower: Int64 = 0
-        var upper: Int64 = length - 1
-        var status = record.response.status
-        if status == 200 {
-            headers.replace("Accept-Ranges", with: "bytes")
-            if let spec = rangeSpec(of: request, selected: selected) {
-                switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
-                case .multiple(let ranges):
-                    return try await sendMultipart(
-                        bytes, ranges: ranges, contentType: record.response.headers["Content-Type"], headers: headers,
-                        sink: sink, cacheStatus: cacheStatus)
-                case .single(let first, let last):
-                    status = 206
-                    lower = first
-                    upper = last
-                    headers.replace(
-                        "Content-Range",
-                        with: ContentRange(first: first, last: last, completeLength: length).headerValue)
-                case .unsatisfiable:
-                    return try await sendRangeNotSatisfiable(length: length, sink: sink, cacheStatus: cacheStatus)
-                case .whole:
-                    break
-                }
+        case .rangeNotSatisfiable:
+            return try await sendRangeNotSatisfiable(length: bytes?.length ?? 0, sink: sink, cacheStatus: cacheStatus)
+        case .multipart(let ranges):
+            guard let bytes else { throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)") }
+            return try await sendMultipart(
+                bytes, ranges: ranges, contentType: record.response.headers["Content-Type"], headers: headers,
+                sink: sink,
+                cacheStatus: cacheStatus)
+        case .range(let first, let last):
+            status = 206
+            lower = first
+            upper = last
+            headers.replace(
+                "Content-Range",
+                with: ContentRange(first: first, last: last, completeLength: bytes?.length ?? 0).headerValue)
+        case .whole:
+            if case .decoded(let coding)? = representation?.source {
+                return try await sendDecoded(
+                    record, from: coding, headers: headers, request: request, sink: sink, cacheStatus: cacheStatus)
             }
         }
+        guard let bytes else { throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)") }
         let count = max(0, upper - lower + 1)
         headers.replace("Content-Length", with: String(count))
         guard request.method != "HEAD", count > 0 else {
@@ -150,37 +122,12 @@ extension CachePipeline {
             requestTime: record.response.requestTime, responseTime: record.response.responseTime)
     }
 
-    /// Where a representation's bytes are stored; nil when it is decoded while it is sent.
-    func storedBytes(_ record: ObjectRecord, _ representation: Representation, inline: ByteBuffer?) -> StoredBytes? {
-        switch representation.source {
-        case .primary:
-            return StoredBytes(
-                owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
-        case .alternate(let alternate):
-            return StoredBytes(
-                owner: alternate.chunkOwner, length: Int64(alternate.length), chunkSize: Int64(record.chunkSize),
-                inline: nil)
-        case .decoded:
-            return nil
-        }
-    }
-
     /// RFC 9111 §4.3.2: a 304 to the client's conditional, from the selected representation.
     func notModifiedHeaders(_ selected: StoredResponse, age: String, cacheStatus: CacheStatus) -> HeaderFields {
         var notModified = Conditional.notModifiedHeaders(from: selected.headers)
         notModified.add("Age", age)
-        notModified.add("Via", "1.1 \(via)")
-        notModified.add("Cache-Status", cacheStatus.headerValue)
+        ResponseHeaders.stamp(&notModified, via: via, cacheStatus: cacheStatus)
         return notModified
-    }
-
-    /// The Range a GET asks of a stored 200, when If-Range still allows it (RFC 9110 §14:
-    /// ranges are cut from the selected representation's stored bytes).
-    func rangeSpec(of request: ClientRequest, selected: StoredResponse) -> ByteRangeSpec? {
-        guard request.method == "GET", let value = request.headers["Range"], let spec = ByteRangeSpec(value),
-            ifRangeAllows(request.headers, stored: selected)
-        else { return nil }
-        return spec
     }
 
     /// RFC 9111 §3.4: a range inside a stored 206 part, cut from the part's bytes.
@@ -195,16 +142,14 @@ extension CachePipeline {
         }
         var headers = record.response.headers
         headers.replace("Age", with: Age.headerValue(Age.current(of: record.response, now: now)))
-        headers.add("Via", "1.1 \(via)")
-        headers.add("Cache-Status", cacheStatus.headerValue)
+        ResponseHeaders.stamp(&headers, via: via, cacheStatus: cacheStatus)
         headers.replace(
             "Content-Range",
             with: ContentRange(first: wanted.lowerBound, last: wanted.upperBound, completeLength: part.completeLength)
                 .headerValue)
         let count = wanted.upperBound - wanted.lowerBound + 1
         headers.replace("Content-Length", with: String(count))
-        let bytes = StoredBytes(
-            owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: inline)
+        let bytes = StoredBytes(primaryOf: record, inline: inline)
         let lower = wanted.lowerBound - part.first
         if let inline = bytes.inline {
             let slice = try storedSlice(inline, lower: lower, count: count, of: record)
@@ -233,12 +178,13 @@ extension CachePipeline {
     /// RFC 9110 §14.6: several ranges as one multipart/byteranges 206, each part cut from the
     /// stored bytes (inline or chunk by chunk).
     private func sendMultipart(
-        _ bytes: StoredBytes, ranges: [(lower: Int64, upper: Int64)], contentType: String?, headers: HeaderFields,
+        _ bytes: StoredBytes, ranges: [ClosedRange<Int64>], contentType: String?, headers: HeaderFields,
         sink: some ResponseSink, cacheStatus: CacheStatus
     ) async throws -> RequestOutcome {
         let boundary = "outpost-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let multipart = MultipartByteranges(
-            ranges: ranges, length: bytes.length, contentType: contentType, boundary: boundary)
+            ranges: ranges.map { (lower: $0.lowerBound, upper: $0.upperBound) }, length: bytes.length,
+            contentType: contentType, boundary: boundary)
         var headers = headers
         headers.remove("Content-Range")
         headers.replace("Content-Type", with: multipart.contentType)
@@ -277,8 +223,7 @@ extension CachePipeline {
         else {
             throw ConnectionAbort(reason: "no decoder for \(coding)")
         }
-        let bytes = StoredBytes(
-            owner: record.id, length: Int64(record.bodyLength), chunkSize: Int64(record.chunkSize), inline: nil)
+        let bytes = StoredBytes(primaryOf: record)
         try await sink.sendHead(status: status, headers: headers)
         var sent = 0
         do {
@@ -295,13 +240,6 @@ extension CachePipeline {
         }
         await sink.finish()
         return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
-    }
-
-    /// RFC 9110 §13.1.5: a Range applies only while If-Range still matches (strong entity tag
-    /// comparison, or a date equal to a strong Last-Modified).
-    func ifRangeAllows(_ headers: HeaderFields, stored: StoredResponse) -> Bool {
-        guard let value = headers["If-Range"] else { return true }
-        return StrongValidator.ifRangeMatches(value, stored: stored)
     }
 
     /// Streams bytes `lower...upper` of stored bytes chunk by chunk.
@@ -339,8 +277,7 @@ extension CachePipeline {
         var rejection = HeaderFields()
         rejection.add("Content-Range", "bytes */\(length)")
         rejection.add("Date", HTTPDate.format(Int64(clock.now())))
-        rejection.add("Via", "1.1 \(via)")
-        rejection.add("Cache-Status", cacheStatus.headerValue)
+        ResponseHeaders.stamp(&rejection, via: via, cacheStatus: cacheStatus)
         rejection.add("Content-Length", "0")
         try await sink.sendResponse(status: 416, headers: rejection, body: nil)
         return RequestOutcome(status: 416, bytes: 0, cacheStatus: cacheStatus)
@@ -356,8 +293,7 @@ extension CachePipeline {
         headers.add("Content-Length", String(body.utf8.count))
         headers.add("Date", HTTPDate.format(Int64(clock.now())))
         headers.add("Cache-Control", "no-store")
-        headers.add("Via", "1.1 \(via)")
-        headers.add("Cache-Status", cacheStatus.headerValue)
+        ResponseHeaders.stamp(&headers, via: via, cacheStatus: cacheStatus)
         if let proxyError { headers.add("Proxy-Status", proxyError.headerValue(proxyName: via)) }
         try await sink.sendResponse(status: status, headers: headers, body: ByteBuffer(string: body))
         return RequestOutcome(status: status, bytes: body.utf8.count, cacheStatus: cacheStatus)

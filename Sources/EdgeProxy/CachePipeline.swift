@@ -119,7 +119,10 @@ final class CachePipeline: Sendable, TransactionRules {
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
             case .fetch(let outgoing, let plan, let coalescingKey):
-                return try await fetch(outgoing, sink: sink, plan: plan, coalescingKey: coalescingKey)
+                switch try await fetch(outgoing, sink: sink, plan: plan, coalescingKey: coalescingKey) {
+                case .answered(let outcome): return outcome
+                case .needsAnother(let retry): event = .fetchNeedsAnother(retry)
+                }
             case .answerFailure(let error, let plan):
                 return try await answerFailure(error, request: request, sink: sink, plan: plan)
             case .onlyIfCachedMiss:
@@ -153,7 +156,7 @@ final class CachePipeline: Sendable, TransactionRules {
             let spec = request.headers["Range"].flatMap({ ByteRangeSpec($0) }),
             case .single(let lower, let upper) = spec.resolve(length: complete), lower >= part.first,
             upper <= part.last,
-            ifRangeAllows(request.headers, stored: record.response)
+            ClientAnswer.ifRangeAllows(request.headers, stored: record.response)
         else { return nil }
         return lower...upper
     }
@@ -212,7 +215,13 @@ final class CachePipeline: Sendable, TransactionRules {
         let request = refresh
         runInBackground {
             do {
-                _ = try await self.fetch(request, sink: DiscardingSink(), plan: plan, coalescingKey: key)
+                // Without a Range or a stored part to complete, a refresh never asks for another fetch.
+                if case .needsAnother(let retry) = try await self.fetch(
+                    request, sink: DiscardingSink(), plan: plan, coalescingKey: key)
+                {
+                    self.logger.warning(
+                        "background refresh not completed", metadata: ["url": "\(key)", "retry": "\(retry)"])
+                }
             } catch {
                 self.logger.warning("background refresh failed", metadata: ["url": "\(key)", "error": "\(error)"])
             }
@@ -260,20 +269,4 @@ final class CachePipeline: Sendable, TransactionRules {
             status: 504, message: "only-if-cached: no stored response", sink: sink,
             cacheStatus: CacheStatus(forward: .miss, detail: "only-if-cached"), proxyError: nil)
     }
-}
-
-/// How a fetch came about, for its Cache-Status and for what to do with a 304 or an error.
-struct FetchPlan: Sendable {
-    var forward: CacheStatus.Forward
-    /// The stored response being validated, when the fetch is a validation.
-    var revalidating: ObjectRecord?
-    /// The stored (stale or no longer usable) response this fetch replaces, if any: what
-    /// stale-if-error falls back to, and why an unreachable origin is a 504.
-    var stale: ObjectRecord?
-    var detail: CacheStatus.Detail?
-    /// Send the client's Range (and its conditions) upstream and keep a 206 as a stored part.
-    var forwardRange = false
-    /// The stored prefix part this fetch completes: the client asked for the whole response.
-    var completing: ObjectRecord?
-    var collapsed: Bool
 }

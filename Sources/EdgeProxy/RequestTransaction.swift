@@ -52,6 +52,8 @@ struct RequestTransaction {
         case checkStoredSinceLookup
         case releaseLead
         case waitForLeader
+        /// A fetch is under way; its response may ask for another (``FetchRetry``).
+        case fetch
         /// An action that answers the client was handed out: nothing follows.
         case done
     }
@@ -65,10 +67,13 @@ struct RequestTransaction {
         case storedSinceLookup(Bool)
         case leadReleased
         case leaderFinished(Coalescer.Outcome)
+        /// The fetch's response did not answer the client: another fetch must.
+        case fetchNeedsAnother(FetchRetry)
     }
 
-    /// What the I/O layer is to do next. The last five answer the client and end the
-    /// transaction.
+    /// What the I/O layer is to do next. `pass`, `serve`, `answerFailure` and
+    /// `onlyIfCachedMiss` answer the client and end the transaction; `fetch` ends it when it
+    /// answers, or reports `fetchNeedsAnother`.
     enum Action {
         case lookUp
         case askCoalescer(key: String)
@@ -97,6 +102,9 @@ struct RequestTransaction {
     private(set) var collapsed = false
     /// The fetch being planned while the coalescer is asked.
     private(set) var plan: FetchPlan?
+    /// The request sent by the fetch under way (it may differ from the client's, see
+    /// ``TransactionRules/completionRequest(for:part:)``).
+    private(set) var fetched: ClientRequest?
 
     init(request: ClientRequest, rules: some TransactionRules) {
         self.request = request
@@ -135,16 +143,16 @@ struct RequestTransaction {
                     step = .checkStoredSinceLookup
                     return .checkStoredSinceLookup
                 }
-                return finish(.fetch(request, plan, coalescingKey: key))
+                return fetch(request, plan, coalescingKey: key)
             case .bypass:
-                return finish(.fetch(request, plan, coalescingKey: nil))
+                return fetch(request, plan, coalescingKey: nil)
             case .follower:
                 step = .waitForLeader
                 return .waitForLeader(key: key)
             }
         case (.checkStoredSinceLookup, .storedSinceLookup(let stored)):
             guard let plan else { return failedStep() }
-            guard stored else { return finish(.fetch(request, plan, coalescingKey: key)) }
+            guard stored else { return fetch(request, plan, coalescingKey: key) }
             // Use what it stored instead of asking the origin a second time.
             step = .releaseLead
             return .releaseLead(key: key)
@@ -152,6 +160,28 @@ struct RequestTransaction {
             collapsed = true
             step = .lookup
             return .lookUp
+        case (.fetch, .fetchNeedsAnother(let retry)):
+            guard let plan, let fetched else { return failedStep() }
+            switch (retry, plan.scope) {
+            case (.rangeOfLargeObject, .whole):
+                // cache.range_fetch_max_size: a larger object is not fetched whole for one
+                // range; the range goes upstream alone and its 206 is kept as a part.
+                var ranged = plan
+                ranged.scope = .rangeAlone
+                ranged.detail = "range of a large object"
+                return fetch(fetched, ranged, coalescingKey: nil)
+            case (.partNotCombinable, .completing):
+                // RFC 9111 §3.4: a part that cannot be joined to the stored prefix; the whole
+                // response is fetched instead.
+                var plain = fetched
+                plain.headers.remove("Range")
+                plain.headers.remove("If-Range")
+                let whole = FetchPlan(
+                    forward: .partial, revalidating: nil, stale: nil, detail: plan.detail, collapsed: plan.collapsed)
+                return fetch(plain, whole, coalescingKey: nil)
+            default:
+                return failedStep()
+            }
         case (.waitForLeader, .leaderFinished(let outcome)):
             guard var plan else { return failedStep() }
             collapsed = true
@@ -161,7 +191,7 @@ struct RequestTransaction {
                 return .lookUp
             case .notStored:
                 plan.collapsed = true
-                return finish(.fetch(request, plan, coalescingKey: nil))
+                return fetch(request, plan, coalescingKey: nil)
             case .failed(let error):
                 plan.collapsed = true
                 return finish(.answerFailure(error, plan))
@@ -183,9 +213,8 @@ struct RequestTransaction {
                     forward: .partial, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed)
                 if let completion = rules.completionRequest(for: request, part: record) {
                     // Ask only for the bytes after the stored part and combine.
-                    plan.forwardRange = true
-                    plan.completing = record
-                    return finish(.fetch(completion, plan, coalescingKey: nil))
+                    plan.scope = .completing(record)
+                    return fetch(completion, plan, coalescingKey: nil)
                 }
                 return coalesce(plan, rules: rules)
             }
@@ -231,16 +260,24 @@ struct RequestTransaction {
         if request.method == "HEAD" {
             return finish(.pass(CacheStatus(forward: plan.forward, detail: plan.detail), invalidate: false))
         }
-        if plan.collapsed { return finish(.fetch(request, plan, coalescingKey: nil)) }
+        if plan.collapsed { return fetch(request, plan, coalescingKey: nil) }
         if rules.rangeFetchMaxSize == 0, request.headers.contains("Range") {
             // range_fetch_max_size = 0: every range goes upstream as sent; its 206 is kept as a part.
             var ranged = plan
-            ranged.forwardRange = true
-            return finish(.fetch(request, ranged, coalescingKey: nil))
+            ranged.scope = .rangeAlone
+            return fetch(request, ranged, coalescingKey: nil)
         }
         self.plan = plan
         step = .askCoalescer
         return .askCoalescer(key: key)
+    }
+
+    /// Starts a fetch: the transaction waits at step `fetch` for whether it answered.
+    private mutating func fetch(_ outgoing: ClientRequest, _ plan: FetchPlan, coalescingKey: String?) -> Action {
+        self.plan = plan
+        fetched = outgoing
+        step = .fetch
+        return .fetch(outgoing, plan, coalescingKey: coalescingKey)
     }
 
     private mutating func finish(_ action: Action) -> Action {

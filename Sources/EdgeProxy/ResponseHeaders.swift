@@ -8,13 +8,23 @@ enum ResponseHeaders {
         HeaderFields(fields: headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
     }
 
-    /// An upstream response head as forwarded to the client: no hop-by-hop fields, a Date when
-    /// the origin sent none (RFC 9110 §6.6.1), and this hop in Via (§7.6.3).
-    static func forwarded(_ upstream: HeaderFields, date: Double, via: String) -> HeaderFields {
+    /// An upstream response head as forwarded to the client: no hop-by-hop fields and a Date
+    /// when the origin sent none (RFC 9110 §6.6.1). ``stamp(_:via:cacheStatus:)`` adds this hop.
+    static func forwarded(_ upstream: HeaderFields, date: Double) -> HeaderFields {
         var headers = HopByHop.stripped(upstream)
         if !headers.contains("Date") { headers.add("Date", HTTPDate.format(Int64(date))) }
-        headers.add("Via", "1.1 \(via)")
         return headers
+    }
+
+    /// This hop's member of Via (RFC 9110 §7.6.3), by its pseudonym.
+    static func viaMember(_ pseudonym: String) -> String { "1.1 " + pseudonym }
+
+    /// Adds this cache to a response it sends: its Via member and its Cache-Status entry
+    /// (RFC 9211 §2). Every response from the pipeline goes through here; the hit path keeps
+    /// the Via member in its prepared head and appends the entry as bytes (HitHandler).
+    static func stamp(_ headers: inout HeaderFields, via pseudonym: String, cacheStatus: CacheStatus) {
+        headers.add("Via", viaMember(pseudonym))
+        headers.add("Cache-Status", cacheStatus.headerValue)
     }
 
     /// The request head sent upstream: no hop-by-hop fields, this hop in Via, the client's
@@ -26,7 +36,7 @@ enum ResponseHeaders {
         headers.remove("Host")
         headers.remove("Expect")
         headers.add("Host", host)
-        headers.add("Via", "1.1 \(via)")
+        headers.add("Via", viaMember(via))
         if let clientAddress {
             if let existing = headers.combined("X-Forwarded-For") {
                 headers.replace("X-Forwarded-For", with: existing + ", " + clientAddress)

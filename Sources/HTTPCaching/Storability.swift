@@ -27,6 +27,11 @@ public enum StoreDecision: Sendable, Equatable {
     case doNotStore(reason: String)
 
     public var mayStore: Bool { self == .store }
+    /// Why the response may not be stored; nil when it may.
+    public var refusal: String? {
+        if case .doNotStore(let reason) = self { return reason }
+        return nil
+    }
 }
 
 public enum Storability {

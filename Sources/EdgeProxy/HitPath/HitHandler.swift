@@ -234,7 +234,10 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let strip = !configuration.cache.exposeSurrogateKeys
 
         var answer: Answer
-        switch Conditional.evaluate(method: method, requestHeaders: headers, stored: prepared.selected) {
+        let clientAnswer = ClientAnswer.decide(
+            method: method, requestHeaders: headers, selected: prepared.selected, rangeLength: prepared.bytes.length,
+            maxRanges: configuration.server.maxRanges)
+        switch clientAnswer {
         case .notModified:
             let fields = pipeline.notModifiedHeaders(prepared.selected, age: ageValue, cacheStatus: cacheStatus)
             let (responseHead, closes) = ChannelResponseSink.head(
@@ -242,9 +245,10 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answer = Answer(
                 head: responseHead, outcome: RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus),
                 closes: closes, method: method, url: url, started: started)
-        case .preconditionFailed:
+        case .preconditionFailed, .notAcceptable, .multipart, .rangeNotSatisfiable:
+            // Generated answers are the pipeline's.
             return nil
-        case .proceed:
+        case .whole, .range:
             let length = prepared.bytes.length
             var status = record.response.status
             var lower: Int64 = 0
@@ -252,17 +256,10 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var responseHead: HTTPResponseHead
             var serialised: ByteBuffer?
             var closes = !keepAlive
-            if status == 200, let spec = pipeline.rangeSpec(of: request, selected: prepared.selected) {
-                switch spec.resolveAll(length: length, maxRanges: configuration.server.maxRanges) {
-                case .single(let first, let last):
-                    status = 206
-                    lower = first
-                    upper = last
-                case .whole:
-                    break
-                case .multiple, .unsatisfiable:
-                    return nil
-                }
+            if case .range(let first, let last) = clientAnswer {
+                status = 206
+                lower = first
+                upper = last
             }
             if status == 206 {
                 var fields = prepared.fields

@@ -88,12 +88,12 @@ final class PreparedObject {
         if let head = heads[representation.source] {
             return head.withInline(inline)
         }
-        guard let bytes = pipeline.storedBytes(record, representation, inline: nil) else { return nil }
+        guard let bytes = StoredBytes(record, representation, inline: nil) else { return nil }
         let selected = pipeline.representationView(record, representation)
         var fields = selected.headers
         // Age is the stored age_value; the hit sends the current age instead.
         fields.remove("Age")
-        fields.add("Via", "1.1 \(pipeline.via)")
+        fields.add("Via", ResponseHeaders.viaMember(pipeline.via))
         if record.response.status == 200 { fields.replace("Accept-Ranges", with: "bytes") }
         fields.replace("Content-Length", with: String(bytes.length))
         let template = ChannelResponseSink.head(
