@@ -18,16 +18,23 @@ final class FakeOrigin: Origin {
         var error: ProxyError?
     }
 
-    private let script: @Sendable (String, String) -> Answer
+    private let script: @Sendable (String, String, HeaderFields) -> Answer
     private let seen = NIOLockedValueBox<[(method: String, path: String, headers: HeaderFields)]>([])
 
-    init(_ script: @escaping @Sendable (_ method: String, _ path: String) -> Answer) { self.script = script }
+    init(_ script: @escaping @Sendable (_ method: String, _ path: String) -> Answer) {
+        self.script = { method, path, _ in script(method, path) }
+    }
+
+    /// An origin whose answer depends on the request's header fields too.
+    init(answering script: @escaping @Sendable (_ method: String, _ path: String, _ headers: HeaderFields) -> Answer) {
+        self.script = script
+    }
 
     var requests: [(method: String, path: String, headers: HeaderFields)] { seen.withLockedValue { $0 } }
 
     func execute(_ request: UpstreamRequest, logger: Logger) async throws -> UpstreamResponse {
         seen.withLockedValue { $0.append((request.method, request.pathAndQuery, request.headers)) }
-        let answer = script(request.method, request.pathAndQuery)
+        let answer = script(request.method, request.pathAndQuery, request.headers)
         if let error = answer.error { throw error }
         for (status, fields) in answer.interim { request.interim?(status, HeaderFields(fields)) }
         var headers = HeaderFields(answer.headers)
@@ -66,9 +73,11 @@ final class RecordingSink: ResponseSink {
 @Suite("EdgeProxy: the pipeline against an in-process origin")
 struct PipelineFakeOriginTests {
     static func withPipeline(
-        _ origin: FakeOrigin, _ body: (CachePipeline, TestClock) async throws -> Void
+        _ origin: FakeOrigin, configure: (inout OutpostConfiguration) -> Void = { _ in },
+        _ body: (CachePipeline, TestClock) async throws -> Void
     ) async throws {
         var configuration = OutpostConfiguration()
+        configure(&configuration)
         configuration.upstream.defaultOrigin = OriginURL(parsing: "http://origin.test")
         configuration.store.path = NSTemporaryDirectory() + "outpost-pipeline-test-" + UUID().uuidString
         configuration.store.syncCommits = false
@@ -177,6 +186,52 @@ struct PipelineFakeOriginTests {
             let again = try await Self.send(pipeline, Self.request("/r"))
             #expect(again.headers["Cache-Status"]?.contains("; hit") != true)
             #expect(origin.requests.map(\.method) == ["GET", "DELETE", "GET"])
+        }
+    }
+
+    @Test("a miss answers the client's conditions before its Range, as a hit does (RFC 9110 §13.2.2)")
+    func missConditionsBeforeRange() async throws {
+        let origin = FakeOrigin { _, _ in
+            .init(
+                headers: [("Cache-Control", "max-age=60"), ("ETag", "\"v1\""), ("Content-Length", "10")],
+                body: ["0123456789"])
+        }
+        try await Self.withPipeline(origin) { pipeline, _ in
+            let headers = [("Range", "bytes=0-3"), ("If-None-Match", "\"v1\"")]
+            let miss = try await Self.send(pipeline, Self.request("/c", headers: headers))
+            #expect(miss.status == 304 && miss.body.isEmpty, "\(miss.headers)")
+            // The cache asked for the whole response, without the client's Range or condition.
+            #expect(origin.requests.first?.headers["Range"] == nil)
+            #expect(origin.requests.first?.headers["If-None-Match"] == nil)
+            #expect(try await Self.stored(pipeline, "/c"))
+            let hit = try await Self.send(pipeline, Self.request("/c", headers: headers))
+            #expect(hit.status == 304 && hit.headers["Cache-Status"]?.contains("; hit") == true)
+            let range = try await Self.send(pipeline, Self.request("/c", headers: [("Range", "bytes=0-3")]))
+            #expect(range.status == 206 && range.body == "0123")
+        }
+    }
+
+    @Test("a Range of an object over range_fetch_max_size: fetched again as the range alone, once")
+    func rangeOfLargeObject() async throws {
+        let body = String(repeating: "x", count: 2000)
+        let origin = FakeOrigin(answering: { _, _, headers in
+            if headers["Range"] == "bytes=100-199" {
+                return .init(
+                    status: 206,
+                    headers: [
+                        ("Cache-Control", "max-age=60"), ("ETag", "\"big\""), ("Content-Range", "bytes 100-199/2000"),
+                        ("Content-Length", "100"),
+                    ], body: [String(repeating: "y", count: 100)])
+            }
+            return .init(
+                headers: [("Cache-Control", "max-age=60"), ("ETag", "\"big\""), ("Content-Length", "2000")],
+                body: [body])
+        })
+        try await Self.withPipeline(origin, configure: { $0.cache.rangeFetchMaxSize = 1000 }) { pipeline, _ in
+            let ranged = try await Self.send(pipeline, Self.request("/big", headers: [("Range", "bytes=100-199")]))
+            #expect(ranged.status == 206 && ranged.body == String(repeating: "y", count: 100))
+            #expect(ranged.headers["Cache-Status"]?.contains("detail=\"range of a large object\"") == true)
+            #expect(origin.requests.map { $0.headers["Range"] } == [nil, "bytes=100-199"])
         }
     }
 }

@@ -26,7 +26,9 @@ struct RequestTransactionTests {
             Reuse.decide(age: age, responseCacheControl: cacheControl, lifetime: lifetime, request: directives)
         }
         func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? { nil }
-        func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? { nil }
+        /// The request completing a stored part, when the test has one.
+        var completion: ClientRequest?
+        func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? { completion }
     }
 
     static let now = 1_000_000.0
@@ -174,5 +176,71 @@ struct RequestTransactionTests {
                 Self.request("GET", [("Range", "bytes=0-9")]), [.lookedUp(.noEntry, now: Self.now), .role(.leader)]
             )
             .last == "checkStoredSinceLookup")
+    }
+
+    /// A stored 206 part of bytes 0-9 of 100.
+    static func foundPart() -> CacheStore.Lookup {
+        let response = StoredResponse(
+            status: 206,
+            headers: HeaderFields([
+                ("Content-Range", "bytes 0-9/100"), ("ETag", "\"v1\""), ("Cache-Control", "max-age=60"),
+            ]),
+            requestTime: now, responseTime: now)
+        let record = ObjectRecord(
+            id: 2, primaryKey: "http://site.test/t", secondaryKey: "", response: response, storedAt: now,
+            bodyLength: 10, chunkSize: 10, chunkCount: 1)
+        return .found(record, body: nil)
+    }
+
+    @Test("a fetch whose response asks for another: the transaction plans it, once")
+    func fetchAgain() {
+        let request = Self.request("GET", [("Range", "bytes=0-9")])
+        let rules = Rules()
+        var transaction = RequestTransaction(request: request, rules: rules)
+        #expect(Self.name(transaction.next(.received, rules: rules)) == "lookUp")
+        #expect(Self.name(transaction.next(.lookedUp(.noEntry, now: Self.now), rules: rules)) == "askCoalescer")
+        #expect(Self.name(transaction.next(.role(.bypass), rules: rules)) == "fetch uri-miss")
+        #expect(transaction.step == .fetch)
+        // A Range of an object over range_fetch_max_size: the range alone, not coalesced.
+        let again = transaction.next(.fetchNeedsAnother(.rangeOfLargeObject), rules: rules)
+        guard case .fetch(let outgoing, let plan, let key) = again else {
+            Issue.record("expected a fetch, got \(Self.name(again))")
+            return
+        }
+        #expect(outgoing.headers["Range"] == "bytes=0-9")
+        #expect(plan.forwardsRange && plan.completing == nil)
+        #expect(plan.detail == .other("range of a large object"))
+        #expect(key == nil)
+        // The range alone cannot ask for the range alone again: a bug, passed through.
+        #expect(
+            Self.name(transaction.next(.fetchNeedsAnother(.rangeOfLargeObject), rules: rules))
+                == "pass outpost; fwd=bypass; detail=\"transaction error\"")
+        #expect(transaction.step == .done)
+    }
+
+    @Test("a completion whose 206 cannot be joined to the stored part: the whole, without Range")
+    func completionFallsBack() {
+        var completion = Self.request("GET", [("Range", "bytes=10-"), ("If-Range", "\"v1\"")])
+        completion.headers.add("X-Kept", "1")
+        let rules = Rules(completion: completion)
+        var transaction = RequestTransaction(request: Self.request(), rules: rules)
+        _ = transaction.next(.received, rules: rules)
+        let first = transaction.next(.lookedUp(Self.foundPart(), now: Self.now), rules: rules)
+        guard case .fetch(let sent, let plan, nil) = first, plan.completing != nil else {
+            Issue.record("expected the completion, got \(Self.name(first))")
+            return
+        }
+        #expect(sent.headers["Range"] == "bytes=10-")
+        let second = transaction.next(.fetchNeedsAnother(.partNotCombinable), rules: rules)
+        guard case .fetch(let plain, let whole, nil) = second else {
+            Issue.record("expected a plain fetch, got \(Self.name(second))")
+            return
+        }
+        #expect(plain.headers["Range"] == nil && plain.headers["If-Range"] == nil && plain.headers["X-Kept"] == "1")
+        #expect(!whole.forwardsRange && whole.forward == .partial)
+        // Asking a whole fetch to combine parts is a bug.
+        #expect(
+            Self.name(transaction.next(.fetchNeedsAnother(.partNotCombinable), rules: rules))
+                == "pass outpost; fwd=bypass; detail=\"transaction error\"")
     }
 }
