@@ -1,10 +1,11 @@
 import ArgumentParser
-import Dispatch
 import EdgeProxy
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
+import UnixSignals
 
 /// `outpost serve`: runs the edge node until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {
@@ -65,42 +66,28 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        // SIGTERM / SIGINT start a graceful shutdown; `run` returns once it is complete.
         // Under a file-size limit (ulimit -f, LimitFSIZE) a store write past it must fail with
         // EFBIG, which the store handles as a full disk, not kill the process.
         signal(SIGXFSZ, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        var sources = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { server.shutdown() }
-            source.resume()
-            return source
-        }
-        // SIGHUP reloads the configuration file (and flags and token) without dropping
-        // connections; a file that does not load is reported and the running one stays.
-        signal(SIGHUP, SIG_IGN)
-        let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "outpost.reload"))
-        reload.setEventHandler {
-            do {
-                let notes = try server.reload(try loadConfiguration())
-                logger.notice(
-                    "SIGHUP: configuration reloaded", metadata: ["changes": "\(notes.joined(separator: "; "))"])
-            } catch let error as ConfigurationError {
-                logger.error(
-                    "SIGHUP: reload failed, the running configuration stays", metadata: ["error": "\(error.message)"])
-            } catch {
-                logger.error("SIGHUP: reload failed, the running configuration stays", metadata: ["error": "\(error)"])
-            }
-        }
-        reload.resume()
-        sources.append(reload)
-        print(
-            "outpost listening on http://\(server.trafficAddress.ipAddress ?? "?"):\(server.trafficAddress.port ?? 0)"
-                + " (admin http://\(server.adminAddress.ipAddress ?? "?"):\(server.adminAddress.port ?? 0))")
-        fflush(nil)
-        await server.run()
-        sources.forEach { $0.cancel() }
+        // The process is a service group (swift-service-lifecycle): SIGTERM / SIGINT start a
+        // graceful shutdown of the node, and `run` returns once it is complete; SIGHUP reloads.
+        // The group traps the signals before any service starts, and the node prints its
+        // "listening" line only then.
+        let command = self
+        // SIGHUP is trapped here, before the node says it is listening.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: EdgeNodeService(server: server)),
+                    .init(
+                        service: ReloadService(server: server, hangups: hangups, logger: logger) {
+                            try command.loadConfiguration()
+                        },
+                        successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 
     private func applyFlags(to configuration: inout OutpostConfiguration) throws {

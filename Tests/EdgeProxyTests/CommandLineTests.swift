@@ -211,4 +211,45 @@ struct CommandLineTests {
         await origin.stop()
         await second.stop()
     }
+
+    @Test(
+        "SIGTERM and SIGINT: the listener closes at once, the request in flight still gets its answer, the process exits 0",
+        arguments: [SIGTERM, SIGINT])
+    func gracefulSignals(signal: Int32) async throws {
+        let release = Gate()
+        let origin = try await TestOrigin.start { _ in
+            var response = OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "finished")
+            response.headGate = release
+            return response
+        }
+        let directory = NSTemporaryDirectory() + "outpost-signal-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try await OutpostProcess.start(origin: origin.url, store: directory)
+        defer { server.terminateWithoutWaiting() }
+        let client = TestClient()
+        do {
+            let inFlight = Task { try await client.get("http://127.0.0.1:\(server.port)/slow") }
+            #expect(try await eventually { origin.requests(to: "/slow").count == 1 })
+            server.signal(signal)
+            // Draining: new connections are refused while the request in flight waits for its origin.
+            #expect(
+                try await eventually {
+                    do {
+                        _ = try await client.get("http://127.0.0.1:\(server.port)/other")
+                        return false
+                    } catch {
+                        return true
+                    }
+                })
+            release.open()
+            let response = try await inFlight.value
+            #expect(response.status == 200 && response.text == "finished")
+            #expect(await server.exitStatus() == 0)
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        await origin.stop()
+    }
 }

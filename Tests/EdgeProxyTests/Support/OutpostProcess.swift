@@ -88,6 +88,14 @@ final class OutpostProcess: Sendable {
         }
     }
 
+    /// Waits for the process to exit by itself; its exit status.
+    func exitStatus() async -> Int32 {
+        await Self.onDispatchThread {
+            self.process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
     /// Sends a signal without waiting; for a test's clean-up after a failure, where nothing
     /// may be awaited (a `defer`).
     func terminateWithoutWaiting() { process.terminate() }
