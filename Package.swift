@@ -9,7 +9,12 @@ let package = Package(
         .executable(name: "outpost-sample-origin", targets: ["OutpostSampleOrigin"]),
         .executable(name: "outpost-purge-bench", targets: ["OutpostPurgeBench"]),
         // For the fuzz targets in fuzz/ (a package of their own, built with libFuzzer).
-        .library(name: "OutpostModules", targets: ["HTTPCaching", "CacheStore", "ContentCoding", "EdgeProxy"]),
+        .library(
+            name: "OutpostModules",
+            targets: [
+                "HTTPCaching", "CacheStore", "ContentCoding", "OutpostConfig", "EdgeTelemetry", "CacheTransaction",
+                "EdgeAdmin", "EdgeProxy",
+            ]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -58,21 +63,61 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The configuration: its types, defaults and the TOML loader (the only TOMLKit user).
+        .target(
+            name: "OutpostConfig",
+            dependencies: [
+                "HTTPCaching", "CacheStore", "ContentCoding", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        // The node's counters, for /stats and /metrics.
+        .target(
+            name: "EdgeTelemetry",
+            dependencies: [
+                "HTTPCaching", "CacheStore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // A request's way through the cache: the transaction and its steps, the pipeline that
+        // performs them, the Origin protocol. No HTTP server or client: NIOCore for ByteBuffer.
+        .target(
+            name: "CacheTransaction",
+            dependencies: [
+                "HTTPCaching", "CacheStore", "ContentCoding", "OutpostConfig", "EdgeTelemetry",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The admin API's routes and work (purge, stats, metrics, health); its listener is the
+        // front end's.
+        .target(
+            name: "EdgeAdmin",
+            dependencies: [
+                "HTTPCaching", "CacheStore", "OutpostConfig", "EdgeTelemetry", "CacheTransaction",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The front end: listeners, connections, timeouts, request validation, the hit path, and
+        // the HTTP/1.1 client to the origins.
         .target(
             name: "EdgeProxy",
             dependencies: [
                 "HTTPCaching",
                 "CacheStore",
                 "ContentCoding",
+                "OutpostConfig",
+                "EdgeTelemetry",
+                "CacheTransaction",
+                "EdgeAdmin",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
@@ -80,7 +125,10 @@ let package = Package(
             name: "outpost",
             dependencies: [
                 "EdgeProxy",
+                "OutpostConfig",
+                "EdgeAdmin",
                 "CacheStore",
+                "HTTPCaching",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -125,6 +173,10 @@ let package = Package(
             name: "EdgeProxyTests",
             dependencies: [
                 "EdgeProxy",
+                "OutpostConfig",
+                "EdgeTelemetry",
+                "CacheTransaction",
+                "EdgeAdmin",
                 "OutpostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

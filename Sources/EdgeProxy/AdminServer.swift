@@ -1,7 +1,10 @@
+import CacheTransaction
+import EdgeAdmin
 import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
+import OutpostConfig
 
 /// One connection to the admin listener (separate from traffic): reads each request with its
 /// body (up to `admin.max_body_size`) and writes the `AdminAPI`'s answer.

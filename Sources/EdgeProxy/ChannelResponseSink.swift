@@ -1,3 +1,4 @@
+import CacheTransaction
 import HTTPCaching
 import NIOConcurrencyHelpers
 import NIOCore

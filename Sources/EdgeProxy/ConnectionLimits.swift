@@ -1,10 +1,10 @@
+#if canImport(Glibc)
+import CacheTransaction
+import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-
-#if canImport(Glibc)
-import Glibc
 #endif
 
 /// The process's open-file limit: raised from the soft to the hard limit at start, since every
@@ -136,29 +136,6 @@ final class DescriptorReserve: Sendable {
     }
 
     deinit { release() }
-}
-
-/// Logs a recurring condition at most once per interval, with how many times it happened.
-final class RateLimitedLog: Sendable {
-    private let interval: Duration
-    private let state = NIOLockedValueBox<(last: ContinuousClock.Instant?, count: Int)>((nil, 0))
-
-    init(interval: Duration) { self.interval = interval }
-
-    /// Counts one occurrence; logs (with the count since the last line) when the interval has passed.
-    func note(_ logger: Logger, _ message: (Int) -> (Logger.Message, Logger.Metadata)) {
-        let now = ContinuousClock.now
-        let due = state.withLockedValue { state -> Int? in
-            state.count += 1
-            if let last = state.last, now - last < interval { return nil }
-            state.last = now
-            defer { state.count = 0 }
-            return state.count
-        }
-        guard let count = due else { return }
-        let (text, metadata) = message(count)
-        logger.warning(text, metadata: metadata)
-    }
 }
 
 /// Sits first in a listener's pipeline: logs accept failures (out of descriptors, of memory)

@@ -1,3 +1,4 @@
+import CacheTransaction
 import HTTPCaching
 import Logging
 import NIOConcurrencyHelpers
@@ -5,12 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-
-/// The body of an origin response, read with back-pressure: the connection reads on only
-/// while the consumer keeps up (at most a few buffers are held).
-typealias OriginBody = NIOThrowingAsyncSequenceProducer<
-    ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, OriginBodyDemand
->
+import OutpostConfig
 
 /// HTTP/1.1 to the origins, over TCP or TLS: each event loop keeps its own keep-alive
 /// connections per origin, so a fetch takes no process-wide lock and its connection's work
@@ -226,44 +222,10 @@ final class LoopPool: @unchecked Sendable {
 ///
 /// It names its exchange: the connection may already carry the next request when a finished
 /// body's consumer reports, and that report must not touch the next exchange.
-struct OriginBodyDemand: NIOAsyncSequenceProducerDelegate {
-    /// The connection and loop the body comes from; nil for a body that is all there already
-    /// (``UpstreamBody/complete(_:)``), which has no one to ask for more.
-    let connection: OriginConnection?
-    let loop: (any EventLoop)?
-    let exchange: UInt64
-
-    func produceMore() {
-        guard let connection, let loop else { return }
-        let exchange = self.exchange
-        loop.execute { connection.resumeReading(exchange: exchange) }
-    }
-
-    func didTerminate() {
-        guard let connection, let loop else { return }
-        let exchange = self.exchange
-        loop.execute { connection.consumerGone(exchange: exchange) }
-    }
-}
-
-extension OriginBody {
-    /// A body whose bytes are all here: an in-process origin's (tests), or a synthesised one.
-    static func complete(_ buffers: [ByteBuffer]) -> OriginBody {
-        let producer = OriginBody.makeSequence(
-            elementType: ByteBuffer.self,
-            backPressureStrategy: .init(lowWatermark: 2, highWatermark: Swift.max(8, buffers.count + 1)),
-            finishOnDeinit: true,
-            delegate: OriginBodyDemand(connection: nil, loop: nil, exchange: 0))
-        _ = producer.source.yield(contentsOf: buffers)
-        producer.source.finish()
-        return producer.sequence
-    }
-}
-
 /// One keep-alive connection to an origin and the exchange on it (one at a time). A channel
 /// handler: touched only on its channel's event loop (futures carry it between callbacks that
 /// all run there, hence the unchecked conformance).
-final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
+final class OriginConnection: ChannelDuplexHandler, OriginBodySource, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
@@ -461,7 +423,7 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
             // Interim responses (RFC 9110 §15.2) are not the answer; a proxy forwards them
             // (NIO's decoder gives 101 as a final response: Outpost sends no Upgrade).
             if head.status.code >= 100 && head.status.code < 200 {
-                interim?(Int(head.status.code), ResponseHeaders.fields(head.headers))
+                interim?(Int(head.status.code), HeaderFields(nio: head.headers))
                 return
             }
             interim = nil
@@ -471,12 +433,12 @@ final class OriginConnection: ChannelDuplexHandler, @unchecked Sendable {
                 elementType: ByteBuffer.self,
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8),
                 finishOnDeinit: true,
-                delegate: OriginBodyDemand(connection: self, loop: context.eventLoop, exchange: exchange))
+                delegate: OriginBodyDemand(source: self, loop: context.eventLoop, exchange: exchange))
             state = .streaming(producer.source, keepAlive: head.isKeepAlive)
             armReadDeadline(context)
             promise.succeed(
                 UpstreamResponse(
-                    status: Int(head.status.code), headers: ResponseHeaders.fields(head.headers),
+                    status: Int(head.status.code), headers: HeaderFields(nio: head.headers),
                     body: producer.sequence))
         case .body(let buffer):
             guard case .streaming(let source, _) = state else { return }

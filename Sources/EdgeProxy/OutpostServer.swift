@@ -1,9 +1,13 @@
 import CacheStore
+import CacheTransaction
+import EdgeAdmin
+import EdgeTelemetry
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import OutpostConfig
 
 /// The running edge node: traffic listener, admin listener, store and origin clients, with an
 /// ordered graceful shutdown (stop accepting → let in-flight requests finish → close the

@@ -1,3 +1,4 @@
+import CacheTransaction
 import NIOConcurrencyHelpers
 import Synchronization
 

@@ -1,7 +1,9 @@
+import CacheTransaction
 import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
+import OutpostConfig
 
 /// One request the hit path passed on (``PassHandler``), answered through the pipeline in a
 /// task that ends with it. A failure ends this request's connection only.

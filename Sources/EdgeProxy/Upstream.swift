@@ -1,9 +1,12 @@
+import CacheTransaction
+import EdgeTelemetry
 import HTTPCaching
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OutpostConfig
 
 /// The way to the origins: Outpost's own HTTP/1.1 client (``OriginClient``), over TCP or
 /// TLS, with the configured timeouts and connection limits, timed for /metrics.

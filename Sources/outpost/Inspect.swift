@@ -2,6 +2,7 @@ import ArgumentParser
 import CacheStore
 import EdgeProxy
 import Foundation
+import OutpostConfig
 
 /// `outpost inspect`: reads the store read-only (also while `outpost serve` runs on it).
 struct Inspect: ParsableCommand {

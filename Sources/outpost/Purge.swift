@@ -4,6 +4,7 @@ import EdgeProxy
 import Foundation
 import NIOCore
 import NIOPosix
+import OutpostConfig
 
 /// `outpost purge`: the admin API's POST /purge from the shell.
 struct PurgeCommand: AsyncParsableCommand {

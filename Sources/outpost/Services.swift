@@ -1,6 +1,7 @@
 import EdgeProxy
 import Foundation
 import Logging
+import OutpostConfig
 import ServiceLifecycle
 import UnixSignals
 

@@ -5,7 +5,10 @@ import NIOConcurrencyHelpers
 import OutpostTestSupport
 import Testing
 
+@testable import EdgeAdmin
 @testable import EdgeProxy
+@testable import EdgeTelemetry
+@testable import OutpostConfig
 
 /// An origin whose responses carry tags by path: /p/N is tagged `product-N catalog`,
 /// /news/N `news`, everything else untagged. Every response has a strong ETag, so that soft

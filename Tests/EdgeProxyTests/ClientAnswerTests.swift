@@ -1,6 +1,7 @@
 import HTTPCaching
 import Testing
 
+@testable import CacheTransaction
 @testable import EdgeProxy
 
 /// The answer to the client from a representation the cache has whole, decided without I/O

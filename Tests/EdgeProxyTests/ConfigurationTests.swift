@@ -3,6 +3,8 @@ import Foundation
 import HTTPCaching
 import Testing
 
+@testable import OutpostConfig
+
 @Suite("EdgeProxy: configuration")
 struct ConfigurationTests {
     /// The shipped conf/outpost.toml, found from this source file.

@@ -1,6 +1,7 @@
 import HTTPCaching
 import Testing
 
+@testable import CacheTransaction
 @testable import EdgeProxy
 
 /// What a fetch does with the response it got, from its head alone.

@@ -2,6 +2,8 @@ import EdgeProxy
 import Foundation
 import Testing
 
+@testable import OutpostConfig
+
 @Suite("EdgeProxy: routing and lifecycle")
 struct LifecycleTests {
     @Test("requests go to the origin configured for their Host, others to the default origin")

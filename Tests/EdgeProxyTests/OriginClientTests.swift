@@ -4,7 +4,9 @@ import NIOCore
 import NIOPosix
 import Testing
 
+@testable import CacheTransaction
 @testable import EdgeProxy
+@testable import OutpostConfig
 
 /// The origin client of requests without a body (misses, validations, HEAD): kept-alive
 /// connections per event loop, a stale one replaced, the per-origin limit queued.

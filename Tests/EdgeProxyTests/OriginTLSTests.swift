@@ -5,6 +5,7 @@ import NIOSSL
 import Testing
 
 @testable import EdgeProxy
+@testable import OutpostConfig
 
 /// `https` origins: TLS to the origin through Outpost's own client, certificates verified
 /// against the system's roots plus `upstream.tls_ca_file`.

@@ -2,6 +2,7 @@ import HTTPCaching
 import Testing
 
 @testable import CacheStore
+@testable import CacheTransaction
 @testable import EdgeProxy
 
 /// RFC 9111 §3.4: which stored part a new part joins, and what the joined response is.

@@ -6,7 +6,9 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
+@testable import CacheTransaction
 @testable import EdgeProxy
+@testable import OutpostConfig
 
 /// An origin in the same process (`Origin`): answers from a script, records what it was sent.
 final class FakeOrigin: Origin {

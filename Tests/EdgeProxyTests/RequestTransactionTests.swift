@@ -3,7 +3,9 @@ import NIOCore
 import Testing
 
 @testable import CacheStore
+@testable import CacheTransaction
 @testable import EdgeProxy
+@testable import OutpostConfig
 
 /// The transaction's steps, event by event, without a store, an origin or a socket: the I/O
 /// layer's part is played by the test (issue 12).

@@ -1,8 +1,11 @@
 import CacheStore
+import CacheTransaction
 import ContentCoding
+import EdgeTelemetry
 import HTTPCaching
 import NIOCore
 import NIOHTTP1
+import OutpostConfig
 
 /// The hit path (docs/performance.md): answers, on the connection's event loop and in the
 /// same turn that read the request, every request the store can answer by itself — a fresh

@@ -1,7 +1,10 @@
 import CacheStore
+import CacheTransaction
+import EdgeTelemetry
 import HTTPCaching
 import Logging
 import NIOCore
+import OutpostConfig
 
 /// Everything one event loop keeps for the hits it answers (docs/performance.md): its store
 /// read session, its counters, its batch of LRU touches, the objects it has prepared and its

@@ -1,7 +1,9 @@
 import CacheStore
+import CacheTransaction
 import HTTPCaching
 import NIOCore
 import NIOHTTP1
+import OutpostConfig
 
 /// What a hit needs from one stored object, worked out once per event loop (per object
 /// revision and pipeline) instead of on every hit: the governing Cache-Control, the freshness
@@ -127,7 +129,7 @@ extension PreparedObject.Head {
 }
 
 extension Representation.Source: Hashable {
-    func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         switch self {
         case .primary: hasher.combine(0)
         case .alternate(let alternate):

@@ -1,6 +1,8 @@
 import EdgeProxy
 import NIOSSL
 
+@testable import OutpostConfig
+
 /// Runs `body` against a scripted origin and a fresh Outpost in front of it, and tears both
 /// down afterwards (store directory included).
 func withOutpost(

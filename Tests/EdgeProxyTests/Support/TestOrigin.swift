@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
+@testable import CacheTransaction
 @testable import EdgeProxy
 
 /// A request as the test origin saw it.

@@ -10,6 +10,9 @@ import NIOHTTP1
 import NIOPosix
 import OutpostTestSupport
 
+@testable import CacheTransaction
+@testable import OutpostConfig
+
 /// A clock the test moves forward instead of sleeping: real time plus an offset.
 final class TestClock: CacheClock {
     private let offset = NIOLockedValueBox<Double>(0)

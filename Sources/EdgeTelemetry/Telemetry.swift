@@ -7,7 +7,7 @@ import Prometheus
 import Synchronization
 
 /// What happened to a request, as counted in /stats and /metrics (`result` dimension).
-enum CacheResult: String, CaseIterable, Sendable {
+package enum CacheResult: String, CaseIterable, Sendable {
     /// Answered from storage, fresh.
     case hit
     /// Answered from storage while stale (stale-while-revalidate, stale-if-error, max-stale).
@@ -23,7 +23,7 @@ enum CacheResult: String, CaseIterable, Sendable {
     /// Not served from storage by design: other methods, no-store requests, bypasses.
     case pass
 
-    init(_ status: CacheStatus) {
+    package init(_ status: CacheStatus) {
         if status.hit {
             self = status.detail?.servedStale == true ? .stale : .hit
             return
@@ -68,7 +68,7 @@ public final class Telemetry: Sendable {
     }
 
     /// What became of an origin response that carried Set-Cookie.
-    enum SetCookieAction: String, CaseIterable {
+    package enum SetCookieAction: String, CaseIterable {
         /// Not stored because of the cookie (`set_cookie = "pass"`).
         case passed
         /// Stored without the field (`strip`).
@@ -89,7 +89,7 @@ public final class Telemetry: Sendable {
         public var failed = 0
     }
 
-    enum CodingOutcome: String, CaseIterable {
+    package enum CodingOutcome: String, CaseIterable {
         case coded, dropped, failed
     }
 
@@ -162,7 +162,7 @@ public final class Telemetry: Sendable {
     }
 
     /// One object coded in the background, or a demand dropped, or a coding that failed.
-    func recordCoding(_ outcome: CodingOutcome) {
+    package func recordCoding(_ outcome: CodingOutcome) {
         counts.withLockedValue { counts in
             switch outcome {
             case .coded: counts.codings.coded += 1
@@ -173,10 +173,10 @@ public final class Telemetry: Sendable {
         codings[outcome]?.increment()
     }
 
-    var codingCounts: CodingCounts { counts.withLockedValue { $0.codings } }
+    package var codingCounts: CodingCounts { counts.withLockedValue { $0.codings } }
 
     /// One answered request.
-    func record(status: Int, bytes: Int, cacheStatus: CacheStatus) {
+    package func record(status: Int, bytes: Int, cacheStatus: CacheStatus) {
         let result = CacheResult(cacheStatus)
         counts.withLockedValue { counts in
             counts.byResult[result, default: 0] += 1
@@ -200,7 +200,7 @@ public final class Telemetry: Sendable {
 
     /// Counters for one event loop's hits: written only by that loop (no lock, no shared cache
     /// line), folded into /stats and /metrics when those are read.
-    func makeLoopCounters() -> LoopCounters {
+    package func makeLoopCounters() -> LoopCounters {
         let counters = LoopCounters()
         loops.withLockedValue { $0.append((counters, LoopCounters.Snapshot())) }
         return counters
@@ -233,7 +233,7 @@ public final class Telemetry: Sendable {
     }
 
     /// Time from sending a request upstream to its response head (or failure).
-    func recordUpstream(latency: Duration, failed: Bool) {
+    package func recordUpstream(latency: Duration, failed: Bool) {
         upstreamLatency.recordNanoseconds(latency.nanoseconds)
         if failed {
             upstreamErrors.increment()
@@ -242,13 +242,13 @@ public final class Telemetry: Sendable {
     }
 
     /// A request that waited for another request's fetch of the same URL.
-    func recordCoalescedWait() {
+    package func recordCoalescedWait() {
         coalescedWaits.increment()
         counts.withLockedValue { $0.coalescedWaits += 1 }
     }
 
     /// A purge, with the number of objects it covered.
-    func recordPurge(_ purge: Purge, objects: Int) {
+    package func recordPurge(_ purge: Purge, objects: Int) {
         let kind: String
         switch purge.target {
         case .url: kind = "url"
@@ -267,21 +267,21 @@ public final class Telemetry: Sendable {
     }
 
     /// An origin response carried Set-Cookie; `action` is what `cache.set_cookie` made of it.
-    func recordSetCookie(_ action: SetCookieAction) {
+    package func recordSetCookie(_ action: SetCookieAction) {
         setCookieResponses[action]?.increment()
         counts.withLockedValue { $0.setCookie[action, default: 0] += 1 }
     }
 
     /// A read found a damaged store value (a checksum mismatch or an undecodable record); it
     /// was not served and what held it is being removed.
-    func recordStoreCorruption() {
+    package func recordStoreCorruption() {
         storeCorruptions.increment()
         counts.withLockedValue { $0.storeCorruptions += 1 }
     }
 
     /// Brings the store gauges (and the eviction counter, kept by the store) up to date; called
     /// before the registry is read.
-    func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) {
+    package func updateStore(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) {
         foldLoopCounters()
         storeDegraded.record(degraded ? 1 : 0)
         storeBytes.record(Int(clamping: usage.bytes))
@@ -301,7 +301,7 @@ public final class Telemetry: Sendable {
     }
 
     /// The counters for `GET /stats`.
-    func statistics(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) -> [String: Any] {
+    package func statistics(usage: StoreUsage, entries: Int, maxBytes: Int, degraded: Bool = false) -> [String: Any] {
         foldLoopCounters()
         let counts = counts.withLockedValue { $0 }
         let total = counts.byResult.values.reduce(0, +)
@@ -340,7 +340,7 @@ public final class Telemetry: Sendable {
 
 /// One event loop's counts of the requests it answered without leaving the loop. Only that
 /// loop adds (relaxed atomics on memory no other core writes); readers take snapshots.
-final class LoopCounters: Sendable {
+package final class LoopCounters: Sendable {
     /// The statuses the hit path answers with; anything else goes through ``Telemetry/record``.
     static let statuses = [200, 206, 304]
 
@@ -356,7 +356,7 @@ final class LoopCounters: Sendable {
     private let bytes = Tally()
 
     /// Counts one answered request; false when its status is not one counted here.
-    func record(status: Int, bytes sent: Int, result: CacheResult) -> Bool {
+    package func record(status: Int, bytes sent: Int, result: CacheResult) -> Bool {
         guard let statusIndex = LoopCounters.statuses.firstIndex(of: status),
             let resultIndex = CacheResult.allCases.firstIndex(of: result)
         else { return false }

@@ -8,7 +8,7 @@ import HTTPCaching
 /// The order is RFC 9110's: a representation the client accepts at all (§12.5.3), then the
 /// preconditions (§13.2.2, only for a 2xx answer, §13.2.1), then Range (§14.2: GET, a 200,
 /// a known length, If-Range still matching, §13.1.5).
-enum ClientAnswer: Equatable, Sendable {
+package enum ClientAnswer: Equatable, Sendable {
     /// The representation as it is, with its own status.
     case whole
     /// 206 with bytes `lower...upper` of the representation (§14.4, §15.3.7).
@@ -32,7 +32,7 @@ enum ClientAnswer: Equatable, Sendable {
     ///     it may not (length unknown, or bytes that are not stored as sent).
     ///   - maxRanges: the most ranges answered as multipart (`server.max_ranges`); 1 answers
     ///     several ranges with the whole representation.
-    static func decide(
+    package static func decide(
         method: String, requestHeaders: HeaderFields, selected: StoredResponse, acceptable: Bool = true,
         rangeLength: Int64?, maxRanges: Int
     ) -> ClientAnswer {

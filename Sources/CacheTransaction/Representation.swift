@@ -1,6 +1,7 @@
 import CacheStore
 import ContentCoding
 import HTTPCaching
+import OutpostConfig
 
 /// Which stored bytes answer a request, in which content coding (RFC 9110 §8.4, §12.5.3).
 ///
@@ -8,15 +9,15 @@ import HTTPCaching
 /// compressible content, the same content in br and gzip produced by this cache (alternates).
 /// A body the origin sent coded can also be decoded on the fly for a client that does not
 /// accept its coding.
-struct Representation: Equatable {
-    enum Source: Equatable {
+package struct Representation: Equatable {
+    package enum Source: Equatable {
         case primary
         case alternate(Alternate)
         /// The primary body decoded from `coding` while it is sent.
         case decoded(from: String)
     }
 
-    var source: Source
+    package var source: Source
     /// The coding the client receives.
     var coding: ContentCodingName?
 
@@ -33,7 +34,7 @@ struct Representation: Equatable {
     }
 
     /// The representation a request gets, or nil for 406 (nothing acceptable can be sent).
-    static func choose(for record: ObjectRecord, requestHeaders: HeaderFields) -> Representation? {
+    package static func choose(for record: ObjectRecord, requestHeaders: HeaderFields) -> Representation? {
         guard let primary = primaryCoding(record.response.headers) else {
             return Representation(source: .primary, coding: nil)
         }
@@ -95,7 +96,7 @@ struct Representation: Equatable {
 
     /// Whether `record` is compressible and not coded yet: the first request that would take a
     /// coding asks ``BackgroundCoding`` for it.
-    static func mayBeCoded(_ record: ObjectRecord, compression: OutpostConfiguration.Compression) -> Bool {
+    package static func mayBeCoded(_ record: ObjectRecord, compression: OutpostConfiguration.Compression) -> Bool {
         record.alternates.isEmpty
             && isCompressible(
                 status: record.response.status, headers: record.response.headers, length: record.bodyLength,
@@ -106,7 +107,7 @@ struct Representation: Equatable {
     /// it gets the primary body, names a coding it would take over identity, and the object
     /// may still be coded. Cheapest first: most requests name no coding; `mayBeCoded` is the
     /// costly part (the hit path remembers it per object).
-    static func wantsCoding(
+    package static func wantsCoding(
         _ representation: Representation?, requestHeaders: HeaderFields, mayBeCoded: @autoclosure () -> Bool
     ) -> Bool {
         representation?.source == .primary && requestHeaders.contains("Accept-Encoding")

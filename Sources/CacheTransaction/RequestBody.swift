@@ -5,11 +5,11 @@ import NIOCore
 ///
 /// Outpost's own type, so the pipeline and the origin client share no HTTP client library's
 /// types. It is read once: a request whose body has begun to flow is never sent again.
-struct RequestBody: Sendable {
-    let parts: AsyncThrowingStream<ByteBuffer, any Error>
-    let length: Int?
+package struct RequestBody: Sendable {
+    package let parts: AsyncThrowingStream<ByteBuffer, any Error>
+    package let length: Int?
 
-    init(parts: AsyncThrowingStream<ByteBuffer, any Error>, length: Int?) {
+    package init(parts: AsyncThrowingStream<ByteBuffer, any Error>, length: Int?) {
         self.parts = parts
         self.length = length
     }

@@ -4,7 +4,7 @@ import HTTPCaching
 
 /// The body of `POST /purge`, checked field by field: exactly one of `url`, `prefix` or
 /// `tags`, and an optional boolean `soft`. Anything else is a 400 naming the problem.
-struct PurgeRequest: Equatable {
+package struct PurgeRequest: Equatable {
     var target: Purge.Target
     var soft: Bool
 
@@ -26,7 +26,7 @@ struct PurgeRequest: Equatable {
     /// A URL as Outpost keys it. Outpost speaks plain HTTP to its clients (TLS ends in front of
     /// it), so every key is `http://`; an `https://` URL names the same object and is keyed as
     /// such (its default port, 443, dropped first).
-    static func cacheKey(_ url: String) -> String? {
+    package static func cacheKey(_ url: String) -> String? {
         // A request target is visible ASCII (RFC 9112 §3.2): anything else names nothing
         // stored, and must not reach the log as it is.
         guard url.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), let key = CacheKey(absoluteURI: url) else {

@@ -125,7 +125,7 @@ public enum ConfigurationLoader {
 }
 
 /// Walks one TOML table, remembering which keys were read so that unknown ones are reported.
-struct TableReader {
+package struct TableReader {
     private let values: TOMLTable
     private let path: String
     private var seen: Set<String> = []

@@ -1,31 +1,33 @@
 import CacheStore
 import ContentCoding
+import EdgeTelemetry
 import HTTPCaching
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import OutpostConfig
 
 /// The path of one request through the cache (docs/architecture.md): key → store lookup →
 /// reuse decision → serve, validate or fetch (coalesced) → store while streaming.
 ///
 /// Decision logic lives in HTTPCaching; this type only sequences it and does the I/O.
-final class CachePipeline: Sendable, TransactionRules {
-    let configuration: OutpostConfiguration
+package final class CachePipeline: Sendable, TransactionRules {
+    package let configuration: OutpostConfiguration
     let store: CacheStore
     let upstream: any Origin
-    let coalescer: Coalescer
-    let clock: any CacheClock
+    package let coalescer: Coalescer
+    package let clock: any CacheClock
     let logger: Logger
-    let telemetry: Telemetry
+    package let telemetry: Telemetry
     /// Codes compressible objects into br and gzip after they are stored, on first demand.
-    let backgroundCoding: BackgroundCoding
+    package let backgroundCoding: BackgroundCoding
     /// Background refreshes in flight, so that shutdown can wait for them before the store closes.
     private let background: NIOLockedValueBox<[Int: Task<Void, Never>]>
     private let backgroundCounter: NIOLockedValueBox<Int>
     /// Store writes refused by a full disk: logged at most every 10 s, with a count.
     let storeWriteFailures: RateLimitedLog
 
-    init(
+    package init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: any Origin, clock: any CacheClock,
         logger: Logger, telemetry: Telemetry = Telemetry()
     ) {
@@ -79,17 +81,17 @@ final class CachePipeline: Sendable, TransactionRules {
         logger.error("\(message)", metadata: ["url": "\(url)", "error": "\(error)"])
     }
 
-    func reconfigured(_ configuration: OutpostConfiguration, upstream: any Origin) -> CachePipeline {
+    package func reconfigured(_ configuration: OutpostConfiguration, upstream: any Origin) -> CachePipeline {
         CachePipeline(reconfiguring: self, configuration: configuration, upstream: upstream)
     }
 
-    var via: String { configuration.server.viaPseudonym }
-    var honoursRequestDirectives: Bool { configuration.cache.honourRequestDirectives }
-    var rangeFetchMaxSize: Int { configuration.cache.rangeFetchMaxSize }
+    package var via: String { configuration.server.viaPseudonym }
+    package var honoursRequestDirectives: Bool { configuration.cache.honourRequestDirectives }
+    package var rangeFetchMaxSize: Int { configuration.cache.rangeFetchMaxSize }
 
     /// Runs a request's transaction (``RequestTransaction``): performs each action it asks for
     /// and feeds back what it found, until an action answers the client.
-    func handle(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome {
+    package func handle(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome {
         var transaction = RequestTransaction(request: request, rules: self)
         var event = RequestTransaction.Event.received
         while true {
@@ -134,7 +136,7 @@ final class CachePipeline: Sendable, TransactionRules {
     /// How a stored response may serve a request (`Reuse.decide`), for the pipeline and the
     /// hit path alike. A soft-purged object is revalidated before it is used again (no refresh
     /// behind the client); stale-if-error and the client's max-stale still apply.
-    func reuseDecision(
+    package func reuseDecision(
         _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
         directives: RequestDirectives
     ) -> ReuseDecision {
@@ -149,7 +151,7 @@ final class CachePipeline: Sendable, TransactionRules {
 
     /// The bytes (positions in the complete representation) a stored 206 part gives this
     /// request, or nil when the request is not a single range inside the part.
-    func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? {
+    package func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? {
         guard request.method == "GET",
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
             let complete = part.completeLength, Int64(record.bodyLength) == part.length,
@@ -166,7 +168,7 @@ final class CachePipeline: Sendable, TransactionRules {
     /// strong validator so a changed representation comes back whole. A part without a strong
     /// validator still asks only for the rest; a 206 answer then cannot be combined with it
     /// (RFC 9111 §3.4) and the whole response is fetched instead.
-    func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? {
+    package func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? {
         guard request.method == "GET", !request.headers.contains("Range"),
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
             part.first == 0, let complete = part.completeLength, part.last < complete - 1
@@ -184,7 +186,7 @@ final class CachePipeline: Sendable, TransactionRules {
     /// The freshness lifetime of a stored object, ended at its soft purge if it had one.
     /// - Parameter cacheControl: `governingCacheControl(record.response)` when the caller
     ///   has it already (parsing it is most of the cost).
-    func lifetime(of record: ObjectRecord, cacheControl: CacheControl? = nil) -> FreshnessLifetime {
+    package func lifetime(of record: ObjectRecord, cacheControl: CacheControl? = nil) -> FreshnessLifetime {
         let lifetime = FreshnessLifetime.of(
             record.response, cacheControl: cacheControl ?? governingCacheControl(record.response),
             configuration: configuration.freshness)
@@ -194,14 +196,14 @@ final class CachePipeline: Sendable, TransactionRules {
 
     /// The directives that govern this cache for a stored or received response: a targeted
     /// field (RFC 9213) when present and valid, else Cache-Control.
-    func governingCacheControl(_ response: StoredResponse) -> CacheControl {
+    package func governingCacheControl(_ response: StoredResponse) -> CacheControl {
         TargetedCacheControl.governing(response.headers, targets: configuration.targetedFields)
     }
 
     /// Starts one background refresh of a stale object (RFC 5861 §3), unless one is already
     /// running for its URL. The refresh is an ordinary fetch whose response goes nowhere but
     /// the store.
-    func refreshInBackground(_ request: ClientRequest, stale: ObjectRecord) {
+    package func refreshInBackground(_ request: ClientRequest, stale: ObjectRecord) {
         let key = request.key.description
         guard case .leader = coalescer.role(for: key, now: clock.now()) else { return }
         var refresh = request
@@ -246,7 +248,7 @@ final class CachePipeline: Sendable, TransactionRules {
 
     /// Waits for the background refreshes in flight, then for the coding under way (at
     /// shutdown, before the store closes).
-    func drainBackground() async {
+    package func drainBackground() async {
         while let task = background.withLockedValue({ $0.values.first }) {
             await task.value
         }

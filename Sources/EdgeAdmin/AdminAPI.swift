@@ -1,23 +1,34 @@
 import CacheStore
+import CacheTransaction
+import EdgeTelemetry
 import Foundation
 import HTTPCaching
 import Logging
+import OutpostConfig
 
 /// One request to the admin listener, body included.
-struct AdminRequest: Sendable {
-    var method: String
-    var path: String
-    var headers: HeaderFields
-    var body: [UInt8]
-    var peer: String?
+package struct AdminRequest: Sendable {
+    package var method: String
+    package var path: String
+    package var headers: HeaderFields
+    package var body: [UInt8]
+    package var peer: String?
+
+    package init(method: String, path: String, headers: HeaderFields, body: [UInt8], peer: String?) {
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.peer = peer
+    }
 }
 
 /// An admin answer: JSON, or Prometheus text for /metrics.
-struct AdminResponse: Sendable {
-    var status: Int
-    var contentType = "application/json"
-    var body: [UInt8]
-    var headers: [(String, String)] = []
+package struct AdminResponse: Sendable {
+    package var status: Int
+    package var contentType = "application/json"
+    package var body: [UInt8]
+    package var headers: [(String, String)] = []
 
     static func json(_ status: Int, _ object: [String: Any]) -> AdminResponse {
         let data =
@@ -26,21 +37,32 @@ struct AdminResponse: Sendable {
         return AdminResponse(status: status, body: Array(data) + [0x0A])
     }
 
-    static func error(_ status: Int, _ message: String) -> AdminResponse {
+    package static func error(_ status: Int, _ message: String) -> AdminResponse {
         json(status, ["error": message])
     }
 }
 
 /// The admin API (docs/admin-api.md): routes, authentication and the work behind them. The
 /// listener (`AdminConnection`) only moves bytes.
-struct AdminAPI: Sendable {
-    let settings: @Sendable () -> OutpostConfiguration
+package struct AdminAPI: Sendable {
+    package let settings: @Sendable () -> OutpostConfiguration
     let store: CacheStore
     let telemetry: Telemetry
     let clock: any CacheClock
     let logger: Logger
 
-    func handle(_ request: AdminRequest) async -> AdminResponse {
+    package init(
+        settings: @escaping @Sendable () -> OutpostConfiguration, store: CacheStore, telemetry: Telemetry,
+        clock: any CacheClock, logger: Logger
+    ) {
+        self.settings = settings
+        self.store = store
+        self.telemetry = telemetry
+        self.clock = clock
+        self.logger = logger
+    }
+
+    package func handle(_ request: AdminRequest) async -> AdminResponse {
         let route = (request.method, request.path)
         if request.path == "/health" {
             guard request.method == "GET" || request.method == "HEAD" else { return methodNotAllowed("GET") }

@@ -13,7 +13,7 @@ import NIOConcurrencyHelpers
 /// URL is remembered as uncacheable for `uncacheable_ttl` so that later requests for it are
 /// not serialised behind one another (Varnish calls this hit-for-miss). A later storable
 /// response clears the mark.
-final class Coalescer: Sendable {
+package final class Coalescer: Sendable {
     enum Outcome: Sendable, Equatable {
         /// The leader stored a response: look it up again.
         case stored
@@ -94,5 +94,5 @@ final class Coalescer: Sendable {
     }
 
     /// Requests currently waiting on another request's fetch.
-    var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
+    package var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
 }

@@ -2,7 +2,7 @@ import CacheStore
 import HTTPCaching
 
 /// Bytes `lower...upper` (offsets in its body) of a stored part.
-struct StoredSpan {
+package struct StoredSpan {
     var part: ObjectRecord
     var lower: Int64
     var upper: Int64
@@ -12,7 +12,7 @@ struct StoredSpan {
 /// validator, same complete length) that touch are combined into one, and into the complete
 /// response when together they cover it. Pure: which stored bytes go before and after the new
 /// ones, and the combined response to commit.
-struct PartCombination {
+package struct PartCombination {
     var prefix: StoredSpan?
     var suffix: StoredSpan?
     var response: StoredResponse

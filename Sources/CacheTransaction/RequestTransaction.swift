@@ -4,7 +4,7 @@ import NIOCore
 
 /// The caching rules a transaction decides by: pure functions of the configuration and the
 /// stored response, no I/O (``CachePipeline`` provides them; the hit path uses the same ones).
-protocol TransactionRules {
+package protocol TransactionRules {
     var honoursRequestDirectives: Bool { get }
     /// `cache.range_fetch_max_size`: 0 sends every Range upstream as it came.
     var rangeFetchMaxSize: Int { get }
@@ -44,7 +44,7 @@ protocol TransactionRules {
 ///                                                       ├─ not stored ─► fetch alone (collapsed)
 ///                                                       └─ failed ─► answer the failure
 /// ```
-struct RequestTransaction {
+package struct RequestTransaction {
     enum Step: Equatable {
         case receive
         case lookup

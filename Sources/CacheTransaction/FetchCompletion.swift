@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 /// Tells the coalescer, exactly once, how a fetch for a coalesced key ended. It may be handed
 /// off to work that outlives the request (a commit behind the client): the request's own
 /// fallback (`.notStored` when it returns) is then skipped, and the handed-off work reports.
-final class FetchCompletion: Sendable {
+package final class FetchCompletion: Sendable {
     private let coalescer: Coalescer
     private let key: String?
     private let clock: any CacheClock
@@ -36,7 +36,7 @@ final class FetchCompletion: Sendable {
 
 /// Moves a value that is not Sendable to a task when the sender no longer uses it (the object
 /// writer of a fetch whose commit goes on behind the client).
-struct UncheckedTransfer<Value>: @unchecked Sendable {
+package struct UncheckedTransfer<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }

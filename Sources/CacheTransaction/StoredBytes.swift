@@ -3,12 +3,12 @@ import NIOCore
 
 /// The stored bytes of one representation: where its chunks live and how long it is. Built
 /// here only, from the record (and the representation) they belong to.
-struct StoredBytes {
-    var owner: UInt64
-    var length: Int64
-    var chunkSize: Int64
+package struct StoredBytes {
+    package var owner: UInt64
+    package var length: Int64
+    package var chunkSize: Int64
     /// The whole body when it came with the lookup (primary representation, one chunk).
-    var inline: ByteBuffer?
+    package var inline: ByteBuffer?
 
     /// The body stored with a record itself (its primary representation, or a stored part).
     init(primaryOf record: ObjectRecord, inline: ByteBuffer? = nil) {
@@ -24,7 +24,7 @@ struct StoredBytes {
     }
 
     /// Where a representation's bytes are stored; nil when it is decoded while it is sent.
-    init?(_ record: ObjectRecord, _ representation: Representation, inline: ByteBuffer?) {
+    package init?(_ record: ObjectRecord, _ representation: Representation, inline: ByteBuffer?) {
         switch representation.source {
         case .primary:
             self.init(primaryOf: record, inline: inline)
@@ -40,7 +40,7 @@ struct StoredBytes {
     /// The part of bytes `lower...upper` that chunk `index` holds, cut from the chunk as read;
     /// nil when the chunk ends before that part does (a body shorter than its record says:
     /// the client must see a cut, never bytes from another position).
-    func part(of chunk: ByteBuffer, index: Int, lower: Int64, upper: Int64) -> ByteBuffer? {
+    package func part(of chunk: ByteBuffer, index: Int, lower: Int64, upper: Int64) -> ByteBuffer? {
         let chunkStart = Int64(index) * chunkSize
         let start = max(lower, chunkStart) - chunkStart
         let end = min(upper, chunkStart + chunkSize - 1) - chunkStart

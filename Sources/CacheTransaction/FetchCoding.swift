@@ -1,6 +1,7 @@
 import ContentCoding
 import HTTPCaching
 import NIOCore
+import OutpostConfig
 
 /// How one fetched body reaches the client (RFC 9110 §8.4).
 ///
@@ -10,7 +11,7 @@ import NIOCore
 /// (``BackgroundCoding``); until then every client gets identity, with `Vary:
 /// Accept-Encoding` since the answer will change. A coded body the client cannot take is
 /// decoded for it on the fly, capped.
-final class FetchCoding {
+package final class FetchCoding {
     enum Client {
         /// The body as the origin sent it.
         case asReceived

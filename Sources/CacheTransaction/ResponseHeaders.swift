@@ -1,13 +1,7 @@
 import HTTPCaching
-import NIOHTTP1
 
 /// Building the header sections Outpost sends, both ways (RFC 9110 §7.6).
-enum ResponseHeaders {
-    /// NIO's header list as ours.
-    static func fields(_ headers: HTTPHeaders) -> HeaderFields {
-        HeaderFields(fields: headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
-    }
-
+package enum ResponseHeaders {
     /// An upstream response head as forwarded to the client: no hop-by-hop fields and a Date
     /// when the origin sent none (RFC 9110 §6.6.1). ``stamp(_:via:cacheStatus:)`` adds this hop.
     static func forwarded(_ upstream: HeaderFields, date: Double) -> HeaderFields {
@@ -17,7 +11,7 @@ enum ResponseHeaders {
     }
 
     /// This hop's member of Via (RFC 9110 §7.6.3), by its pseudonym.
-    static func viaMember(_ pseudonym: String) -> String { "1.1 " + pseudonym }
+    package static func viaMember(_ pseudonym: String) -> String { "1.1 " + pseudonym }
 
     /// Adds this cache to a response it sends: its Via member and its Cache-Status entry
     /// (RFC 9211 §2). Every response from the pipeline goes through here; the hit path keeps

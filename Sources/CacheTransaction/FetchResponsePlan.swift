@@ -2,7 +2,7 @@ import HTTPCaching
 
 /// What the cache does with a response it fetched, decided from its head before the body is
 /// read. Pure (FetchResponsePlanTests); the fetch only performs it.
-enum FetchResponsePlan: Equatable, Sendable {
+package enum FetchResponsePlan: Equatable, Sendable {
     /// Read the body: store it or not (`storage`); when `rangeLength` is set, the client's
     /// Range is cut from the body as received, which is that long.
     case proceed(storage: StoreDecision, rangeLength: Int64?)

@@ -1,9 +1,11 @@
 import CacheStore
 import ContentCoding
+import EdgeTelemetry
 import HTTPCaching
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import OutpostConfig
 
 /// Codes stored identity objects into br and gzip, one object at a time, off the event loops
 /// (issue 9: compression never sits between the origin's bytes and a client, and a hit
@@ -18,7 +20,7 @@ import NIOCore
 ///
 /// The queue is bounded (`compression.max_pending_codings`): past it a demand is dropped and
 /// counted, and a later request for the object asks again. An object is queued at most once.
-final class BackgroundCoding: Sendable {
+package final class BackgroundCoding: Sendable {
     struct Job: Sendable {
         var objectID: UInt64
         var compression: OutpostConfiguration.Compression
@@ -49,7 +51,7 @@ final class BackgroundCoding: Sendable {
     }
 
     /// Queues object `id` for coding unless it is queued already or the queue is full.
-    func request(_ id: UInt64, compression: OutpostConfiguration.Compression) {
+    package func request(_ id: UInt64, compression: OutpostConfiguration.Compression) {
         guard pending.withLockedValue({ $0.insert(id).inserted }) else { return }
         if case .enqueued = jobs.yield(Job(objectID: id, compression: compression)) { return }
         pending.withLockedValue { _ = $0.remove(id) }

@@ -2,7 +2,7 @@ import CacheStore
 import HTTPCaching
 
 /// How a fetch came about, for its Cache-Status and for what to do with a 304 or an error.
-struct FetchPlan: Sendable {
+package struct FetchPlan: Sendable {
     /// What the fetch asks the origin for.
     enum Scope: Sendable {
         /// The whole response, for the cache: the client's conditions and Range are answered

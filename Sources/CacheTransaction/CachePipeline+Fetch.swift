@@ -1,17 +1,18 @@
 import CacheStore
 import ContentCoding
+import EdgeTelemetry
 import HTTPCaching
 import NIOCore
 
 /// How a fetch ended: it answered the client, or its response asks for another fetch, which
 /// the transaction plans (``RequestTransaction``, step `fetch`).
-enum FetchResult {
+package enum FetchResult {
     case answered(RequestOutcome)
     case needsAnother(FetchRetry)
 }
 
 /// Why a fetch's response did not answer the client and another fetch must.
-enum FetchRetry: Equatable, Sendable {
+package enum FetchRetry: Equatable, Sendable {
     /// A Range of an object larger than `cache.range_fetch_max_size` (``FetchResponsePlan``).
     case rangeOfLargeObject
     /// The 206 completing a stored prefix part cannot be combined with it (RFC 9111 §3.4).

@@ -1,28 +1,43 @@
 import HTTPCaching
 import NIOCore
+import OutpostConfig
 
 /// A request as the cache pipeline sees it, after the connection layer parsed, bounded and
 /// routed it.
-struct ClientRequest: Sendable {
-    var method: String
+package struct ClientRequest: Sendable {
+    package var method: String
     /// The request target as sent (origin-form or absolute-form).
-    var target: String
+    package var target: String
     /// Path and query to send upstream.
-    var pathAndQuery: String
-    var headers: HeaderFields
+    package var pathAndQuery: String
+    package var headers: HeaderFields
     /// The primary cache key (RFC 9111 §2).
-    var key: CacheKey
-    var origin: OriginURL
-    var clientAddress: String?
+    package var key: CacheKey
+    package var origin: OriginURL
+    package var clientAddress: String?
     /// The request body, streamed from the client while the upstream request is sent.
-    var body: RequestBody?
+    package var body: RequestBody?
+
+    package init(
+        method: String, target: String, pathAndQuery: String, headers: HeaderFields, key: CacheKey, origin: OriginURL,
+        clientAddress: String?, body: RequestBody?
+    ) {
+        self.method = method
+        self.target = target
+        self.pathAndQuery = pathAndQuery
+        self.headers = headers
+        self.key = key
+        self.origin = origin
+        self.clientAddress = clientAddress
+        self.body = body
+    }
 
     var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
 }
 
 /// Where one response goes. The connection layer implements it on top of the channel; every
 /// call may throw when the client went away.
-protocol ResponseSink: Sendable {
+package protocol ResponseSink: Sendable {
     func sendHead(status: Int, headers: HeaderFields) async throws
     func sendBody(_ buffer: ByteBuffer) async throws
     func sendEnd() async throws
@@ -35,7 +50,7 @@ protocol ResponseSink: Sendable {
 
 extension ResponseSink {
     /// Sinks that cannot send interim responses drop them.
-    func sendInterim(status: Int, headers: HeaderFields) {}
+    package func sendInterim(status: Int, headers: HeaderFields) {}
 
     /// Ends a response whose bytes were all sent. A client that closed the connection as soon
     /// as it had them (a Content-Length response needs no terminator) is not an abort.
@@ -43,7 +58,7 @@ extension ResponseSink {
         try? await sendEnd()
     }
 
-    func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
+    package func sendResponse(status: Int, headers: HeaderFields, body: ByteBuffer?) async throws {
         try await sendHead(status: status, headers: headers)
         if let body, body.readableBytes > 0 { try await sendBody(body) }
         try await sendEnd()
@@ -51,23 +66,32 @@ extension ResponseSink {
 }
 
 /// What the access log records about a finished request.
-struct RequestOutcome: Sendable {
-    var status: Int
-    var bytes: Int
-    var cacheStatus: CacheStatus
+package struct RequestOutcome: Sendable {
+    package var status: Int
+    package var bytes: Int
+    package var cacheStatus: CacheStatus
     /// The connection must close after this response (the body was cut short).
-    var mustClose = false
+    package var mustClose = false
+
+    package init(status: Int, bytes: Int, cacheStatus: CacheStatus, mustClose: Bool = false) {
+        self.status = status
+        self.bytes = bytes
+        self.cacheStatus = cacheStatus
+        self.mustClose = mustClose
+    }
 }
 
 /// The client went away or the response had to be cut short: the connection must close.
-struct ConnectionAbort: Error, CustomStringConvertible {
-    let reason: String
-    var description: String { reason }
+package struct ConnectionAbort: Error, CustomStringConvertible {
+    package let reason: String
+    package var description: String { reason }
+
+    package init(reason: String) { self.reason = reason }
 }
 
 /// A sink for responses nobody waits for (background refreshes): the bytes only go to the store.
-struct DiscardingSink: ResponseSink {
-    func sendHead(status: Int, headers: HeaderFields) async throws {}
-    func sendBody(_ buffer: ByteBuffer) async throws {}
-    func sendEnd() async throws {}
+package struct DiscardingSink: ResponseSink {
+    package func sendHead(status: Int, headers: HeaderFields) async throws {}
+    package func sendBody(_ buffer: ByteBuffer) async throws {}
+    package func sendEnd() async throws {}
 }

@@ -4,7 +4,7 @@ import NIOCore
 /// Where the pieces of a fetched body go as they arrive: to the client while it is there (only
 /// the bytes of its range when it asked for one, as soon as they are here), and to the store
 /// while the object is being written.
-struct FetchDelivery<Sink: ResponseSink> {
+package struct FetchDelivery<Sink: ResponseSink> {
     let sink: Sink
     /// The bytes of the body as received that the client gets; nil for all of them.
     let window: ClosedRange<Int64>?

@@ -116,7 +116,7 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var maxPendingCodings = 256
 
         /// `types`, parsed once (every miss asks whether its type is compressible).
-        private(set) var compressibleTypes = CompressibleTypes(patterns: CompressibleTypes.defaultPatterns)
+        package private(set) var compressibleTypes = CompressibleTypes(patterns: CompressibleTypes.defaultPatterns)
     }
 
     public struct Admin: Sendable, Equatable {
@@ -150,16 +150,16 @@ public struct OutpostConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    var freshness: FreshnessConfiguration {
+    package var freshness: FreshnessConfiguration {
         FreshnessConfiguration(
             heuristicFraction: cache.heuristicFraction, heuristicCap: cache.heuristicMax, defaultTTL: cache.defaultTTL)
     }
 
-    var targetedFields: [String] {
+    package var targetedFields: [String] {
         TargetedCacheControl.targets(operatorField: cache.targetedField.isEmpty ? nil : cache.targetedField)
     }
 
-    var storagePolicy: StoragePolicy { StoragePolicy(setCookie: cache.setCookie) }
+    package var storagePolicy: StoragePolicy { StoragePolicy(setCookie: cache.setCookie) }
 }
 
 /// `HOST:PORT` as written in the configuration and on the command line.

@@ -1,6 +1,8 @@
 import CacheStore
+import EdgeAdmin
 import Foundation
 import HTTPCaching
+import OutpostConfig
 
 /// What `outpost inspect` reports: read from a store (opened read-only beside a running
 /// server), with freshness computed by the same rules the server applies.
