@@ -12,7 +12,7 @@ extension CachePipeline {
         do {
             response = try await upstream.execute(
                 UpstreamRequest(
-                    origin: request.origin, method: request.method, pathAndQuery: request.pathAndQuery,
+                    origin: request.origin, method: request.method.token, pathAndQuery: request.pathAndQuery,
                     headers: upstreamHeaders(for: request), body: request.body,
                     interim: { sink.sendInterim(status: $0, headers: $1) }),
                 logger: logger)
@@ -26,14 +26,14 @@ extension CachePipeline {
         let responseTime = clock.now()
         let status = response.status
         let upstreamFields = response.headers
-        if request.method == "HEAD" && status == 200 {
+        if request.method == .head && status == 200 {
             await freshenFromHead(
                 request, headers: upstreamFields, requestTime: requestTime, responseTime: responseTime,
                 purgeEpoch: purgeEpoch)
         }
         if invalidate {
             let keys = Invalidation.keys(
-                method: request.method, target: request.key, status: status, responseHeaders: upstreamFields)
+                method: request.method.token, target: request.key, status: status, responseHeaders: upstreamFields)
             if !keys.isEmpty {
                 do {
                     try await store.invalidate(keys.map(\.description))

@@ -75,7 +75,7 @@ extension CachePipeline {
         guard let bytes else { throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)") }
         let count = max(0, upper - lower + 1)
         headers.replace("Content-Length", with: String(count))
-        guard request.method != "HEAD", count > 0 else {
+        guard request.method != .head, count > 0 else {
             try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }
@@ -215,7 +215,7 @@ extension CachePipeline {
         sink: some ResponseSink, cacheStatus: CacheStatus
     ) async throws -> RequestOutcome {
         let status = record.response.status
-        guard request.method != "HEAD" else {
+        guard request.method != .head else {
             try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }

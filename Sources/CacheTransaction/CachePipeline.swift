@@ -152,7 +152,7 @@ package final class CachePipeline: Sendable, TransactionRules {
     /// The bytes (positions in the complete representation) a stored 206 part gives this
     /// request, or nil when the request is not a single range inside the part.
     package func storedPart(of record: ObjectRecord, covers request: ClientRequest) -> ClosedRange<Int64>? {
-        guard request.method == "GET",
+        guard request.method == .get,
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
             let complete = part.completeLength, Int64(record.bodyLength) == part.length,
             let spec = request.headers["Range"].flatMap({ ByteRangeSpec($0) }),
@@ -169,7 +169,7 @@ package final class CachePipeline: Sendable, TransactionRules {
     /// validator still asks only for the rest; a 206 answer then cannot be combined with it
     /// (RFC 9111 §3.4) and the whole response is fetched instead.
     package func completionRequest(for request: ClientRequest, part record: ObjectRecord) -> ClientRequest? {
-        guard request.method == "GET", !request.headers.contains("Range"),
+        guard request.method == .get, !request.headers.contains("Range"),
             let part = record.response.headers["Content-Range"].flatMap(ContentRange.init(parsing:)),
             part.first == 0, let complete = part.completeLength, part.last < complete - 1
         else { return nil }
@@ -207,7 +207,7 @@ package final class CachePipeline: Sendable, TransactionRules {
         let key = request.key.description
         guard case .leader = coalescer.role(for: key, now: clock.now()) else { return }
         var refresh = request
-        refresh.method = "GET"
+        refresh.method = .get
         refresh.body = nil
         refresh.headers.remove("Range")
         refresh.headers.remove("If-Range")

@@ -33,12 +33,12 @@ package enum ClientAnswer: Equatable, Sendable {
     ///   - maxRanges: the most ranges answered as multipart (`server.max_ranges`); 1 answers
     ///     several ranges with the whole representation.
     package static func decide(
-        method: String, requestHeaders: HeaderFields, selected: StoredResponse, acceptable: Bool = true,
+        method: RequestMethod, requestHeaders: HeaderFields, selected: StoredResponse, acceptable: Bool = true,
         rangeLength: Int64?, maxRanges: Int
     ) -> ClientAnswer {
         guard acceptable else { return .notAcceptable }
         if (200..<300).contains(selected.status) {
-            switch Conditional.evaluate(method: method, requestHeaders: requestHeaders, stored: selected) {
+            switch Conditional.evaluate(method: method.token, requestHeaders: requestHeaders, stored: selected) {
             case .notModified: return .notModified
             case .preconditionFailed: return .preconditionFailed
             case .proceed: break
@@ -56,8 +56,10 @@ package enum ClientAnswer: Equatable, Sendable {
 
     /// The Range a request asks of a response, when one applies: a GET of a 200 whose If-Range
     /// (if any) still matches it (RFC 9110 §14.2, §13.1.5).
-    static func rangeSpec(method: String, requestHeaders: HeaderFields, of selected: StoredResponse) -> ByteRangeSpec? {
-        guard method == "GET", selected.status == 200, let value = requestHeaders["Range"],
+    static func rangeSpec(
+        method: RequestMethod, requestHeaders: HeaderFields, of selected: StoredResponse
+    ) -> ByteRangeSpec? {
+        guard method == .get, selected.status == 200, let value = requestHeaders["Range"],
             let spec = ByteRangeSpec(value), ifRangeAllows(requestHeaders, stored: selected)
         else { return nil }
         return spec

@@ -5,7 +5,7 @@ import OutpostConfig
 /// A request as the cache pipeline sees it, after the connection layer parsed, bounded and
 /// routed it.
 package struct ClientRequest: Sendable {
-    package var method: String
+    package var method: RequestMethod
     /// The request target as sent (origin-form or absolute-form).
     package var target: String
     /// Path and query to send upstream.
@@ -19,7 +19,8 @@ package struct ClientRequest: Sendable {
     package var body: RequestBody?
 
     package init(
-        method: String, target: String, pathAndQuery: String, headers: HeaderFields, key: CacheKey, origin: OriginURL,
+        method: RequestMethod, target: String, pathAndQuery: String, headers: HeaderFields, key: CacheKey,
+        origin: OriginURL,
         clientAddress: String?, body: RequestBody?
     ) {
         self.method = method
@@ -32,7 +33,7 @@ package struct ClientRequest: Sendable {
         self.body = body
     }
 
-    var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
+    var isGetOrHead: Bool { method.isGetOrHead }
 }
 
 /// Where one response goes. The connection layer implements it on top of the channel; every

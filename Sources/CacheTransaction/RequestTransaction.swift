@@ -240,7 +240,7 @@ package struct RequestTransaction {
                 let kind: CacheStatus.Forward = Double(lifetime.seconds) > age ? .request : .stale
                 let plan = FetchPlan(
                     forward: kind,
-                    revalidating: request.method == "GET" && Validation.canValidate(record.response) ? record : nil,
+                    revalidating: request.method == .get && Validation.canValidate(record.response) ? record : nil,
                     stale: record, detail: .mustValidate(reason), collapsed: collapsed)
                 return coalesce(plan, rules: rules)
             }
@@ -257,7 +257,7 @@ package struct RequestTransaction {
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and
     /// look again. HEAD requests are not coalesced (a HEAD miss is forwarded as HEAD).
     private mutating func coalesce(_ plan: FetchPlan, rules: some TransactionRules) -> Action {
-        if request.method == "HEAD" {
+        if request.method == .head {
             return finish(.pass(CacheStatus(forward: plan.forward, detail: plan.detail), invalidate: false))
         }
         if plan.collapsed { return fetch(request, plan, coalescingKey: nil) }

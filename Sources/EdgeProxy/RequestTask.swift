@@ -101,7 +101,8 @@ struct RequestTask {
             return keepAlive
         }
         let request = ClientRequest(
-            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
+            method: RequestMethod(token: method), target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers,
+            key: key,
             origin: origin,
             clientAddress: peer, body: nil)
         let outcome: RequestOutcome

@@ -61,7 +61,8 @@ struct ClientAnswerTests {
         expected: ClientAnswer
     ) {
         let answer = ClientAnswer.decide(
-            method: method, requestHeaders: HeaderFields(headers), selected: Self.response(status: status),
+            method: RequestMethod(token: method), requestHeaders: HeaderFields(headers),
+            selected: Self.response(status: status),
             acceptable: acceptable, rangeLength: length, maxRanges: maxRanges)
         #expect(answer == expected)
     }
@@ -69,7 +70,7 @@ struct ClientAnswerTests {
     @Test("If-Range with a weak entity tag stored never allows a range (strong comparison)")
     func weakStored() {
         let answer = ClientAnswer.decide(
-            method: "GET", requestHeaders: HeaderFields([("Range", "bytes=0-9"), ("If-Range", "W/\"v1\"")]),
+            method: .get, requestHeaders: HeaderFields([("Range", "bytes=0-9"), ("If-Range", "W/\"v1\"")]),
             selected: Self.response(etag: "W/\"v1\""), rangeLength: 100, maxRanges: 16)
         #expect(answer == .whole)
     }

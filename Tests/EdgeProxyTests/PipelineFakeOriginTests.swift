@@ -104,7 +104,7 @@ struct PipelineFakeOriginTests {
 
     static func request(_ path: String, method: String = "GET", headers: [(String, String)] = []) -> ClientRequest {
         ClientRequest(
-            method: method, target: path, pathAndQuery: path, headers: HeaderFields(headers),
+            method: RequestMethod(token: method), target: path, pathAndQuery: path, headers: HeaderFields(headers),
             key: CacheKey(scheme: "http", authority: "site.test", pathAndQuery: path),
             origin: OriginURL(parsing: "http://origin.test")!, clientAddress: "192.0.2.1", body: nil)
     }

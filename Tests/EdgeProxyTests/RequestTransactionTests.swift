@@ -37,7 +37,7 @@ struct RequestTransactionTests {
 
     static func request(_ method: String = "GET", _ headers: [(String, String)] = []) -> ClientRequest {
         ClientRequest(
-            method: method, target: "/t", pathAndQuery: "/t", headers: HeaderFields(headers),
+            method: RequestMethod(token: method), target: "/t", pathAndQuery: "/t", headers: HeaderFields(headers),
             key: CacheKey(scheme: "http", authority: "site.test", pathAndQuery: "/t"),
             origin: OriginURL(parsing: "http://origin.test")!, clientAddress: nil, body: nil)
     }

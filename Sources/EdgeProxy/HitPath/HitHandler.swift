@@ -174,6 +174,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let pipeline = state.pipeline.current
         let configuration = pipeline.configuration
         let method = head.method.rawValue
+        let requestMethod: RequestMethod = head.method == .GET ? .get : .head
         var fields: [HeaderFields.Field] = []
         fields.reserveCapacity(head.headers.count)
         for (name, value) in head.headers {
@@ -230,7 +231,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let prepared = object.head(for: representation, inline: inline, pipeline: pipeline)
         else { return nil }
         let request = ClientRequest(
-            method: method, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
+            method: requestMethod, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
             origin: origin, clientAddress: peer, body: nil)
         let ageValue = Age.headerValue(age)
         let keepAlive = head.isKeepAlive
@@ -238,7 +239,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
         var answer: Answer
         let clientAnswer = ClientAnswer.decide(
-            method: method, requestHeaders: headers, selected: prepared.selected, rangeLength: prepared.bytes.length,
+            method: requestMethod, requestHeaders: headers, selected: prepared.selected,
+            rangeLength: prepared.bytes.length,
             maxRanges: configuration.server.maxRanges)
         switch clientAnswer {
         case .notModified:
@@ -293,7 +295,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
             }
             let count = max(0, upper - lower + 1)
-            let sendsBody = method != "HEAD" && count > 0
+            let sendsBody = requestMethod != .head && count > 0
             var bytes = prepared.bytes
             if sendsBody, bytes.inline == nil, bytes.length <= bytes.chunkSize {
                 // A one-chunk body the lookup did not read (a coding, or the identity body of an
