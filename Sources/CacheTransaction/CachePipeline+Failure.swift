@@ -8,7 +8,7 @@ extension CachePipeline {
     /// §4.2.4, §5.2.2.2); else the error's own status. For the fetching request and for the
     /// requests that waited on it alike.
     func answerFailure(
-        _ error: ProxyError, request: ClientRequest, sink: some ResponseSink, plan: FetchPlan
+        _ error: ProxyError, request: ClientRequest, sink: any ResponseSink, plan: FetchPlan
     ) async throws -> RequestOutcome {
         if let stale = plan.stale {
             if staleIfErrorAllows(stale, request: request) {
@@ -35,7 +35,7 @@ extension CachePipeline {
 
     /// Answers with the stale copy because the origin failed (`detail="stale-if-error"`).
     func serveStale(
-        _ stale: ObjectRecord, request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, upstreamStatus: Int?
+        _ stale: ObjectRecord, request: ClientRequest, sink: any ResponseSink, plan: FetchPlan, upstreamStatus: Int?
     ) async throws -> RequestOutcome {
         let now = clock.now()
         let lifetime = lifetime(of: stale)

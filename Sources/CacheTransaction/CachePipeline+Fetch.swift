@@ -25,7 +25,7 @@ extension CachePipeline {
     /// visible when its last chunk has committed. Calls the coalescer's `finish` exactly once
     /// when `coalescingKey` is set.
     func fetch(
-        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, coalescingKey: String?
+        _ request: ClientRequest, sink: any ResponseSink, plan: FetchPlan, coalescingKey: String?
     ) async throws -> FetchResult {
         let finish = FetchCompletion(coalescer: coalescer, key: coalescingKey, clock: clock)
         do {
@@ -42,7 +42,7 @@ extension CachePipeline {
     /// plan the response (``FetchResponsePlan``); open the store write and combine parts;
     /// answer the client's head (``ClientAnswer``); stream the body (``FetchDelivery``); commit.
     private func fetchOnce(
-        _ request: ClientRequest, sink: some ResponseSink, plan: FetchPlan, finish: FetchCompletion
+        _ request: ClientRequest, sink: any ResponseSink, plan: FetchPlan, finish: FetchCompletion
     ) async throws -> FetchResult {
         let primaryKey = request.key.description
         let requestTime = clock.now()
@@ -324,7 +324,7 @@ extension CachePipeline {
     /// on behind it; requests waiting on this fetch look again once it has committed.
     private func commit(
         _ writer: ObjectWriter, response: StoredResponse, suffix: StoredSpan?, request: ClientRequest,
-        storedAt: Double, codeAfterwards: Bool, delivery: inout FetchDelivery<some ResponseSink>,
+        storedAt: Double, codeAfterwards: Bool, delivery: inout FetchDelivery,
         finish: FetchCompletion
     ) async {
         let primaryKey = request.key.description

@@ -4,7 +4,7 @@ extension CachePipeline {
     /// Forwards a request the cache does not answer (other methods, no-store requests, HEAD
     /// misses) and relays the response; unsafe methods invalidate afterwards (RFC 9111 §4.4).
     func passThrough(
-        _ request: ClientRequest, sink: some ResponseSink, status cacheStatus: CacheStatus, invalidate: Bool
+        _ request: ClientRequest, sink: any ResponseSink, status cacheStatus: CacheStatus, invalidate: Bool
     ) async throws -> RequestOutcome {
         let requestTime = clock.now()
         let purgeEpoch = store.purgeEpoch

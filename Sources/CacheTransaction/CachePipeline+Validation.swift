@@ -5,7 +5,7 @@ extension CachePipeline {
     /// RFC 9111 §4.3.3 / §4.3.4: a 304 freshens the stored response it refers to (and every
     /// other stored variant it selects); the client gets the updated stored response.
     func applyNotModified(
-        _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: some ResponseSink,
+        _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: any ResponseSink,
         plan: FetchPlan, requestTime: Double, responseTime: Double, purgeEpoch: UInt64,
         finish: FetchCompletion
     ) async throws -> RequestOutcome {

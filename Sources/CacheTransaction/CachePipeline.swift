@@ -91,7 +91,7 @@ package final class CachePipeline: Sendable, TransactionRules {
 
     /// Runs a request's transaction (``RequestTransaction``): performs each action it asks for
     /// and feeds back what it found, until an action answers the client.
-    package func handle(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome {
+    package func handle(_ request: ClientRequest, sink: any ResponseSink) async throws -> RequestOutcome {
         var transaction = RequestTransaction(request: request, rules: self)
         var event = RequestTransaction.Event.received
         while true {
@@ -265,7 +265,7 @@ package final class CachePipeline: Sendable, TransactionRules {
     }
 
     /// RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored.
-    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: some ResponseSink) async throws -> RequestOutcome
+    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: any ResponseSink) async throws -> RequestOutcome
     {
         try await sendError(
             status: 504, message: "only-if-cached: no stored response", sink: sink,

@@ -4,8 +4,8 @@ import NIOCore
 /// Where the pieces of a fetched body go as they arrive: to the client while it is there (only
 /// the bytes of its range when it asked for one, as soon as they are here), and to the store
 /// while the object is being written.
-package struct FetchDelivery<Sink: ResponseSink> {
-    let sink: Sink
+package struct FetchDelivery {
+    let sink: any ResponseSink
     /// The bytes of the body as received that the client gets; nil for all of them.
     let window: ClosedRange<Int64>?
     private(set) var writer: ObjectWriter?
@@ -20,7 +20,7 @@ package struct FetchDelivery<Sink: ResponseSink> {
     /// Position in the body as received of the next byte for the client.
     private var position: Int64 = 0
 
-    init(sink: Sink, window: ClosedRange<Int64>?, writer: ObjectWriter?, clientAlive: Bool) {
+    init(sink: any ResponseSink, window: ClosedRange<Int64>?, writer: ObjectWriter?, clientAlive: Bool) {
         self.sink = sink
         self.window = window
         self.writer = writer

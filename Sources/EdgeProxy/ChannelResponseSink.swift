@@ -4,17 +4,29 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
-/// A ``ResponseSink`` writing to the client's channel.
-struct ChannelResponseSink: ResponseSink {
+/// A ``ResponseSink`` writing to the client's channel. A class: the pipeline takes its sink
+/// as `any ResponseSink`, and a reference fits the existential without a box to copy.
+final class ChannelResponseSink: ResponseSink {
     let writer: PassHandler.Writer
     let version: HTTPVersion
     let keepAlive: Bool
     /// Remove Surrogate-Key and Cache-Tag (the origin's purge tags are for this cache only,
     /// unless `cache.expose_surrogate_keys`).
-    var stripSurrogateKeys = true
+    let stripSurrogateKeys: Bool
     /// Writes an interim response head at once, ahead of the writer (see
     /// ``PassedRequest/interim(_:)``).
-    var interim: (@Sendable (HTTPResponseHead) -> Void)?
+    let interim: (@Sendable (HTTPResponseHead) -> Void)?
+
+    init(
+        writer: PassHandler.Writer, version: HTTPVersion, keepAlive: Bool, stripSurrogateKeys: Bool = true,
+        interim: (@Sendable (HTTPResponseHead) -> Void)? = nil
+    ) {
+        self.writer = writer
+        self.version = version
+        self.keepAlive = keepAlive
+        self.stripSurrogateKeys = stripSurrogateKeys
+        self.interim = interim
+    }
     /// Set when the response cannot be delimited without closing (HTTP/1.0, no length).
     let mustClose = NIOLockedValueBox(false)
     /// Where the one response to this request is: a head not written yet (it goes out with

@@ -47,9 +47,9 @@ struct RequestTask {
         // stops reading after an upgrade request, so the connection closes after the answer
         // instead of waiting for a next request it would never parse.
         let keepAlive = head.isKeepAlive && !registry.isDraining && !headers.contains("Upgrade")
-        var sink = ChannelResponseSink(
-            writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
-        sink.interim = interim
+        let sink = ChannelResponseSink(
+            writer: outbound, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip,
+            interim: interim)
         let method = head.method.wireName
         let limits = RequestValidation.Limits(configuration.server)
 
