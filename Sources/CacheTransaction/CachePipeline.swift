@@ -265,8 +265,7 @@ package final class CachePipeline: Sendable, TransactionRules {
     }
 
     /// RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored.
-    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: any ResponseSink) async throws -> RequestOutcome
-    {
+    private func sendOnlyIfCachedMiss(_ request: ClientRequest, sink: any ResponseSink) async throws -> RequestOutcome {
         try await sendError(
             status: 504, message: "only-if-cached: no stored response", sink: sink,
             cacheStatus: CacheStatus(forward: .miss, detail: "only-if-cached"), proxyError: nil)

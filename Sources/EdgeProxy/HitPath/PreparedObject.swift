@@ -63,6 +63,9 @@ final class PreparedObject {
     /// A request that would take br or gzip of an object not coded yet asks for its codings
     /// (as `CachePipeline.requestCodingIfWanted` does), at most every 10 s per loop in case
     /// the queue was full; it is answered with identity meanwhile.
+    // Inlined into the hit (HitHandler.answer): since the pipeline is another module the
+    // optimiser left it out of line, ~200 instructions a hit (tools/bench-instructions).
+    @inline(__always)
     func representation(for requestHeaders: HeaderFields, now: Double, pipeline: CachePipeline) -> Representation? {
         let accept = requestHeaders.combined("Accept-Encoding")
         let choice: (representation: Representation?, wantsCoding: Bool)
@@ -84,6 +87,9 @@ final class PreparedObject {
     }
 
     /// The head of a representation stored as bytes (nil for one decoded while sent).
+    // Inlined into the hit (HitHandler.answer): since the pipeline is another module the
+    // optimiser left it out of line, ~200 instructions a hit (tools/bench-instructions).
+    @inline(__always)
     func head(
         for representation: Representation, inline: ByteBuffer?, pipeline: CachePipeline
     ) -> Head? {
