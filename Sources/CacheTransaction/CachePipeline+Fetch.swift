@@ -49,15 +49,12 @@ extension CachePipeline {
         // Purges from here on apply to what this fetch stores (see CacheStore.purgeEpoch).
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
-        do {
-            response = try await upstream.execute(
-                UpstreamRequest(
-                    origin: request.origin, method: "GET", pathAndQuery: request.pathAndQuery,
-                    headers: fetchHeaders(for: request, plan: plan), body: nil,
-                    interim: { sink.sendInterim(status: $0, headers: $1) }),
-                logger: logger)
-        } catch let error as ProxyError {
-            logger.warning("upstream failed", metadata: ["url": "\(primaryKey)", "error": "\(error)"])
+        switch try await askOrigin(
+            request, method: "GET", headers: fetchHeaders(for: request, plan: plan), body: nil, sink: sink)
+        {
+        case .success(let answer):
+            response = answer
+        case .failure(let error):
             // The requests waiting on this fetch share its failure (Coalescer).
             finish(.failed(error), false)
             return .answered(try await answerFailure(error, request: request, sink: sink, plan: plan))

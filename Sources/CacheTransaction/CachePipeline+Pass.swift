@@ -9,15 +9,13 @@ extension CachePipeline {
         let requestTime = clock.now()
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
-        do {
-            response = try await upstream.execute(
-                UpstreamRequest(
-                    origin: request.origin, method: request.method.token, pathAndQuery: request.pathAndQuery,
-                    headers: upstreamHeaders(for: request), body: request.body,
-                    interim: { sink.sendInterim(status: $0, headers: $1) }),
-                logger: logger)
-        } catch let error as ProxyError {
-            logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+        switch try await askOrigin(
+            request, method: request.method.token, headers: upstreamHeaders(for: request), body: request.body,
+            sink: sink)
+        {
+        case .success(let answer):
+            response = answer
+        case .failure(let error):
             var failed = cacheStatus
             failed.detail = .other(error.type)
             return try await sendError(
@@ -58,6 +56,25 @@ extension CachePipeline {
         }
         await sink.finish()
         return RequestOutcome(status: status, bytes: sent, cacheStatus: cacheStatus)
+    }
+
+    /// Sends a request to its origin, interim responses forwarded to the client at once. An
+    /// origin that cannot be reached, or answers badly, is logged and is the ``ProxyError``
+    /// to answer with (RFC 9209).
+    func askOrigin(
+        _ request: ClientRequest, method: String, headers: HeaderFields, body: RequestBody?, sink: any ResponseSink
+    ) async throws -> Result<UpstreamResponse, ProxyError> {
+        do {
+            return .success(
+                try await upstream.execute(
+                    UpstreamRequest(
+                        origin: request.origin, method: method, pathAndQuery: request.pathAndQuery, headers: headers,
+                        body: body, interim: { sink.sendInterim(status: $0, headers: $1) }),
+                    logger: logger))
+        } catch let error as ProxyError {
+            logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
+            return .failure(error)
+        }
     }
 
     func upstreamHeaders(for request: ClientRequest) -> HeaderFields {

@@ -43,6 +43,9 @@ package protocol TransactionRules {
 ///                                  └─ follower ─► wait ─┬─ stored ──► lookup (collapsed)
 ///                                                       ├─ not stored ─► fetch alone (collapsed)
 ///                                                       └─ failed ─► answer the failure
+/// fetch ─┬─ answered ───────────────────────────────────► done
+///        ├─ range of an object over range_fetch_max_size ► fetch the range alone
+///        └─ completion that cannot be joined to its part ► fetch the whole (fwd=partial)
 /// ```
 package struct RequestTransaction {
     enum Step: Equatable {
