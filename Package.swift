@@ -169,6 +169,14 @@ let package = Package(
                 "ContentCoding", "HTTPCaching", "OutpostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The transaction's pure parts, by tables: no store, origin or socket.
+        .testTarget(
+            name: "CacheTransactionTests",
+            dependencies: [
+                "CacheTransaction", "CacheStore", "HTTPCaching", "OutpostConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "EdgeProxyTests",
             dependencies: [

@@ -4,12 +4,11 @@ import Testing
 
 @testable import CacheStore
 @testable import CacheTransaction
-@testable import EdgeProxy
 @testable import OutpostConfig
 
 /// The transaction's steps, event by event, without a store, an origin or a socket: the I/O
 /// layer's part is played by the test (issue 12).
-@Suite("EdgeProxy: the request transaction, step by step")
+@Suite("CacheTransaction: the request transaction, step by step")
 struct RequestTransactionTests {
     /// The caching rules with the default configuration, straight from HTTPCaching.
     struct Rules: TransactionRules {

@@ -2,11 +2,10 @@ import HTTPCaching
 import Testing
 
 @testable import CacheTransaction
-@testable import EdgeProxy
 
 /// The answer to the client from a representation the cache has whole, decided without I/O
 /// (RFC 9110 §12.5.3, §13.2.2, §14).
-@Suite("EdgeProxy: the client's answer (200, 206, multipart, 304, 412, 416, 406)")
+@Suite("CacheTransaction: the client's answer (200, 206, multipart, 304, 412, 416, 406)")
 struct ClientAnswerTests {
     static func response(status: Int = 200, etag: String = "\"v1\"") -> StoredResponse {
         StoredResponse(

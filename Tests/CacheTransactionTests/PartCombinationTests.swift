@@ -3,11 +3,10 @@ import Testing
 
 @testable import CacheStore
 @testable import CacheTransaction
-@testable import EdgeProxy
 
 /// RFC 9111 §3.4: which stored part a new part joins, and what the joined response is.
-@Suite("EdgeProxy: combining a new part with a stored one")
-struct PartCombinationRuleTests {
+@Suite("CacheTransaction: combining a new part with a stored one")
+struct PartCombinationTests {
     static func part(_ first: Int64, _ last: Int64, etag: String = "\"v1\"") -> StoredResponse {
         StoredResponse(
             status: 206,

@@ -2,10 +2,9 @@ import HTTPCaching
 import Testing
 
 @testable import CacheTransaction
-@testable import EdgeProxy
 
 /// What a fetch does with the response it got, from its head alone.
-@Suite("EdgeProxy: the plan for a fetched response")
+@Suite("CacheTransaction: the plan for a fetched response")
 struct FetchResponsePlanTests {
     static let maxObjectSize = 1000
     static let rangeFetchMaxSize = 500
