@@ -317,8 +317,7 @@ final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
     /// incomplete line is left to the decoder.
     static func isHTTP09(_ bytes: ByteBuffer) -> Bool {
         bytes.withUnsafeReadableBytes { raw in
-            var start = 0
-            while start < raw.count, raw[start] == UInt8(ascii: "\r") || raw[start] == UInt8(ascii: "\n") { start += 1 }
+            let start = RequestLineStart.skippingEmptyLines(raw)
             guard let end = raw[start...].firstIndex(of: UInt8(ascii: "\n")) else { return false }
             var line = raw[start..<end]
             if line.last == UInt8(ascii: "\r") { line = line.dropLast() }

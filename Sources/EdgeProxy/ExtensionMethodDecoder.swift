@@ -212,9 +212,8 @@ struct ExtensionMethodDecoder: ByteToMessageDecoder {
 
     /// The token a request line starts with, after any leading empty lines.
     private static func firstToken(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer.SubSequence? {
-        guard let start = bytes.firstIndex(where: { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }),
-            let space = bytes[start...].firstIndex(of: UInt8(ascii: " "))
-        else { return nil }
+        let start = RequestLineStart.skippingEmptyLines(bytes)
+        guard start < bytes.count, let space = bytes[start...].firstIndex(of: UInt8(ascii: " ")) else { return nil }
         return bytes[start..<space]
     }
 

@@ -34,12 +34,7 @@ enum PipelinedHead: Equatable {
 
     /// Scans the head that begins at `start` (after any leading empty lines).
     static func scan(_ bytes: UnsafeRawBufferPointer, from start: Int) -> PipelinedHead {
-        var lineStart = start
-        // Leading empty lines (llhttp skips them before a request line).
-        while lineStart < bytes.count, bytes[lineStart] == UInt8(ascii: "\r") || bytes[lineStart] == UInt8(ascii: "\n")
-        {
-            lineStart += 1
-        }
+        let lineStart = RequestLineStart.skippingEmptyLines(bytes, from: start)
         guard lineStart < bytes.count, let base = bytes.baseAddress else { return .incomplete }
         guard let emptyLine = firstEmptyLine(bytes, base: base, from: lineStart) else { return .incomplete }
         let end = emptyLine + 4
