@@ -1,10 +1,11 @@
-#if canImport(Glibc)
 import CacheTransaction
-import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// The process's open-file limit: raised from the soft to the hard limit at start, since every
