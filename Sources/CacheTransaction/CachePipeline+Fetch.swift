@@ -175,23 +175,12 @@ extension CachePipeline {
                 acceptable: acceptable, rangeLength: rangeLength, maxRanges: 1)
         let sentStatus: Int
         var window: ClosedRange<Int64>?
-        switch answer {
-        case .whole, .multipart:
-            // maxRanges 1: several ranges are answered with the whole (RFC 9110 §14.2).
-            if let completedPrefix {
-                sentStatus = 200
-                try await sink.sendHead(status: 200, headers: clientHeaders)
-                try await forEachStoredChunk(
-                    StoredBytes(primaryOf: completedPrefix.part), lower: completedPrefix.lower,
-                    upper: completedPrefix.upper
-                ) {
-                    try await sink.sendBody($0)
-                }
-            } else {
-                sentStatus = status
-                try await sink.sendHead(status: status, headers: clientHeaders)
-            }
-        case .range(let lower, let upper):
+        if let generated = try await sendWithoutBody(
+            answer, representation: clientHeaders, age: nil, length: rangeLength ?? 0, cacheStatus: cacheStatus,
+            sink: sink)
+        {
+            sentStatus = generated.status
+        } else if case .range(let lower, let upper) = answer {
             window = lower...upper
             sentStatus = 206
             var partial = clientHeaders
@@ -201,30 +190,20 @@ extension CachePipeline {
             partial.replace("Content-Length", with: String(upper - lower + 1))
             partial.replace("Accept-Ranges", with: "bytes")
             try await sink.sendHead(status: 206, headers: partial)
-        case .rangeNotSatisfiable:
-            sentStatus = try await sendRangeNotSatisfiable(
-                length: rangeLength ?? 0, sink: sink, cacheStatus: cacheStatus
-            ).status
-        case .notModified:
-            var notModified = Conditional.notModifiedHeaders(from: clientHeaders)
-            ResponseHeaders.stamp(&notModified, via: via, cacheStatus: cacheStatus)
-            try await sink.sendResponse(status: 304, headers: notModified, body: nil)
-            sentStatus = 304
-        case .preconditionFailed:
-            sentStatus = try await sendError(
-                status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil
-            ).status
-        case .notAcceptable:
-            sentStatus = try await sendError(
-                status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
-                proxyError: nil
-            ).status
+        } else if let completedPrefix {
+            // The whole representation: the stored part's bytes first, then the rest.
+            sentStatus = 200
+            try await sink.sendHead(status: 200, headers: clientHeaders)
+            try await forEachStoredChunk(
+                StoredBytes(primaryOf: completedPrefix.part), lower: completedPrefix.lower,
+                upper: completedPrefix.upper
+            ) { try await sink.sendBody($0) }
+        } else {
+            // The whole (maxRanges 1: several ranges are answered with the whole, RFC 9110 §14.2).
+            sentStatus = status
+            try await sink.sendHead(status: status, headers: clientHeaders)
         }
-        let clientGetsBody: Bool
-        switch answer {
-        case .whole, .multipart, .range: clientGetsBody = true
-        default: clientGetsBody = false
-        }
+        let clientGetsBody = answer.sendsBody
 
         var delivery = FetchDelivery(sink: sink, window: window, writer: writer, clientAlive: clientGetsBody)
         var received = 0

@@ -39,20 +39,15 @@ extension CachePipeline {
         var status = record.response.status
         var lower: Int64 = 0
         var upper: Int64 = (bytes?.length ?? 0) - 1
+        if let generated = try await sendWithoutBody(
+            answer, representation: selected.headers, age: age, length: bytes?.length ?? 0, cacheStatus: cacheStatus,
+            sink: sink)
+        {
+            return generated
+        }
         switch answer {
-        case .notAcceptable:
-            return try await sendError(
-                status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
-                proxyError: nil)
-        case .notModified:
-            let notModified = notModifiedHeaders(selected, age: age, cacheStatus: cacheStatus)
-            try await sink.sendResponse(status: 304, headers: notModified, body: nil)
-            return RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus)
-        case .preconditionFailed:
-            return try await sendError(
-                status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
-        case .rangeNotSatisfiable:
-            return try await sendRangeNotSatisfiable(length: bytes?.length ?? 0, sink: sink, cacheStatus: cacheStatus)
+        case .notAcceptable, .notModified, .preconditionFailed, .rangeNotSatisfiable:
+            break  // sent above
         case .multipart(let ranges):
             guard let bytes else { throw ConnectionAbort(reason: "no stored bytes for \(record.primaryKey)") }
             return try await sendMultipart(
@@ -122,12 +117,44 @@ extension CachePipeline {
             requestTime: record.response.requestTime, responseTime: record.response.responseTime)
     }
 
-    /// RFC 9111 §4.3.2: a 304 to the client's conditional, from the selected representation.
-    package func notModifiedHeaders(_ selected: StoredResponse, age: String, cacheStatus: CacheStatus) -> HeaderFields {
-        var notModified = Conditional.notModifiedHeaders(from: selected.headers)
-        notModified.add("Age", age)
+    /// RFC 9111 §4.3.2: a 304 to the client's conditional, from the header fields of the
+    /// representation it selects (with its current Age when it comes from storage).
+    package func notModifiedHeaders(
+        _ representation: HeaderFields, age: String?, cacheStatus: CacheStatus
+    )
+        -> HeaderFields
+    {
+        var notModified = Conditional.notModifiedHeaders(from: representation)
+        if let age { notModified.add("Age", age) }
         ResponseHeaders.stamp(&notModified, via: via, cacheStatus: cacheStatus)
         return notModified
+    }
+
+    /// Sends the answers a cache generates instead of the representation: 406 (RFC 9110
+    /// §15.5.7), 304 (§15.4.5), 412 (§15.5.13) and 416 with the representation's `length`
+    /// (§15.5.17). Nil for the answers that send its bytes, which are the caller's to send:
+    /// from storage, or from a body still streaming in.
+    func sendWithoutBody(
+        _ answer: ClientAnswer, representation: HeaderFields, age: String?, length: Int64, cacheStatus: CacheStatus,
+        sink: any ResponseSink
+    ) async throws -> RequestOutcome? {
+        switch answer {
+        case .whole, .range, .multipart:
+            return nil
+        case .notAcceptable:
+            return try await sendError(
+                status: 406, message: "no acceptable content coding", sink: sink, cacheStatus: cacheStatus,
+                proxyError: nil)
+        case .notModified:
+            let notModified = notModifiedHeaders(representation, age: age, cacheStatus: cacheStatus)
+            try await sink.sendResponse(status: 304, headers: notModified, body: nil)
+            return RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus)
+        case .preconditionFailed:
+            return try await sendError(
+                status: 412, message: "precondition failed", sink: sink, cacheStatus: cacheStatus, proxyError: nil)
+        case .rangeNotSatisfiable:
+            return try await sendRangeNotSatisfiable(length: length, sink: sink, cacheStatus: cacheStatus)
+        }
     }
 
     /// RFC 9111 §3.4: a range inside a stored 206 part, cut from the part's bytes.

@@ -24,6 +24,15 @@ package enum ClientAnswer: Equatable, Sendable {
     /// 406 (§15.5.7): no coding of it the client accepts.
     case notAcceptable
 
+    /// Whether the answer sends the representation's bytes (all, a range, or parts); the
+    /// others are generated whole (``CachePipeline/sendWithoutBody(_:representation:age:length:cacheStatus:sink:)``).
+    var sendsBody: Bool {
+        switch self {
+        case .whole, .range, .multipart: return true
+        case .rangeNotSatisfiable, .notModified, .preconditionFailed, .notAcceptable: return false
+        }
+    }
+
     /// - Parameters:
     ///   - selected: the representation's view of the response (its status, and the header
     ///     fields conditions compare against: its own entity tag and Last-Modified).

@@ -244,7 +244,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             maxRanges: configuration.server.maxRanges)
         switch clientAnswer {
         case .notModified:
-            let fields = pipeline.notModifiedHeaders(prepared.selected, age: ageValue, cacheStatus: cacheStatus)
+            let fields = pipeline.notModifiedHeaders(prepared.selected.headers, age: ageValue, cacheStatus: cacheStatus)
             let (responseHead, closes) = ChannelResponseSink.head(
                 status: 304, headers: fields, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
             answer = Answer(
