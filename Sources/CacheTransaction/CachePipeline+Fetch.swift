@@ -49,12 +49,10 @@ extension CachePipeline {
         // Purges from here on apply to what this fetch stores (see CacheStore.purgeEpoch).
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
-        switch try await askOrigin(
-            request, method: "GET", headers: fetchHeaders(for: request, plan: plan), body: nil, sink: sink)
-        {
-        case .success(let answer):
-            response = answer
-        case .failure(let error):
+        do {
+            response = try await askOrigin(
+                request, method: "GET", headers: fetchHeaders(for: request, plan: plan), body: nil, sink: sink)
+        } catch let error as ProxyError {
             // The requests waiting on this fetch share its failure (Coalescer).
             finish(.failed(error), false)
             return .answered(try await answerFailure(error, request: request, sink: sink, plan: plan))

@@ -9,13 +9,11 @@ extension CachePipeline {
         let requestTime = clock.now()
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
-        switch try await askOrigin(
-            request, method: request.method.token, headers: upstreamHeaders(for: request), body: request.body,
-            sink: sink)
-        {
-        case .success(let answer):
-            response = answer
-        case .failure(let error):
+        do {
+            response = try await askOrigin(
+                request, method: request.method.token, headers: upstreamHeaders(for: request), body: request.body,
+                sink: sink)
+        } catch let error as ProxyError {
             var failed = cacheStatus
             failed.detail = .other(error.type)
             return try await sendError(
@@ -59,21 +57,20 @@ extension CachePipeline {
     }
 
     /// Sends a request to its origin, interim responses forwarded to the client at once. An
-    /// origin that cannot be reached, or answers badly, is logged and is the ``ProxyError``
-    /// to answer with (RFC 9209).
+    /// origin that cannot be reached, or answers badly, is logged and thrown as the
+    /// ``ProxyError`` to answer with (RFC 9209).
     func askOrigin(
         _ request: ClientRequest, method: String, headers: HeaderFields, body: RequestBody?, sink: any ResponseSink
-    ) async throws -> Result<UpstreamResponse, ProxyError> {
+    ) async throws -> UpstreamResponse {
         do {
-            return .success(
-                try await upstream.execute(
-                    UpstreamRequest(
-                        origin: request.origin, method: method, pathAndQuery: request.pathAndQuery, headers: headers,
-                        body: body, interim: { sink.sendInterim(status: $0, headers: $1) }),
-                    logger: logger))
+            return try await upstream.execute(
+                UpstreamRequest(
+                    origin: request.origin, method: method, pathAndQuery: request.pathAndQuery, headers: headers,
+                    body: body, interim: { sink.sendInterim(status: $0, headers: $1) }),
+                logger: logger)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
-            return .failure(error)
+            throw error
         }
     }
 
