@@ -607,6 +607,12 @@ public final class CacheStore: Sendable {
     /// answers is not undone by what it answered.
     public var purgeEpoch: UInt64 { writer?.purgeEpoch ?? 0 }
 
+    /// Whether a purge since ``purgeEpoch`` was `epoch` covers `record`, an object still being
+    /// written: its bytes must then not be served as they are (they may predate the purge).
+    public func purged(_ record: ObjectRecord, since epoch: UInt64) -> Bool {
+        writer?.purged(record, since: epoch) ?? true
+    }
+
     /// Notes a hit for the LRU order and the hit counter; never blocks.
     public func recordHit(objectID: UInt64, at time: Double) {
         writer?.recordHits([objectID: (1, time)])

@@ -33,6 +33,10 @@ public final class ObjectWriter {
 
     public var bodyLength: Int { streams[0].length }
 
+    /// Told the index of each chunk of the body as received (stream 0) once it is committed to
+    /// the store, in order; a chunk whose write failed is never reported.
+    public var onChunkDurable: (@Sendable (Int) -> Void)?
+
     init(
         writer: StoreWriter, id: UInt64, primaryKey: String, secondaryKey: String, varyNames: [String],
         configuration: StoreConfiguration, allocator: ByteBufferAllocator, purgeEpoch: UInt64,
@@ -90,8 +94,21 @@ public final class ObjectWriter {
     private func flushChunk(_ chunk: ByteBuffer, stream: Int) async {
         let owner = streams[stream].owner
         let index = streams[stream].chunkCount
-        await writer.enqueueWithBackpressure(.putChunk(id: owner, index: index, bytes: chunk))
+        let durable = stream == 0 ? onChunkDurable.map { report in { @Sendable in report(index) } } : nil
+        await writer.enqueueWithBackpressure(.putChunk(id: owner, index: index, bytes: chunk, durable: durable))
         streams[stream].chunkCount += 1
+    }
+
+    /// The variant being written: which requests select it once it is committed (RFC 9111 §4.1).
+    public var variant: VariantRef { VariantRef(objectID: id, secondaryKey: secondaryKey, varyNames: varyNames) }
+
+    /// The record this writer will commit for `response` once `bodyLength` bytes have arrived:
+    /// what requests following the fetch are answered from while the body still streams in.
+    public func provisionalRecord(response: StoredResponse, storedAt: Double, bodyLength: Int) -> ObjectRecord {
+        let chunkSize = configuration.chunkSize
+        return ObjectRecord(
+            id: id, primaryKey: primaryKey, secondaryKey: secondaryKey, response: response, storedAt: storedAt,
+            bodyLength: bodyLength, chunkSize: chunkSize, chunkCount: (bodyLength + chunkSize - 1) / chunkSize)
     }
 
     /// Writes the last chunks and the object's record; returns when it is committed.

@@ -52,14 +52,14 @@ enum StoreFormat {
     static let identifier = "outpost-store/4"
 }
 
-struct VariantRef: Sendable, Equatable {
+public struct VariantRef: Sendable, Equatable {
     var objectID: UInt64
     var secondaryKey: String
     var varyNames: [String]
 
     /// Whether a request with these headers selects this variant (RFC 9111 §4.1). A response
     /// without Vary matches every request without building a key.
-    func matches(_ requestHeaders: HeaderFields) -> Bool {
+    public func matches(_ requestHeaders: HeaderFields) -> Bool {
         if varyNames.isEmpty { return secondaryKey.isEmpty }
         return Vary(fieldNames: varyNames).secondaryKey(for: requestHeaders) == secondaryKey
     }

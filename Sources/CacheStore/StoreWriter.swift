@@ -11,7 +11,9 @@ import NIOCore
 /// least recently used objects and retries the batch once.
 final class StoreWriter: @unchecked Sendable {
     enum Operation {
-        case putChunk(id: UInt64, index: Int, bytes: ByteBuffer)
+        /// `durable`, when set, runs once the chunk's write transaction has committed (a
+        /// follower streaming an object before it commits reads committed chunks from the store).
+        case putChunk(id: UInt64, index: Int, bytes: ByteBuffer, durable: (@Sendable () -> Void)? = nil)
         case commit(
             ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], purgeEpoch: UInt64,
             completion: @Sendable (Result<Void, Error>) -> Void)
@@ -33,7 +35,7 @@ final class StoreWriter: @unchecked Sendable {
         }
 
         var byteCount: Int {
-            if case .putChunk(_, _, let bytes) = self { return bytes.readableBytes }
+            if case .putChunk(_, _, let bytes, _) = self { return bytes.readableBytes }
             return 0
         }
     }
@@ -109,6 +111,14 @@ final class StoreWriter: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return purges.epoch
+    }
+
+    /// Whether a purge since `epoch` covers `record` (hard or soft, or too many purges to
+    /// tell): what its write will not commit as it is.
+    func purged(_ record: ObjectRecord, since epoch: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return purges.verdict(for: record, startEpoch: epoch) != .keep
     }
 
     /// Whether the store can write (``WriteHealth``).
@@ -311,7 +321,7 @@ final class StoreWriter: @unchecked Sendable {
         }
         condition.lock()
         for operation in batch {
-            if case .putChunk(let id, _, _) = operation { failedObjects.insert(id) }
+            if case .putChunk(let id, _, _, _) = operation { failedObjects.insert(id) }
         }
         condition.unlock()
         return batch.map { operation in fail(operation, error) }
@@ -352,10 +362,10 @@ final class StoreWriter: @unchecked Sendable {
 
     private func apply(_ operation: Operation, _ txn: LMDBTransaction) throws -> () -> Void {
         switch operation {
-        case .putChunk(let id, let index, let bytes):
+        case .putChunk(let id, let index, let bytes, let durable):
             if index == 0 { try txn.put(schema.pending, id.bigEndianBytes, []) }
             try txn.putSealed(schema.chunks, Schema.chunkKey(id, index), bytes)
-            return {}
+            return durable ?? {}
 
         case .discard(let id):
             try dropChunks(of: [id], txn)
@@ -677,7 +687,7 @@ final class StoreWriter: @unchecked Sendable {
         }
         condition.lock()
         for operation in batch {
-            if case .putChunk(let id, _, _) = operation { failedObjects.insert(id) }
+            if case .putChunk(let id, _, _, _) = operation { failedObjects.insert(id) }
         }
         condition.unlock()
         let wentThrough = !applied.isEmpty

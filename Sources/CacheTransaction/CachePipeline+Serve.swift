@@ -19,22 +19,13 @@ extension CachePipeline {
                 record, body: inline, request: request, sink: sink, cacheStatus: cacheStatus, now: now)
         }
 
-        let representation = Representation.choose(for: record, requestHeaders: request.headers)
-        // The representation's own view of the response: its entity tag is what conditions
-        // and If-Range compare against. Its bytes, unless it is decoded while it is sent.
-        let selected = representation.map { representationView(record, $0) } ?? record.response
-        let bytes = representation.flatMap { StoredBytes(record, $0, inline: inline) }
+        let prepared = prepareStoredAnswer(record, inline: inline, request: request, cacheStatus: cacheStatus, now: now)
+        let (representation, selected, bytes, answer, age) =
+            (prepared.representation, prepared.selected, prepared.bytes, prepared.answer, prepared.age)
         if let representation {
             requestCodingIfWanted(record, representation: representation, requestHeaders: request.headers)
         }
-        let answer = ClientAnswer.decide(
-            method: request.method, requestHeaders: request.headers, selected: selected,
-            acceptable: representation != nil, rangeLength: bytes?.length, maxRanges: configuration.server.maxRanges)
-        let age = Age.headerValue(Age.current(of: record.response, now: now))
-        var headers = selected.headers
-        headers.replace("Age", with: age)
-        ResponseHeaders.stamp(&headers, via: via, cacheStatus: cacheStatus)
-        if record.response.status == 200, bytes != nil { headers.replace("Accept-Ranges", with: "bytes") }
+        var headers = prepared.headers
 
         var status = record.response.status
         var lower: Int64 = 0
@@ -93,6 +84,42 @@ extension CachePipeline {
             await sink.finish()
         }
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)
+    }
+
+    /// What a stored object gives a request, before any byte is sent.
+    struct StoredAnswer {
+        /// The representation the client accepts; nil for 406.
+        var representation: Representation?
+        /// The representation's own view of the response: its entity tag is what conditions
+        /// and If-Range compare against.
+        var selected: StoredResponse
+        /// Its bytes, unless it is decoded while it is sent.
+        var bytes: StoredBytes?
+        var answer: ClientAnswer
+        var age: String
+        /// The response's header fields with Age, Via and Cache-Status (no length or range yet).
+        var headers: HeaderFields
+    }
+
+    /// The representation a request gets from a stored object (RFC 9110 §12.5.3), the answer
+    /// to its conditions and Range, and the header fields with its current Age.
+    func prepareStoredAnswer(
+        _ record: ObjectRecord, inline: ByteBuffer?, request: ClientRequest, cacheStatus: CacheStatus, now: Double
+    ) -> StoredAnswer {
+        let representation = Representation.choose(for: record, requestHeaders: request.headers)
+        let selected = representation.map { representationView(record, $0) } ?? record.response
+        let bytes = representation.flatMap { StoredBytes(record, $0, inline: inline) }
+        let answer = ClientAnswer.decide(
+            method: request.method, requestHeaders: request.headers, selected: selected,
+            acceptable: representation != nil, rangeLength: bytes?.length, maxRanges: configuration.server.maxRanges)
+        let age = Age.headerValue(Age.current(of: record.response, now: now))
+        var headers = selected.headers
+        headers.replace("Age", with: age)
+        ResponseHeaders.stamp(&headers, via: via, cacheStatus: cacheStatus)
+        if record.response.status == 200, bytes != nil { headers.replace("Accept-Ranges", with: "bytes") }
+        return StoredAnswer(
+            representation: representation, selected: selected, bytes: bytes, answer: answer, age: age,
+            headers: headers)
     }
 
     /// Asks for br and gzip of a compressible identity object when this request would have

@@ -113,13 +113,26 @@ package final class CachePipeline: Sendable, TransactionRules {
                 event = .leadReleased
             case .waitForLeader(let key):
                 telemetry.recordCoalescedWait()
-                event = .leaderFinished(await coalescer.wait(for: key))
+                switch await coalescer.wait(for: key) {
+                case .streaming(let live): event = .leaderStreaming(live, now: clock.now())
+                case let outcome: event = .leaderFinished(outcome)
+                }
+            case .waitForLeaderEnd(let live):
+                event = .leaderFinished(await live.settled())
             case .pass(let status, let invalidate):
                 return try await passThrough(request, sink: sink, status: status, invalidate: invalidate)
             case .serve(let record, let body, let status, let now, let refreshBehind):
                 if refreshBehind { refreshInBackground(request, stale: record) }
                 return try await serveStored(
                     record, body: body, request: request, sink: sink, cacheStatus: status, now: now)
+            case .serveLive(let live, let status, let now):
+                guard
+                    let outcome = try await serveLive(live, request: request, sink: sink, cacheStatus: status, now: now)
+                else {
+                    event = .liveBodyUnusable
+                    continue
+                }
+                return outcome
             case .fetch(let outgoing, let plan, let coalescingKey):
                 switch try await fetch(outgoing, sink: sink, plan: plan, coalescingKey: coalescingKey) {
                 case .answered(let outcome): return outcome

@@ -21,6 +21,9 @@ package final class Coalescer: Sendable {
         case notStored
         /// The leader's fetch failed with this error: answer with it (or stale), do not refetch.
         case failed(ProxyError)
+        /// The leader is storing this body and it is streaming in: answer from it, or wait
+        /// for its commit (``LiveBody/settled()``).
+        case streaming(LiveBody)
     }
 
     enum Role: Sendable {
@@ -32,8 +35,20 @@ package final class Coalescer: Sendable {
         case bypass
     }
 
+    private struct Flight {
+        var waiters: [CheckedContinuation<Outcome, Never>] = []
+        var live: LiveBody?
+
+        /// Sets the published body and hands back the waiters it answers.
+        mutating func publish(_ body: LiveBody) -> [CheckedContinuation<Outcome, Never>] {
+            live = body
+            defer { waiters = [] }
+            return waiters
+        }
+    }
+
     private struct State {
-        var inFlight: [String: [CheckedContinuation<Outcome, Never>]] = [:]
+        var inFlight: [String: Flight] = [:]
         var uncacheableUntil: [String: Double] = [:]
     }
 
@@ -52,28 +67,38 @@ package final class Coalescer: Sendable {
                 state.uncacheableUntil[key] = nil
             }
             if state.inFlight[key] != nil { return .follower }
-            state.inFlight[key] = []
+            state.inFlight[key] = Flight()
             return .leader
         }
     }
 
     /// Waits for the leader of `key`. Returns at once with `.notStored` when the leader already
-    /// finished, so a follower never waits on a fetch that is over.
+    /// finished, so a follower never waits on a fetch that is over, and with `.streaming` when
+    /// the leader has published its body.
     func wait(for key: String) async -> Outcome {
         await withCheckedContinuation { continuation in
-            let registered = state.withLockedValue { state -> Bool in
-                guard state.inFlight[key] != nil else { return false }
-                state.inFlight[key]!.append(continuation)
-                return true
+            let now = state.withLockedValue { state -> Outcome? in
+                guard state.inFlight[key] != nil else { return .notStored }
+                if let live = state.inFlight[key]!.live { return .streaming(live) }
+                state.inFlight[key]!.waiters.append(continuation)
+                return nil
             }
-            if !registered { continuation.resume(returning: .notStored) }
+            if let now { continuation.resume(returning: now) }
         }
+    }
+
+    /// The leader of `key` is storing `body` as it streams in: its waiters, and followers
+    /// until it finishes, are answered from it.
+    func publish(_ key: String, body: LiveBody) {
+        // One lookup of the key (hashing a URL is most of the cost of this call).
+        let waiters = state.withLockedValue { $0.inFlight[key]?.publish(body) } ?? []
+        for waiter in waiters { waiter.resume(returning: .streaming(body)) }
     }
 
     /// Ends the leader's fetch and wakes the followers.
     func finish(_ key: String, outcome: Outcome, uncacheable: Bool, now: Double) {
-        let waiters = state.withLockedValue { state -> [CheckedContinuation<Outcome, Never>] in
-            let waiters = state.inFlight.removeValue(forKey: key) ?? []
+        let flight = state.withLockedValue { state -> Flight in
+            let flight = state.inFlight.removeValue(forKey: key) ?? Flight()
             if uncacheable && uncacheableTTL > 0 {
                 state.uncacheableUntil[key] = now + uncacheableTTL
                 // Bound the memory of marks: drop expired ones when the table grows.
@@ -83,9 +108,10 @@ package final class Coalescer: Sendable {
             } else if case .stored = outcome {
                 state.uncacheableUntil[key] = nil
             }
-            return waiters
+            return flight
         }
-        for waiter in waiters { waiter.resume(returning: outcome) }
+        for waiter in flight.waiters { waiter.resume(returning: outcome) }
+        flight.live?.settle(outcome)
     }
 
     /// Clears the uncacheable mark after a response for the key was stored outside coalescing.
@@ -94,5 +120,5 @@ package final class Coalescer: Sendable {
     }
 
     /// Requests currently waiting on another request's fetch.
-    package var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
+    package var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.waiters.count } } }
 }

@@ -24,6 +24,15 @@ package final class FetchCompletion: Sendable {
         if first { coalescer.finish(key, outcome: outcome, uncacheable: uncacheable, now: clock.now()) }
     }
 
+    /// Followers of this fetch are answered from its body as it streams in (``LiveBody``).
+    func publish(_ body: LiveBody) {
+        guard let key else { return }
+        coalescer.publish(key, body: body)
+    }
+
+    /// Whether this fetch leads requests coalesced on it.
+    var leads: Bool { key != nil }
+
     /// Work that outlives the request will report the outcome.
     func handOff() { state.withLockedValue { $0.handedOff = true } }
 

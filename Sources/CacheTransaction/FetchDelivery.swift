@@ -2,13 +2,15 @@ import CacheStore
 import NIOCore
 
 /// Where the pieces of a fetched body go as they arrive: to the client while it is there (only
-/// the bytes of its range when it asked for one, as soon as they are here), and to the store
-/// while the object is being written.
+/// the bytes of its range when it asked for one, as soon as they are here), to the store
+/// while the object is being written, and to the requests following the fetch (``LiveBody``).
 package struct FetchDelivery {
     let sink: any ResponseSink
     /// The bytes of the body as received that the client gets; nil for all of them.
     let window: ClosedRange<Int64>?
     private(set) var writer: ObjectWriter?
+    /// The body as the followers of this fetch read it while it is written.
+    private(set) var live: LiveBody?
     /// Whether the client still takes body bytes.
     private(set) var clientAlive: Bool
     /// Body bytes the client was sent.
@@ -20,10 +22,14 @@ package struct FetchDelivery {
     /// Position in the body as received of the next byte for the client.
     private var position: Int64 = 0
 
-    init(sink: any ResponseSink, window: ClosedRange<Int64>?, writer: ObjectWriter?, clientAlive: Bool) {
+    init(
+        sink: any ResponseSink, window: ClosedRange<Int64>?, writer: ObjectWriter?, live: LiveBody?,
+        clientAlive: Bool
+    ) {
         self.sink = sink
         self.window = window
         self.writer = writer
+        self.live = live
         self.clientAlive = clientAlive
     }
 
@@ -52,6 +58,8 @@ package struct FetchDelivery {
             await finishClient()
         }
         if let current = writer, piece.readableBytes > 0 {
+            // The followers first: the store write may wait for room in the writer's queue.
+            live?.append(piece)
             do {
                 try await current.append(piece)
             } catch {
@@ -70,9 +78,18 @@ package struct FetchDelivery {
         clientFinished = true
     }
 
-    /// Stops writing the object: what was written is dropped.
+    /// The body arrived whole (`complete`) or not: the followers reading it are told either way.
+    mutating func endLive(complete: Bool) {
+        if complete && writer != nil { live?.complete() } else { live?.fail() }
+        live = nil
+    }
+
+    /// Stops writing the object: what was written is dropped, and the followers reading it
+    /// (who may need those chunks) are cut.
     mutating func abandonStore() {
         writer?.abandon()
         writer = nil
+        live?.fail()
+        live = nil
     }
 }

@@ -42,7 +42,11 @@ package protocol TransactionRules {
 ///                                  ├─ bypass (hit-for-miss) ─────────────────► fetch alone
 ///                                  └─ follower ─► wait ─┬─ stored ──► lookup (collapsed)
 ///                                                       ├─ not stored ─► fetch alone (collapsed)
-///                                                       └─ failed ─► answer the failure
+///                                                       ├─ failed ─► answer the failure
+///                                                       └─ streaming ─┬─ fresh, same variant ─► serve live
+///                                                                     └─ else ─► wait for its end
+/// serve live ─┬─ answered ──────────────────────────────► done
+///             └─ needs the commit (coding, several ranges, purged) ─► wait for its end
 /// fetch ─┬─ answered ───────────────────────────────────► done
 ///        ├─ range of an object over range_fetch_max_size ► fetch the range alone
 ///        └─ completion that cannot be joined to its part ► fetch the whole (fwd=partial)
@@ -55,6 +59,8 @@ package struct RequestTransaction {
         case checkStoredSinceLookup
         case releaseLead
         case waitForLeader
+        /// Answering from a leader's body as it streams in; the request may need the commit.
+        case followLeader
         /// A fetch is under way; its response may ask for another (``FetchRetry``).
         case fetch
         /// An action that answers the client was handed out: nothing follows.
@@ -70,6 +76,10 @@ package struct RequestTransaction {
         case storedSinceLookup(Bool)
         case leadReleased
         case leaderFinished(Coalescer.Outcome)
+        /// The leader is storing a body that streams in (``Coalescer/Outcome/streaming(_:)``).
+        case leaderStreaming(LiveBody, now: Double)
+        /// The leader's streaming body cannot answer this request (it needs the commit).
+        case liveBodyUnusable
         /// The fetch's response did not answer the client: another fetch must.
         case fetchNeedsAnother(FetchRetry)
     }
@@ -84,11 +94,16 @@ package struct RequestTransaction {
         /// Tell the coalescer this leader stored nothing itself (another commit landed).
         case releaseLead(key: String)
         case waitForLeader(key: String)
+        /// Wait until the leader's fetch has ended (its commit landed, or not).
+        case waitForLeaderEnd(LiveBody)
         /// Forward it, never stored or served from storage.
         case pass(CacheStatus, invalidate: Bool)
         /// Answer from the stored response (`now` is the time its age was taken at);
         /// `refreshBehind`: refresh it in the background too (RFC 5861 §3).
         case serve(ObjectRecord, body: ByteBuffer?, CacheStatus, now: Double, refreshBehind: Bool)
+        /// Answer from a leader's body as it streams in, as `serve` would once it is stored;
+        /// reports `liveBodyUnusable` when the request needs the stored object.
+        case serveLive(LiveBody, CacheStatus, now: Double)
         /// Go to the origin. `coalescingKey` when this request leads others waiting for it.
         case fetch(ClientRequest, FetchPlan, coalescingKey: String?)
         /// The leader this request waited for failed: answer with its error (or stale).
@@ -108,6 +123,8 @@ package struct RequestTransaction {
     /// The request sent by the fetch under way (it may differ from the client's, see
     /// ``TransactionRules/completionRequest(for:part:)``).
     private(set) var fetched: ClientRequest?
+    /// The leader's body this request is answered from as it streams in.
+    private(set) var following: LiveBody?
 
     init(request: ClientRequest, rules: some TransactionRules) {
         self.request = request
@@ -198,7 +215,32 @@ package struct RequestTransaction {
             case .failed(let error):
                 plan.collapsed = true
                 return finish(.answerFailure(error, plan))
+            case .streaming:
+                return failedStep()
             }
+        case (.waitForLeader, .leaderStreaming(let live, let now)):
+            // Another variant (Vary) than the one being stored: as a lookup after the commit
+            // would find, this request is not answered by it.
+            guard live.variant.matches(request.headers) else { return .waitForLeaderEnd(live) }
+            collapsed = true
+            var (decision, status, _) = reuse(live.record, now: now, rules: rules)
+            switch decision {
+            case .fresh:
+                break
+            case .staleAllowed(let reason):
+                status.detail = .staleAllowed(reason)
+            case .staleWhileRevalidate, .mustValidate:
+                // Used only after validation, or with a refresh behind: what happens to the
+                // stored object once it has committed.
+                return .waitForLeaderEnd(live)
+            }
+            step = .followLeader
+            following = live
+            return .serveLive(live, status, now: now)
+        case (.followLeader, .liveBodyUnusable):
+            guard let following else { return failedStep() }
+            step = .waitForLeader
+            return .waitForLeaderEnd(following)
         default:
             return failedStep()
         }
@@ -221,13 +263,7 @@ package struct RequestTransaction {
                 }
                 return coalesce(plan, rules: rules)
             }
-            let cacheControl = rules.governingCacheControl(record.response)
-            let lifetime = rules.lifetime(of: record, cacheControl: cacheControl)
-            let age = Age.current(of: record.response, now: now)
-            let decision = rules.reuseDecision(
-                record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
-            var status = CacheStatus.hit(ttl: lifetime.remaining(atAge: age))
-            status.collapsed = collapsed
+            var (decision, status, stale) = reuse(record, now: now, rules: rules)
             switch decision {
             case .fresh:
                 return finish(.serve(record, body: body, status, now: now, refreshBehind: false))
@@ -240,7 +276,7 @@ package struct RequestTransaction {
                 return finish(.serve(record, body: body, status, now: now, refreshBehind: true))
             case .mustValidate(let reason):
                 if directives.onlyIfCached { return finish(.onlyIfCachedMiss) }
-                let kind: CacheStatus.Forward = Double(lifetime.seconds) > age ? .request : .stale
+                let kind: CacheStatus.Forward = stale ? .stale : .request
                 let plan = FetchPlan(
                     forward: kind,
                     revalidating: request.method == .get && Validation.canValidate(record.response) ? record : nil,
@@ -255,6 +291,21 @@ package struct RequestTransaction {
         if directives.onlyIfCached { return finish(.onlyIfCachedMiss) }
         return coalesce(
             FetchPlan(forward: forward, revalidating: nil, stale: nil, detail: nil, collapsed: collapsed), rules: rules)
+    }
+
+    /// How a stored response may serve this request (RFC 9111 §4.2), the Cache-Status of a
+    /// hit from it, and whether it is stale (past its freshness lifetime).
+    private func reuse(
+        _ record: ObjectRecord, now: Double, rules: some TransactionRules
+    ) -> (ReuseDecision, CacheStatus, stale: Bool) {
+        let cacheControl = rules.governingCacheControl(record.response)
+        let lifetime = rules.lifetime(of: record, cacheControl: cacheControl)
+        let age = Age.current(of: record.response, now: now)
+        let decision = rules.reuseDecision(
+            record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
+        var status = CacheStatus.hit(ttl: lifetime.remaining(atAge: age))
+        status.collapsed = collapsed
+        return (decision, status, Double(lifetime.seconds) <= age)
     }
 
     /// Fetches through the coalescer: the first request for a URL fetches; the others wait and

@@ -84,7 +84,26 @@ struct RequestTransactionTests {
                 + (plan.revalidating != nil ? " validating" : "")
         case .answerFailure(let error, _): "answerFailure \(error.type)"
         case .onlyIfCachedMiss: "onlyIfCachedMiss"
+        case .waitForLeaderEnd: "waitForLeaderEnd"
+        case .serveLive(_, let status, _): "serveLive \(status.headerValue)"
         }
+    }
+
+    /// A leader's 200 streaming in (just received), varying on `vary` with the leader's value
+    /// of it.
+    static func live(_ cacheControl: String, vary: String? = nil, leaderValue: String = "") -> LiveBody {
+        var headers = HeaderFields([("Cache-Control", cacheControl), ("ETag", "\"v1\"")])
+        headers.add("Date", HTTPDate.format(Int64(now)))
+        if let vary { headers.add("Vary", vary) }
+        let response = StoredResponse(status: 200, headers: headers, requestTime: now, responseTime: now)
+        let variant = Vary(headers)
+        let secondaryKey = variant.secondaryKey(for: HeaderFields(vary.map { [($0, leaderValue)] } ?? []))
+        let record = ObjectRecord(
+            id: 3, primaryKey: "http://site.test/t", secondaryKey: secondaryKey, response: response, storedAt: now,
+            bodyLength: 1 << 20, chunkSize: 1 << 18, chunkCount: 4)
+        return LiveBody(
+            record: record, variant: VariantRef(objectID: 3, secondaryKey: secondaryKey, varyNames: variant.fieldNames),
+            purgeEpoch: 0)
     }
 
     @Test(
@@ -156,7 +175,71 @@ struct RequestTransactionTests {
                 ],
                 ["lookUp", "askCoalescer", "waitForLeader", "lookUp", "fetch stale collapsed validating"]
             ),
+            (
+                // A leader storing a body that streams in: answered from it as it arrives.
+                "GET", [],
+                [.lookedUp(.noEntry, now: now), .role(.follower), .leaderStreaming(live("max-age=60"), now: now)],
+                ["lookUp", "askCoalescer", "waitForLeader", "serveLive outpost; hit; collapsed; ttl=60"]
+            ),
+            (
+                // It cannot answer this one (a coding, several ranges): wait for the commit, look again.
+                "GET", [],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower), .leaderStreaming(live("max-age=60"), now: now),
+                    .liveBodyUnusable, .leaderFinished(.stored), .lookedUp(found("max-age=60", age: 0), now: now),
+                ],
+                [
+                    "lookUp", "askCoalescer", "waitForLeader", "serveLive outpost; hit; collapsed; ttl=60",
+                    "waitForLeaderEnd", "lookUp", "serve outpost; hit; collapsed; ttl=60",
+                ]
+            ),
+            (
+                // Another variant than the one streaming (RFC 9111 §4.1): as after the commit,
+                // not answered by it.
+                "GET", [("Accept-Language", "fr")],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower),
+                    .leaderStreaming(live("max-age=60", vary: "Accept-Language", leaderValue: "de"), now: now),
+                    .leaderFinished(.stored), .lookedUp(.noMatchingVariant, now: now),
+                ],
+                ["lookUp", "askCoalescer", "waitForLeader", "waitForLeaderEnd", "lookUp", "fetch vary-miss collapsed"]
+            ),
+            (
+                "GET", [("Accept-Language", "de")],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower),
+                    .leaderStreaming(live("max-age=60", vary: "Accept-Language", leaderValue: "de"), now: now),
+                ],
+                ["lookUp", "askCoalescer", "waitForLeader", "serveLive outpost; hit; collapsed; ttl=60"]
+            ),
+            (
+                // A request that must validate even a fresh response waits for the commit,
+                // then validates it alone.
+                "GET", [("Cache-Control", "no-cache")],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower), .leaderStreaming(live("max-age=60"), now: now),
+                    .leaderFinished(.stored), .lookedUp(found("max-age=60", age: 0), now: now),
+                ],
+                [
+                    "lookUp", "askCoalescer", "waitForLeader", "waitForLeaderEnd", "lookUp",
+                    "fetch request collapsed validating",
+                ]
+            ),
+            (
+                // The leader's body broke off before this one could use it: fetch alone.
+                "GET", [],
+                [
+                    .lookedUp(.noEntry, now: now), .role(.follower), .leaderStreaming(live("no-cache"), now: now),
+                    .leaderFinished(.notStored),
+                ],
+                ["lookUp", "askCoalescer", "waitForLeader", "waitForLeaderEnd", "fetch uri-miss collapsed"]
+            ),
             // An event the step does not expect is a bug: passed through, never served.
+            (
+                "GET", [],
+                [.lookedUp(.noEntry, now: now), .role(.follower), .leaderFinished(.streaming(live("max-age=60")))],
+                ["lookUp", "askCoalescer", "waitForLeader", "pass outpost; fwd=bypass; detail=\"transaction error\""]
+            ),
             ("GET", [], [.role(.leader)], ["lookUp", "pass outpost; fwd=bypass; detail=\"transaction error\""]),
         ] as [(String, [(String, String)], [RequestTransaction.Event], [String])])
     func paths(

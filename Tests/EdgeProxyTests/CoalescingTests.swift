@@ -85,6 +85,39 @@ struct CoalescingTests {
             #expect(origin.count("/stream") == 1)
         }
     }
+
+    @Test("a request for a large object being fetched gets its first bytes before the origin has sent the rest")
+    func followerStreams() async throws {
+        let gate = Gate()
+        let payload = testBytes(1_000_000)
+        try await withOutpost(origin: { _ in
+            var response = OriginResponse(headers: [("Cache-Control", "max-age=60")], bytes: payload, pieces: 2)
+            response.gate = gate
+            return response
+        }) { origin, outpost, client in
+            var leaderRequest = HTTPClientRequest(url: outpost.base + "/large")
+            leaderRequest.method = .GET
+            let leader = try await client.client.execute(leaderRequest, timeout: .seconds(30))
+            var leaderBody = leader.body.makeAsyncIterator()
+            var led: [UInt8] = []
+            while led.count < 1000, let chunk = try await leaderBody.next() { led += Array(buffer: chunk) }
+
+            // The origin is held after its first half: a second request still gets bytes.
+            let follower = try await client.client.execute(leaderRequest, timeout: .seconds(30))
+            #expect(follower.headers["Cache-Status"].first?.contains("collapsed") == true)
+            var followerBody = follower.body.makeAsyncIterator()
+            var followed: [UInt8] = []
+            while followed.count < 1000, let chunk = try await followerBody.next() { followed += Array(buffer: chunk) }
+            #expect(Array(followed.prefix(1000)) == Array(payload.prefix(1000)))
+
+            gate.open()
+            while let chunk = try await leaderBody.next() { led += Array(buffer: chunk) }
+            while let chunk = try await followerBody.next() { followed += Array(buffer: chunk) }
+            #expect(led == payload)
+            #expect(followed == payload)
+            #expect(origin.count("/large") == 1)
+        }
+    }
 }
 
 @Suite("EdgeProxy: failures are shared, not multiplied")

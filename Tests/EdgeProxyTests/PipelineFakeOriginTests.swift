@@ -18,6 +18,8 @@ final class FakeOrigin: Origin {
         var body: [String] = []
         var interim: [(Int, [(String, String)])] = []
         var error: ProxyError?
+        /// A body the test feeds as it likes (``StreamedBody``) instead of `body`.
+        var streamed: OriginBody?
     }
 
     private let script: @Sendable (String, String, HeaderFields) -> Answer
@@ -42,8 +44,28 @@ final class FakeOrigin: Origin {
         var headers = HeaderFields(answer.headers)
         if !headers.contains("Date") { headers.add("Date", HTTPDate.format(Int64(Date().timeIntervalSince1970))) }
         return UpstreamResponse(
-            status: answer.status, headers: headers, body: .complete(answer.body.map { ByteBuffer(string: $0) }))
+            status: answer.status, headers: headers,
+            body: answer.streamed ?? .complete(answer.body.map { ByteBuffer(string: $0) }))
     }
+}
+
+/// An origin body the test sends piece by piece, and may break off.
+struct StreamedBody: Sendable {
+    let body: OriginBody
+    private let source: OriginBody.Source
+
+    init() {
+        let producer = OriginBody.makeSequence(
+            elementType: ByteBuffer.self,
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 1 << 20), finishOnDeinit: true,
+            delegate: OriginBodyDemand(source: nil, loop: nil, exchange: 0))
+        body = producer.sequence
+        source = producer.source
+    }
+
+    func send(_ text: String) { _ = source.yield(ByteBuffer(string: text)) }
+    func end() { source.finish() }
+    func breakOff() { source.finish(ProxyError.connectionTerminated("origin.test closed the connection")) }
 }
 
 /// Collects what the pipeline sends to the client.
