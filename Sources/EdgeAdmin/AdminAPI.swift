@@ -43,7 +43,7 @@ package struct AdminResponse: Sendable {
 }
 
 /// The admin API (docs/admin-api.md): routes, authentication and the work behind them. The
-/// listener (`AdminConnection`) only moves bytes.
+/// listener (`AdminTask`) only moves bytes.
 package struct AdminAPI: Sendable {
     package let settings: @Sendable () -> OutpostConfiguration
     let store: CacheStore

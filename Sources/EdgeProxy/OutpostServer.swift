@@ -22,11 +22,11 @@ public final class OutpostServer: Sendable {
     /// Counters for /stats and /metrics.
     public let telemetry: Telemetry
 
-    private typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    /// Each accepted admin connection; nil for traffic connections, whose requests the hit path
-    /// answers or passes on as tasks of their own (``PassedRequests``).
-    private let traffic: NIOAsyncChannel<ConnectionChannel?, Never>
-    private let admin: NIOAsyncChannel<ConnectionChannel?, Never>
+    /// The listeners. Both run the same front end: each connection's requests are answered in
+    /// its pipeline (the hit path, on the traffic listener) or passed on as tasks of their own
+    /// (``PassedRequests``: ``RequestTask`` for traffic, ``AdminTask`` for the admin API).
+    private let traffic: NIOAsyncChannel<Void, Never>
+    private let admin: NIOAsyncChannel<Void, Never>
     private let live: NIOLockedValueBox<OutpostConfiguration>
     private let pipelines: PipelineHolder
     /// The origin clients in use, and those replaced by reloads (closed at shutdown, once no
@@ -34,7 +34,7 @@ public final class OutpostServer: Sendable {
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
     private let passed = PassedRequests()
-    private let accepted: AcceptedConnections
+    private let adminRequests = PassedRequests()
     /// Counts the traffic listener's connections against `server.max_connections`.
     private let gate = ConnectionGate()
     private let clock: any CacheClock
@@ -97,8 +97,7 @@ public final class OutpostServer: Sendable {
         self.accessLog = accessLog
         let registry = self.registry
         let passed = self.passed
-        let accepted = AcceptedConnections()
-        self.accepted = accepted
+        let adminRequests = self.adminRequests
         let gate = self.gate
         do {
             let hitPath = try LoopHitStates(group: group) { loop in
@@ -109,11 +108,12 @@ public final class OutpostServer: Sendable {
             }
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
-                passed: passed, registry: registry, accepted: accepted, gate: gate)
-            // The admin listener gets the traffic listener's idle and header timeouts too.
+                passed: passed, registry: registry, gate: gate)
+            // The admin listener: the same front end (timeouts, validation, a task per
+            // request), without the hit path or a connection limit.
             admin = try await OutpostServer.bind(
                 configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
-                passed: nil, registry: registry, accepted: accepted, gate: nil)
+                passed: adminRequests, registry: registry, gate: nil)
         } catch {
             await upstream.shutdown()
             store.close()
@@ -193,10 +193,8 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, passed: PassedRequests?, registry: ConnectionRegistry,
-        accepted: AcceptedConnections,
-        gate: ConnectionGate?
-    ) async throws -> NIOAsyncChannel<ConnectionChannel?, Never> {
+        hitPath: LoopHitStates?, passed: PassedRequests, registry: ConnectionRegistry, gate: ConnectionGate?
+    ) async throws -> NIOAsyncChannel<Void, Never> {
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in
@@ -230,27 +228,21 @@ public final class OutpostServer: Sendable {
                 decoderLimits.maxHeaderFieldSize = 2 * max(server.maxHeaderBytes, server.maxURILength)
                 decoderLimits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
                 decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
-                let framing: EventLoopFuture<Void>
                 // Shared by the decoder and HitHandler, on this connection's event loop.
                 let boundaries = NIOLoopBound(RequestBoundaries(), eventLoop: channel.eventLoop)
-                if hitPath != nil {
-                    // Traffic: NIO's decoder and pipelining, Outpost's response encoder (which
-                    // writes the hit path's serialised heads as they are).
-                    // NIO's decoder learns any method token (ExtensionMethodDecoder).
-                    framing = channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(
-                                ExtensionMethodDecoder(
-                                    HTTPRequestDecoder(
-                                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                        limitConfiguration: decoderLimits),
-                                    boundaries: boundaries.value)),
-                            ResponseEncoder(), HTTPServerPipelineHandler(),
-                        ])
-                    }
-                } else {
-                    framing = channel.pipeline.configureHTTPServerPipeline(
-                        withErrorHandling: false, withDecoderLimitConfiguration: decoderLimits)
+                // NIO's decoder and pipelining, Outpost's response encoder (which writes the hit
+                // path's serialised heads as they are). NIO's decoder learns any method token
+                // (ExtensionMethodDecoder).
+                let framing = channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(
+                            ExtensionMethodDecoder(
+                                HTTPRequestDecoder(
+                                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                    limitConfiguration: decoderLimits),
+                                boundaries: boundaries.value)),
+                        ResponseEncoder(), HTTPServerPipelineHandler(),
+                    ])
                 }
                 return framing.flatMapThrowing {
                     let sync = channel.pipeline.syncOperations
@@ -275,12 +267,8 @@ public final class OutpostServer: Sendable {
                         try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
                         try sync.addHandler(timeoutHandler)
                     }
-                    // Traffic: what the hit path passes on becomes a task per request.
-                    if let passed {
-                        try sync.addHandler(PassHandler(requests: passed, registry: registry))
-                        return nil
-                    }
-                    return accepted.adopt(try ConnectionChannel(wrappingChannelSynchronously: channel))
+                    // What the hit path passes on (every admin request) becomes a task per request.
+                    try sync.addHandler(PassHandler(requests: passed, registry: registry))
                 }
             }
     }
@@ -310,13 +298,17 @@ public final class OutpostServer: Sendable {
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
         let task = RequestTask(pipelines: pipelines, registry: registry, accessLog: accessLog, logger: logger)
+        let adminTask = AdminTask(api: adminAPI, registry: registry, logger: logger)
         await withDiscardingTaskGroup { group in
-            group.addTask {
-                await self.accept(self.traffic) { _ in }
-                // The listener has closed; connections still open may yet pass a request on
-                // (one under way during the drain), so requests stop only once all are gone.
-                await self.registry.waitUntilEmpty()
-                self.passed.finish()
+            for (listener, requests) in [(traffic, passed), (admin, adminRequests)] {
+                group.addTask {
+                    await self.accept(listener)
+                    // The listener has closed; connections still open may yet pass a request
+                    // on (one under way during the drain), so requests stop only once all are
+                    // gone.
+                    await self.registry.waitUntilEmpty()
+                    requests.finish()
+                }
             }
             group.addTask {
                 await withDiscardingTaskGroup { requests in
@@ -326,14 +318,13 @@ public final class OutpostServer: Sendable {
                 }
             }
             group.addTask {
-                await self.accept(self.admin) { connection in
-                    await AdminConnection(
-                        channel: connection, api: self.adminAPI, registry: self.registry, logger: self.logger
-                    ).run()
+                await withDiscardingTaskGroup { requests in
+                    for await request in self.adminRequests.requests {
+                        requests.addTask { await adminTask.run(request) }
+                    }
                 }
             }
         }
-        accepted.closeAll()
         await pipelines.current.drainBackground()
         let pools = upstreams.withLockedValue { [$0.current] + $0.retired }
         for pool in pools { await pool.shutdown() }
@@ -347,22 +338,15 @@ public final class OutpostServer: Sendable {
             settings: { live.withLockedValue { $0 } }, store: store, telemetry: telemetry, clock: clock, logger: logger)
     }
 
-    private func accept(
-        _ listener: NIOAsyncChannel<ConnectionChannel?, Never>,
-        _ handle: @escaping @Sendable (ConnectionChannel) async -> Void
-    ) async {
+    /// Accepts connections until the listener closes: each is served by its own pipeline
+    /// (set up when it was accepted), so there is nothing more to do with it here.
+    private func accept(_ listener: NIOAsyncChannel<Void, Never>) async {
         do {
             try await listener.executeThenClose { inbound in
-                await withDiscardingTaskGroup { group in
-                    do {
-                        for try await accepted in inbound {
-                            guard let connection = accepted else { continue }
-                            self.accepted.take(connection)
-                            group.addTask { await handle(connection) }
-                        }
-                    } catch {
-                        logger.error("listener failed", metadata: ["error": "\(error)"])
-                    }
+                do {
+                    for try await _ in inbound {}
+                } catch {
+                    logger.error("listener failed", metadata: ["error": "\(error)"])
                 }
             }
         } catch {

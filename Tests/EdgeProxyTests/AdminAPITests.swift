@@ -307,6 +307,44 @@ struct AdminAPITests {
         }
     }
 
+    @Test(
+        "the admin listener runs on the traffic front end: keep-alive and HEAD, and requests checked as traffic's are")
+    func sharedFrontEnd() async throws {
+        try await withAdmin { _, outpost, _, _ in
+            // Several requests on one connection, each answered in turn.
+            let kept = try await rawExchange(
+                port: outpost.adminPort,
+                [
+                    "GET /health HTTP/1.1\r\nHost: admin\r\n\r\n",
+                    "GET /stats HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\r\n",
+                    "GET /health HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+                ])
+            #expect(kept.components(separatedBy: "HTTP/1.1 200 OK\r\n").count == 4, "\(kept)")
+            #expect(kept.components(separatedBy: "{\"status\"").count == 3, "\(kept)")
+            let head = try await rawExchange(
+                port: outpost.adminPort,
+                "HEAD /stats HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n")
+            #expect(head.hasPrefix("HTTP/1.1 200 OK\r\n") && head.hasSuffix("\r\n\r\n"), "\(head)")
+            // RequestValidation, as on the traffic listener: a JSON error, and the connection closes.
+            let cases: [(String, String)] = [
+                ("GET /health HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "),
+                ("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: admin\r\n\r\n", "HTTP/1.1 414 "),
+                ("TRACE /health HTTP/1.1\r\nHost: admin\r\n\r\n", "HTTP/1.1 501 "),
+            ]
+            for (request, status) in cases {
+                let answer = try await rawExchange(port: outpost.adminPort, request)
+                #expect(answer.hasPrefix(status), "\(answer)")
+                #expect(answer.contains("Connection: close") && answer.contains("{\"error\""), "\(answer)")
+            }
+            // Framing the parser itself refuses (RFC 9112 §6.3) gets the front end's 400.
+            let smuggled = try await rawExchange(
+                port: outpost.adminPort,
+                "POST /purge HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n"
+                    + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
+            #expect(smuggled.hasPrefix("HTTP/1.1 400 ") && smuggled.contains("Connection: close"), "\(smuggled)")
+        }
+    }
+
     @Test("a purged object stays purged after a restart")
     func purgeSurvivesRestart() async throws {
         let origin = try await TestOrigin.start(taggedOrigin())
