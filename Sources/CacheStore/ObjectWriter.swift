@@ -33,9 +33,9 @@ public final class ObjectWriter {
 
     public var bodyLength: Int { streams[0].length }
 
-    /// Told the index of each chunk of the body as received (stream 0) once it is committed to
-    /// the store, in order; a chunk whose write failed is never reported.
-    public var onChunkDurable: (@Sendable (Int) -> Void)?
+    /// Told, for each chunk of the body as received (stream 0), its index and whether its
+    /// write committed (in order) or failed (the object will then not commit either).
+    public var onChunkWritten: (@Sendable (_ index: Int, _ committed: Bool) -> Void)?
 
     init(
         writer: StoreWriter, id: UInt64, primaryKey: String, secondaryKey: String, varyNames: [String],
@@ -94,8 +94,8 @@ public final class ObjectWriter {
     private func flushChunk(_ chunk: ByteBuffer, stream: Int) async {
         let owner = streams[stream].owner
         let index = streams[stream].chunkCount
-        let durable = stream == 0 ? onChunkDurable.map { report in { @Sendable in report(index) } } : nil
-        await writer.enqueueWithBackpressure(.putChunk(id: owner, index: index, bytes: chunk, durable: durable))
+        let written = stream == 0 ? onChunkWritten.map { report in { @Sendable in report(index, $0) } } : nil
+        await writer.enqueueWithBackpressure(.putChunk(id: owner, index: index, bytes: chunk, written: written))
         streams[stream].chunkCount += 1
     }
 

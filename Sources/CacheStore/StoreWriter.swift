@@ -11,9 +11,10 @@ import NIOCore
 /// least recently used objects and retries the batch once.
 final class StoreWriter: @unchecked Sendable {
     enum Operation {
-        /// `durable`, when set, runs once the chunk's write transaction has committed (a
-        /// follower streaming an object before it commits reads committed chunks from the store).
-        case putChunk(id: UInt64, index: Int, bytes: ByteBuffer, durable: (@Sendable () -> Void)? = nil)
+        /// `written`, when set, is told once whether the chunk's write transaction committed
+        /// (a follower streaming an object before it commits reads committed chunks from the
+        /// store) or failed.
+        case putChunk(id: UInt64, index: Int, bytes: ByteBuffer, written: (@Sendable (Bool) -> Void)? = nil)
         case commit(
             ObjectRecord, requestHeaders: HeaderFields, varyNames: [String], purgeEpoch: UInt64,
             completion: @Sendable (Result<Void, Error>) -> Void)
@@ -349,7 +350,8 @@ final class StoreWriter: @unchecked Sendable {
 
     private func fail(_ operation: Operation, _ error: Error) -> () -> Void {
         switch operation {
-        case .putChunk, .discard: return {}
+        case .putChunk(_, _, _, let written): return written.map { written in { written(false) } } ?? {}
+        case .discard: return {}
         case .removeDamaged(_, let completion): return completion
         case .commit(_, _, _, _, let completion): return { completion(.failure(error)) }
         case .purge(_, let completion): return { completion(.failure(error)) }
@@ -362,10 +364,10 @@ final class StoreWriter: @unchecked Sendable {
 
     private func apply(_ operation: Operation, _ txn: LMDBTransaction) throws -> () -> Void {
         switch operation {
-        case .putChunk(let id, let index, let bytes, let durable):
+        case .putChunk(let id, let index, let bytes, let written):
             if index == 0 { try txn.put(schema.pending, id.bigEndianBytes, []) }
             try txn.putSealed(schema.chunks, Schema.chunkKey(id, index), bytes)
-            return durable ?? {}
+            return written.map { written in { written(true) } } ?? {}
 
         case .discard(let id):
             try dropChunks(of: [id], txn)

@@ -301,7 +301,11 @@ extension CachePipeline {
         let body = LiveBody(
             record: writer.provisionalRecord(response: response, storedAt: storedAt, bodyLength: declaredLength),
             variant: writer.variant, purgeEpoch: purgeEpoch)
-        writer.onChunkDurable = { body.chunkDurable($0) }
+        writer.onChunkWritten = { index, committed in
+            // A chunk lost to a failed write: the object will not commit, and its followers
+            // cannot read it from the store; they are cut rather than held in memory.
+            if committed { body.chunkDurable(index) } else { body.fail() }
+        }
         finish.publish(body)
         return body
     }

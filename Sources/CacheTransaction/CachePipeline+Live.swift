@@ -42,11 +42,15 @@ extension CachePipeline {
             try await sink.sendResponse(status: status, headers: headers, body: nil)
             return RequestOutcome(status: status, bytes: 0, cacheStatus: cacheStatus)
         }
+        // The first bytes before the head: a body that broke off meanwhile is not answered
+        // from (the request waits for the leader's end and fetches alone) rather than cut.
+        var next = await live.read(at: lower)
+        if case .failed = next { return nil }
         try await sink.sendHead(status: status, headers: headers)
         var position = lower
         while position <= upper {
             let piece: ByteBuffer?
-            switch await live.read(at: position) {
+            switch next {
             case .bytes(let arrived):
                 piece = arrived.getSlice(
                     at: arrived.readerIndex, length: Int(min(Int64(arrived.readableBytes), upper - position + 1)))
@@ -63,6 +67,7 @@ extension CachePipeline {
             }
             try await sink.sendBody(piece)
             position += Int64(piece.readableBytes)
+            if position <= upper { next = await live.read(at: position) }
         }
         await sink.finish()
         return RequestOutcome(status: status, bytes: Int(count), cacheStatus: cacheStatus)

@@ -79,7 +79,8 @@ package final class Coalescer: Sendable {
         await withCheckedContinuation { continuation in
             let now = state.withLockedValue { state -> Outcome? in
                 guard state.inFlight[key] != nil else { return .notStored }
-                if let live = state.inFlight[key]!.live { return .streaming(live) }
+                // A body that broke off is not handed out: wait for the leader's end instead.
+                if let live = state.inFlight[key]!.live, !live.hasFailed { return .streaming(live) }
                 state.inFlight[key]!.waiters.append(continuation)
                 return nil
             }
@@ -119,6 +120,12 @@ package final class Coalescer: Sendable {
         state.withLockedValue { _ = $0.uncacheableUntil.removeValue(forKey: key) }
     }
 
-    /// Requests currently waiting on another request's fetch.
+    /// The body the leader of `key` published, if it has (for tests and diagnostics).
+    package func publishedBody(for key: String) -> LiveBody? {
+        state.withLockedValue { $0.inFlight[key]?.live }
+    }
+
+    /// Requests currently waiting on another request's fetch (not those already answered from
+    /// its body as it streams in).
     package var waitingCount: Int { state.withLockedValue { $0.inFlight.values.reduce(0) { $0 + $1.waiters.count } } }
 }

@@ -10,9 +10,11 @@ import Synchronization
 ///
 /// Memory stays bounded however large the object is and however late a follower comes: a
 /// piece is kept only until the store reports the chunk holding it committed
-/// (``ObjectWriter/onChunkDurable``). A reader then takes that part from the store
+/// (``ObjectWriter/onChunkWritten``). A reader then takes that part from the store
 /// (``Read/stored(chunk:)``) and the rest from memory, so the bytes held are those the store
-/// writer has not yet committed, which its write queue already bounds.
+/// writer has not yet committed, which its write queue already bounds. A chunk whose write
+/// failed fails the body (it could be read neither from the store nor, past the queue's
+/// bound, from memory).
 package final class LiveBody: Sendable, Equatable {
     /// What a reader gets at a position of the body.
     package enum Read: Equatable {
@@ -52,16 +54,23 @@ package final class LiveBody: Sendable, Equatable {
                 if case .complete = progress { return .end }
                 return nil
             }
-            for piece in pieces[first...] where offset < piece.offset + Int64(piece.bytes.readableBytes) {
-                guard offset >= piece.offset else { break }
-                let start = Int(offset - piece.offset)
-                return piece.bytes.getSlice(
-                    at: piece.bytes.readerIndex + start, length: piece.bytes.readableBytes - start
-                ).map(Read.bytes)
+            // The last held piece that starts at or before `offset` (pieces are in order).
+            var (low, high) = (first, pieces.count - 1)
+            while low < high {
+                let middle = (low + high + 1) / 2
+                if pieces[middle].offset <= offset { low = middle } else { high = middle - 1 }
             }
-            // Neither committed nor held: cannot happen while pieces are dropped only once
-            // committed; a cut is the safe answer.
-            return .failed
+            guard low < pieces.count, pieces[low].offset <= offset,
+                offset < pieces[low].offset + Int64(pieces[low].bytes.readableBytes)
+            else {
+                // Neither committed nor held: cannot happen while pieces are dropped only once
+                // committed; a cut is the safe answer.
+                return .failed
+            }
+            let piece = pieces[low]
+            let start = Int(offset - piece.offset)
+            return piece.bytes.getSlice(at: piece.bytes.readerIndex + start, length: piece.bytes.readableBytes - start)
+                .map(Read.bytes) ?? .failed
         }
     }
 
@@ -181,6 +190,19 @@ package final class LiveBody: Sendable, Equatable {
             }
             if let outcome { continuation.resume(returning: outcome) }
         }
+    }
+
+    /// Whether the body broke off: new followers wait for the leader's end instead.
+    package var hasFailed: Bool {
+        state.withLock {
+            if case .failed = $0.progress { return true }
+            return false
+        }
+    }
+
+    /// Readers waiting for bytes, and requests waiting for the leader's end (for tests).
+    package var waiting: (readers: Int, outcome: Int) {
+        state.withLock { ($0.readers.count, $0.outcomeWaiters.count) }
     }
 
     /// Bytes held in memory (not yet committed), for tests of the bound.

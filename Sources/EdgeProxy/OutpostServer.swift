@@ -231,17 +231,20 @@ public final class OutpostServer: Sendable {
                 // Shared by the decoder and HitHandler, on this connection's event loop.
                 let boundaries = NIOLoopBound(RequestBoundaries(), eventLoop: channel.eventLoop)
                 // NIO's decoder and pipelining, Outpost's response encoder (which writes the hit
-                // path's serialised heads as they are). NIO's decoder learns any method token
-                // (ExtensionMethodDecoder).
+                // path's serialised heads as they are).
                 let framing = channel.eventLoop.makeCompletedFuture {
+                    let decoder = HTTPRequestDecoder(
+                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                        limitConfiguration: decoderLimits)
+                    // Traffic: the decoder learns any method token (ExtensionMethodDecoder, which
+                    // the hit path keeps informed of where requests begin). The admin API has
+                    // only GET, HEAD and POST.
+                    let framing: any ChannelHandler =
+                        hitPath != nil
+                        ? ByteToMessageHandler(ExtensionMethodDecoder(decoder, boundaries: boundaries.value))
+                        : ByteToMessageHandler(decoder)
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(
-                            ExtensionMethodDecoder(
-                                HTTPRequestDecoder(
-                                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                    limitConfiguration: decoderLimits),
-                                boundaries: boundaries.value)),
-                        ResponseEncoder(), HTTPServerPipelineHandler(),
+                        framing, ResponseEncoder(), HTTPServerPipelineHandler(),
                     ])
                 }
                 return framing.flatMapThrowing {

@@ -18,6 +18,16 @@ struct LiveBodyTests {
             record: record, variant: VariantRef(objectID: 9, secondaryKey: "", varyNames: []), purgeEpoch: 0)
     }
 
+    /// Waits, polling, until `condition` holds (false after 10 s).
+    static func until(_ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return true
+    }
+
     static func bytes(_ read: LiveBody.Read) -> String? {
         if case .bytes(let buffer) = read { return String(buffer: buffer) }
         return nil
@@ -45,11 +55,12 @@ struct LiveBodyTests {
     }
 
     @Test("a reader past what arrived waits for the next piece, and learns of the end or a failure")
-    func waiting() async {
+    func waiting() async throws {
         let live = Self.body()
         live.append(ByteBuffer(string: "0123456789"))
         async let next = live.read(at: 10)
-        // Nothing is at 10 yet: the reader gets the next piece, whenever it comes.
+        // Nothing is at 10 yet: the reader waits for the next piece.
+        #expect(try await Self.until { live.waiting.readers == 1 })
         live.append(ByteBuffer(string: "abc"))
         #expect(Self.bytes(await next) == "abc")
         live.complete()
@@ -59,6 +70,7 @@ struct LiveBodyTests {
         let broken = Self.body()
         broken.append(ByteBuffer(string: "0123"))
         async let parked = broken.read(at: 4)
+        #expect(try await Self.until { broken.waiting.readers == 1 })
         broken.fail()
         #expect(await parked == .failed)
         #expect(await broken.read(at: 0) == .failed)
@@ -66,12 +78,44 @@ struct LiveBodyTests {
     }
 
     @Test("followers that cannot use the body wait for how the leader's fetch ended")
-    func settles() async {
+    func settles() async throws {
         let live = Self.body()
         async let outcome = live.settled()
+        #expect(try await Self.until { live.waiting.outcome == 1 })
         live.settle(.stored)
         live.settle(.notStored)  // only the first counts
         #expect(await outcome == .stored)
         #expect(await live.settled() == .stored)
+    }
+
+    @Test("a body that broke off is not handed to new followers: they wait for the leader's end")
+    func failedNotHandedOut() async throws {
+        let coalescer = Coalescer(uncacheableTTL: 0)
+        let key = "http://site.test/b"
+        guard case .leader = coalescer.role(for: key, now: 0) else {
+            Issue.record("the first request for a key leads")
+            return
+        }
+        let live = Self.body()
+        coalescer.publish(key, body: live)
+        #expect(await coalescer.wait(for: key) == .streaming(live))
+        live.fail()
+        async let later = coalescer.wait(for: key)
+        #expect(try await Self.until { coalescer.waitingCount == 1 })
+        coalescer.finish(key, outcome: .notStored, uncacheable: false, now: 0)
+        #expect(await later == .notStored)
+        #expect(await live.settled() == .notStored)
+    }
+
+    @Test("a chunk whose write failed is never counted committed: what follows it stays in memory")
+    func lostChunk() async {
+        let live = Self.body()
+        live.append(ByteBuffer(string: String(repeating: "a", count: 30)))
+        // Chunk 0 lost (no report), chunks 1 and 2 committed: nothing may be dropped, since
+        // bytes 0-9 can be read neither from the store nor from anywhere else.
+        live.chunkDurable(1)
+        live.chunkDurable(2)
+        #expect(live.heldBytes == 30)
+        #expect(Self.bytes(await live.read(at: 0)) == String(repeating: "a", count: 30))
     }
 }
