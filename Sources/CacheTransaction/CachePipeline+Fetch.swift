@@ -3,6 +3,7 @@ import ContentCoding
 import EdgeTelemetry
 import HTTPCaching
 import NIOCore
+import OutpostConfig
 
 /// How a fetch ended: it answered the client, or its response asks for another fetch, which
 /// the transaction plans (``RequestTransaction``, step `fetch`).
@@ -49,9 +50,12 @@ extension CachePipeline {
         // Purges from here on apply to what this fetch stores (see CacheStore.purgeEpoch).
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
+        var parentFailure: ProxyError?
         do {
-            response = try await askOrigin(
-                request, method: "GET", headers: fetchHeaders(for: request, plan: plan), body: nil, sink: sink)
+            let parent = configuration.upstream.parent(for: request.key)
+            response = try await askParentOrOrigin(
+                request, parent: parent, headers: fetchHeaders(for: request, plan: plan, towards: parent), sink: sink,
+                parentFailure: &parentFailure)
         } catch let error as ProxyError {
             // The requests waiting on this fetch share its failure (Coalescer).
             finish(.failed(error), false)
@@ -154,9 +158,15 @@ extension CachePipeline {
             ttl: writer != nil ? lifetime.remaining(atAge: Age.current(of: stored, now: responseTime)) : nil,
             detail: plan.detail ?? storage.refusal.map(CacheStatus.Detail.other))
         if configuration.cache.debugKey { cacheStatus.key = primaryKey }
+        if parentFailure != nil, cacheStatus.detail == nil { cacheStatus.detail = "parent unreachable" }
         var clientHeaders = coding.clientHeaders(
             ResponseHeaders.forwarded(completedPrefix != nil ? committed.headers : upstreamFields, date: responseTime))
         ResponseHeaders.stamp(&clientHeaders, via: via, cacheStatus: cacheStatus)
+        // The parent could not be reached and the origin answered (upstream.parent_fallback):
+        // RFC 9209 names what went wrong on the way; the response itself is the origin's.
+        if let failure = parentFailure {
+            clientHeaders.add("Proxy-Status", failure.headerValue(proxyName: via))
+        }
 
         // The client's own conditions and Range, answered from the full response just fetched
         // (for the representation it gets: its entity tag is the one compared). Sent upstream
@@ -261,8 +271,8 @@ extension CachePipeline {
     }
 
     /// The request head of a fetch: what the client sent, minus what the cache answers itself.
-    private func fetchHeaders(for request: ClientRequest, plan: FetchPlan) -> HeaderFields {
-        var headers = upstreamHeaders(for: request)
+    private func fetchHeaders(for request: ClientRequest, plan: FetchPlan, towards parent: OriginURL?) -> HeaderFields {
+        var headers = upstreamHeaders(for: request, towards: parent)
         // The cache wants the full response to store; it answers the client's own
         // conditions (RFC 9111 §4.3.2) and Range (RFC 9110 §14) itself from it.
         if !plan.forwardsRange {

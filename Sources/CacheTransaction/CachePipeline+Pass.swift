@@ -1,4 +1,5 @@
 import HTTPCaching
+import OutpostConfig
 
 extension CachePipeline {
     /// Forwards a request the cache does not answer (other methods, no-store requests, HEAD
@@ -11,7 +12,8 @@ extension CachePipeline {
         let response: UpstreamResponse
         do {
             response = try await askOrigin(
-                request, method: request.method.token, headers: upstreamHeaders(for: request), body: request.body,
+                request, method: request.method.token, headers: upstreamHeaders(for: request, towards: nil),
+                body: request.body,
                 sink: sink)
         } catch let error as ProxyError {
             var failed = cacheStatus
@@ -74,9 +76,65 @@ extension CachePipeline {
         }
     }
 
-    func upstreamHeaders(for request: ClientRequest) -> HeaderFields {
-        let host = configuration.server.preserveHost ? request.key.authority : request.origin.authority
-        return ResponseHeaders.upstreamRequest(
-            request.headers, clientAddress: request.clientAddress, host: host, via: via)
+    /// A fetch's GET, its `headers` made by ``upstreamHeaders(for:towards:)`` for `parent`: to
+    /// the parent when the request's host has one (docs/fleet.md); to the origin when it has
+    /// none, or when it cannot be reached and `upstream.parent_fallback` allows
+    /// (`parentFailure` then says why).
+    func askParentOrOrigin(
+        _ request: ClientRequest, parent: OriginURL?, headers: HeaderFields, sink: any ResponseSink,
+        parentFailure: inout ProxyError?
+    ) async throws -> UpstreamResponse {
+        guard let parent else {
+            return try await askOrigin(request, method: "GET", headers: headers, body: nil, sink: sink)
+        }
+        do {
+            let response = try await upstream.execute(
+                UpstreamRequest(
+                    origin: parent, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers, body: nil,
+                    interim: { sink.sendInterim(status: $0, headers: $1) }),
+                logger: logger)
+            return response
+        } catch let error as ProxyError {
+            guard configuration.upstream.parentFallback, Self.parentUnreachable(error) else {
+                logger.warning(
+                    "parent failed", metadata: ["url": "\(request.key)", "parent": "\(parent)", "error": "\(error)"])
+                throw error
+            }
+            logger.warning(
+                "parent unreachable: asking the origin",
+                metadata: ["url": "\(request.key)", "parent": "\(parent)", "error": "\(error)"])
+            // The origin's Host and this node's member for leaving the fleet instead.
+            var toOrigin = headers
+            let inside = cdnLoop.insideMember
+            toOrigin.remove { $0.name.equalsIgnoringASCIICase("CDN-Loop") && $0.value == inside }
+            toOrigin.add("CDN-Loop", cdnLoop.leavingMember)
+            toOrigin.replace("Host", with: originHost(for: request))
+            parentFailure = error
+            return try await askOrigin(request, method: "GET", headers: toOrigin, body: nil, sink: sink)
+        }
+    }
+
+    /// A parent that could not be reached at all (as opposed to one that answered, even with
+    /// an error): the request never got to it, so asking the origin instead is safe.
+    static func parentUnreachable(_ error: ProxyError) -> Bool {
+        [
+            ProxyError.connectionRefused("").type, ProxyError.connectionTimeout("").type,
+            ProxyError.dnsError("").type, ProxyError.destinationNotFound("").type,
+        ].contains(error.type)
+    }
+
+    /// The request head for the origin, or for `parent`: a parent gets the client's Host
+    /// (it keys and routes the request as this node did) and this node's CDN-Loop member for
+    /// inside the fleet.
+    func upstreamHeaders(for request: ClientRequest, towards parent: OriginURL?) -> HeaderFields {
+        ResponseHeaders.upstreamRequest(
+            request.headers, clientAddress: request.clientAddress,
+            host: parent != nil ? request.key.authority : originHost(for: request), via: via,
+            cdnLoop: parent != nil ? cdnLoop.insideMember : cdnLoop.leavingMember)
+    }
+
+    /// The Host an origin gets (`server.preserve_host`).
+    private func originHost(for request: ClientRequest) -> String {
+        configuration.server.preserveHost ? request.key.authority : request.origin.authority
     }
 }

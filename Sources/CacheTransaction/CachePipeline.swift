@@ -26,6 +26,8 @@ package final class CachePipeline: Sendable, TransactionRules {
     private let backgroundCounter: NIOLockedValueBox<Int>
     /// Store writes refused by a full disk: logged at most every 10 s, with a count.
     let storeWriteFailures: RateLimitedLog
+    /// How this node marks and recognises requests in its fleet (RFC 8586).
+    package let cdnLoop: CDNLoop
 
     package init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: any Origin, clock: any CacheClock,
@@ -43,6 +45,7 @@ package final class CachePipeline: Sendable, TransactionRules {
         self.background = NIOLockedValueBox([:])
         self.backgroundCounter = NIOLockedValueBox(0)
         self.storeWriteFailures = RateLimitedLog(interval: .seconds(10))
+        self.cdnLoop = CDNLoop(fleet: configuration.cluster.name, node: CDNLoop.newNode())
     }
 
     /// The same pipeline under a reloaded configuration: store, coalescer, background work and
@@ -59,6 +62,8 @@ package final class CachePipeline: Sendable, TransactionRules {
         self.background = previous.background
         self.backgroundCounter = previous.backgroundCounter
         self.storeWriteFailures = previous.storeWriteFailures
+        // The same node under a reloaded fleet name.
+        self.cdnLoop = CDNLoop(fleet: configuration.cluster.name, node: previous.cdnLoop.node)
     }
 
     /// Logs a store write that failed; those refused by a full disk (which come with every

@@ -22,9 +22,10 @@ package enum ResponseHeaders {
     }
 
     /// The request head sent upstream: no hop-by-hop fields, this hop in Via, the client's
-    /// address appended to X-Forwarded-For and its scheme in X-Forwarded-Proto.
+    /// address appended to X-Forwarded-For and its scheme in X-Forwarded-Proto, and this
+    /// node's member of CDN-Loop after the request's own (RFC 8586, ``CDNLoop``).
     static func upstreamRequest(
-        _ client: HeaderFields, clientAddress: String?, host: String, via: String
+        _ client: HeaderFields, clientAddress: String?, host: String, via: String, cdnLoop: String
     ) -> HeaderFields {
         var headers = HopByHop.stripped(client)
         headers.remove("Host")
@@ -39,6 +40,7 @@ package enum ResponseHeaders {
             }
         }
         headers.replace("X-Forwarded-Proto", with: "http")
+        headers.add("CDN-Loop", cdnLoop)
         return headers
     }
 

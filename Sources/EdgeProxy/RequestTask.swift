@@ -78,6 +78,18 @@ struct RequestTask {
             log(outcome, url: head.uri)
             return false
         }
+        // RFC 8586: a request this node forwarded itself, or that left the fleet and came back,
+        // is refused instead of going round again (docs/fleet.md).
+        if pipeline.cdnLoop.detects(in: headers) {
+            logger.notice("request loop refused", metadata: ["url": "\(head.uri)", "peer": "\(peer ?? "-")"])
+            let closing = ChannelResponseSink(
+                writer: outbound, version: head.version, keepAlive: false, stripSurrogateKeys: strip)
+            let outcome = try await pipeline.sendError(
+                status: 508, message: "loop detected: this request has already passed through this node (CDN-Loop)",
+                sink: closing, cacheStatus: CacheStatus(forward: .bypass, detail: "loop"), proxyError: nil)
+            log(outcome, url: head.uri)
+            return false
+        }
         // HTTP/1.0 clients may omit Host; they get the default origin's site.
         let host = headers["Host"] ?? (head.version.minor == 0 ? configuration.upstream.defaultOrigin?.authority : nil)
         guard let target = RequestTarget(uri: head.uri, host: host) else {

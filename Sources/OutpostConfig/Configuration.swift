@@ -44,6 +44,15 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var defaultOrigin: OriginURL?
         /// `[upstream.hosts]`: Host → origin.
         public var hosts: [String: OriginURL] = [:]
+        /// `upstream.parent`: the Outpost (shield) that misses and revalidations go to instead
+        /// of the origin, with the client's Host (docs/fleet.md); none by default.
+        public var parent: OriginURL?
+        /// `[upstream.hosts]` entries written as `{ origin = "…", parent = "…" }`: Host → parent,
+        /// before `upstream.parent`.
+        public var hostParents: [String: OriginURL] = [:]
+        /// `upstream.parent_fallback`: a fetch whose parent cannot be reached (refused, timed
+        /// out connecting, unknown name) goes to the origin instead, and says so.
+        public var parentFallback = true
         /// `upstream.connect_timeout`: seconds to establish a connection.
         public var connectTimeout: Double = 5
         /// `upstream.response_timeout`: seconds to wait for the response head → 504.
@@ -147,6 +156,13 @@ public struct OutpostConfiguration: Sendable, Equatable {
     public var compression = Compression()
     public var admin = Admin()
     public var log = Log()
+    public var cluster = Cluster()
+
+    public struct Cluster: Sendable, Equatable {
+        /// `cluster.name`: this fleet's identifier in CDN-Loop (RFC 8586). A request that left
+        /// the fleet and came back, or that this node itself forwarded, carries it: 508.
+        public var name = "outpost"
+    }
 
     public init() {}
 
@@ -225,4 +241,15 @@ public struct OriginURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(scheme)://\(authority)" }
+}
+
+extension OutpostConfiguration.Upstream {
+    /// The parent a request's fetch goes to: its host's own (`[upstream.hosts]` as a table),
+    /// else `upstream.parent`; nil for none.
+    package func parent(for key: CacheKey) -> OriginURL? {
+        // Most nodes have no per-Host parents: no hashing (and no parsing of the host out of
+        // the authority) for them on every fetch.
+        guard !hostParents.isEmpty else { return parent }
+        return hostParents[key.authority] ?? hostParents[key.host] ?? parent
+    }
 }

@@ -57,9 +57,24 @@ public enum ConfigurationLoader {
             }
             try upstream.integer("max_queued_requests", minimum: 0) { configuration.upstream.maxQueuedRequests = $0 }
             try upstream.string("tls_ca_file") { configuration.upstream.tlsCAFile = $0.isEmpty ? nil : $0 }
+            try upstream.origin("parent") { configuration.upstream.parent = $0 }
+            try upstream.bool("parent_fallback") { configuration.upstream.parentFallback = $0 }
             try upstream.table("hosts") { hosts in
                 for key in hosts.remainingKeys {
-                    try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }
+                    // A string is the host's origin; a table gives its origin and its parent.
+                    if hosts.isTable(key) {
+                        var found: OriginURL?
+                        try hosts.table(key) { host in
+                            try host.origin("origin") { found = $0 }
+                            try host.origin("parent") { configuration.upstream.hostParents[key.lowercased()] = $0 }
+                        }
+                        guard let found else {
+                            throw ConfigurationError("upstream.hosts.\(key) needs an origin")
+                        }
+                        configuration.upstream.hosts[key.lowercased()] = found
+                    } else {
+                        try hosts.origin(key) { configuration.upstream.hosts[key.lowercased()] = $0 }
+                    }
                 }
             }
         }
@@ -104,6 +119,16 @@ public enum ConfigurationLoader {
                 configuration.compression.maxPendingCodings = $0
             }
         }
+        try reader.table("cluster") { cluster in
+            try cluster.string("name") { name in
+                // RFC 8586: a cdn-id is a token (or a host); one without list or parameter
+                // separators keeps the field parseable.
+                guard !name.isEmpty, name.utf8.allSatisfy(TableReader.isTokenByte) else {
+                    throw ConfigurationError("cluster.name \"\(name)\" must be a token (letters, digits, -._~)")
+                }
+                configuration.cluster.name = name
+            }
+        }
         try reader.table("admin") { admin in
             try admin.address("listen") { configuration.admin.listen = $0 }
             try admin.string("token_file") { configuration.admin.tokenFile = $0 }
@@ -136,6 +161,19 @@ package struct TableReader {
     }
 
     var remainingKeys: [String] { values.keys.filter { !seen.contains($0) }.sorted() }
+
+    /// Whether `key` holds a table (read it with ``table(_:_:)``).
+    func isTable(_ key: String) -> Bool { values[key]?.table != nil }
+
+    /// Letters, digits and `-._~`: what a name written into a header list may hold.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
 
     private func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 

@@ -22,6 +22,32 @@ struct ConfigurationTests {
         #expect(parsed == defaults)
     }
 
+    @Test("a parent tier: upstream.parent, per-Host parents in [upstream.hosts], parent_fallback, cluster.name")
+    func parents() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [upstream]
+            default = "http://origin.internal:8081"
+            parent = "http://shield.internal:8080"
+            parent_fallback = false
+            [upstream.hosts]
+            "static.example.com" = "https://static-origin:8443"
+            "video.example.com" = { origin = "http://video-origin:80", parent = "http://video-shield:8080" }
+            [cluster]
+            name = "edge-fleet"
+            """)
+        let upstream = configuration.upstream
+        #expect(upstream.parent?.description == "http://shield.internal:8080")
+        #expect(upstream.parentFallback == false)
+        #expect(upstream.hosts["video.example.com"]?.description == "http://video-origin")
+        #expect(configuration.cluster.name == "edge-fleet")
+        let key = { (host: String) in CacheKey(scheme: "http", authority: host, pathAndQuery: "/") }
+        #expect(upstream.parent(for: key("video.example.com"))?.description == "http://video-shield:8080")
+        #expect(upstream.parent(for: key("static.example.com"))?.description == "http://shield.internal:8080")
+        #expect(OutpostConfiguration().upstream.parent(for: key("a")) == nil)
+        #expect(OutpostConfiguration().upstream.parentFallback && OutpostConfiguration().cluster.name == "outpost")
+    }
+
     @Test("values, sizes with units and per-Host origins are read")
     func values() throws {
         let configuration = try ConfigurationLoader.parse(
@@ -71,6 +97,13 @@ struct ConfigurationTests {
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[cache]\nset_cookie = \"keep\"", "cache.set_cookie"),
             ("this is not toml", "invalid TOML"),
+            ("[upstream]\nparent = \"shield:8080\"", "upstream.parent"),
+            (
+                "[upstream.hosts]\n\"a.example\" = { parent = \"http://s:1\" }",
+                "upstream.hosts.a.example needs an origin"
+            ),
+            ("[upstream.hosts]\n\"a.example\" = { origin = \"http://o:1\", weight = 2 }", "weight"),
+            ("[cluster]\nname = \"my fleet\"", "cluster.name"),
         ])
     func errors(text: String, mentions: String) {
         #expect {
