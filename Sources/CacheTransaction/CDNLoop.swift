@@ -3,12 +3,14 @@ import HTTPCaching
 /// CDN-Loop (RFC 8586) for a fleet of Outposts: how a node marks the requests it sends, and
 /// how it recognises one that has come round to it again.
 ///
-/// A request a node sends to its parent stays inside the fleet and carries
-/// `<fleet>; node=<this node>`; a request it sends to an origin leaves the fleet and carries
-/// `<fleet>`. A node refuses (508) a request carrying its own node's member (it forwarded this
-/// request itself: an edge configured as its own parent, or parents in a cycle) or the
-/// fleet's member without a node (the request left the fleet and an origin sent it back in).
-/// Members of other CDNs are kept and passed on.
+/// Every request a node sends upstream — to a parent or to an origin — carries
+/// `<fleet>; node=<this node>` after the request's own members. A node refuses (508) a
+/// request that carries its own member: it has forwarded this request before. That catches an
+/// edge configured as its own parent, parents in a cycle, and a request that left the fleet
+/// and was sent back into it (it is refused when it comes to a node it has already passed).
+/// The fleet's name alone is not a loop: several Outposts in a chain are normal, and one in
+/// front of another that kept the default name must not refuse its requests. Members of
+/// other CDNs are kept and passed on.
 package struct CDNLoop: Sendable, Equatable {
     /// `cluster.name`.
     package let fleet: String
@@ -27,24 +29,45 @@ package struct CDNLoop: Sendable, Equatable {
         return String(repeating: "0", count: 8 - hex.count) + hex
     }
 
-    /// The member this node adds to a request it sends to its parent.
-    package var insideMember: String { "\(fleet); node=\(node)" }
-
-    /// The member this node adds to a request it sends to an origin.
-    package var leavingMember: String { fleet }
+    /// The member this node adds to every request it sends upstream.
+    package var member: String { "\(fleet); node=\(node)" }
 
     /// Whether a request with these header fields has come round to this node again.
     package func detects(in headers: HeaderFields) -> Bool {
         for member in headers.listMembers("CDN-Loop") {
-            let parts = member.split(separator: ";").map { $0.trimmingOWS() }
+            let parts = Self.parameters(member)
             guard let id = parts.first, id.equalsIgnoringASCIICase(fleet) else { continue }
-            let node = parts.dropFirst().lazy.compactMap { parameter -> String? in
-                let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingOWS() }
-                return pair.count == 2 && pair[0].equalsIgnoringASCIICase("node") ? String(pair[1]) : nil
-            }.first
-            guard let node else { return true }
-            if node == self.node { return true }
+            for parameter in parts.dropFirst() {
+                guard let equals = parameter.firstIndex(of: "=") else { continue }
+                let name = parameter[..<equals].trimmingOWS()
+                var value = parameter[parameter.index(after: equals)...].trimmingOWS()
+                // RFC 8586 parameters are token or quoted-string (RFC 9110 §5.6.6).
+                if value.count >= 2, value.first == "\"", value.last == "\"" {
+                    value = value.dropFirst().dropLast()
+                }
+                if name.equalsIgnoringASCIICase("node"), value == node { return true }
+            }
         }
         return false
+    }
+
+    /// A member split at the `;` outside quoted strings.
+    private static func parameters(_ member: String) -> [Substring] {
+        var parts: [Substring] = []
+        var start = member.startIndex
+        var quoted = false
+        var index = member.startIndex
+        while index < member.endIndex {
+            let character = member[index]
+            if character == "\"" {
+                quoted.toggle()
+            } else if character == ";" && !quoted {
+                parts.append(member[start..<index].trimmingOWS())
+                start = member.index(after: index)
+            }
+            index = member.index(after: index)
+        }
+        parts.append(member[start...].trimmingOWS())
+        return parts
     }
 }

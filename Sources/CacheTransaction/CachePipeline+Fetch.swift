@@ -59,8 +59,11 @@ extension CachePipeline {
         } catch let error as ProxyError {
             // The requests waiting on this fetch share its failure (Coalescer).
             finish(.failed(error), false)
-            return .answered(try await answerFailure(error, request: request, sink: sink, plan: plan))
+            return .answered(
+                try await answerFailure(error, request: request, sink: noting(parentFailure, on: sink), plan: plan))
         }
+        // The parent could not be reached and the origin answered: every answer says so.
+        let sink = noting(parentFailure, on: sink)
         let responseTime = clock.now()
         let status = response.status
         let upstreamFields = response.headers
@@ -162,11 +165,6 @@ extension CachePipeline {
         var clientHeaders = coding.clientHeaders(
             ResponseHeaders.forwarded(completedPrefix != nil ? committed.headers : upstreamFields, date: responseTime))
         ResponseHeaders.stamp(&clientHeaders, via: via, cacheStatus: cacheStatus)
-        // The parent could not be reached and the origin answered (upstream.parent_fallback):
-        // RFC 9209 names what went wrong on the way; the response itself is the origin's.
-        if let failure = parentFailure {
-            clientHeaders.add("Proxy-Status", failure.headerValue(proxyName: via))
-        }
 
         // The client's own conditions and Range, answered from the full response just fetched
         // (for the representation it gets: its entity tag is the one compared). Sent upstream
@@ -268,6 +266,13 @@ extension CachePipeline {
             throw ConnectionAbort(reason: "client went away")
         }
         return .answered(RequestOutcome(status: sentStatus, bytes: delivery.sent, cacheStatus: cacheStatus))
+    }
+
+    /// The sink of a fetch whose parent could not be reached (`upstream.parent_fallback`):
+    /// its answers carry Proxy-Status naming the parent's failure (RFC 9209).
+    private func noting(_ parentFailure: ProxyError?, on sink: any ResponseSink) -> any ResponseSink {
+        guard let parentFailure else { return sink }
+        return ParentFallbackSink(inner: sink, note: parentFailure.headerValue(proxyName: via))
     }
 
     /// The request head of a fetch: what the client sent, minus what the cache answers itself.

@@ -103,11 +103,8 @@ extension CachePipeline {
             logger.warning(
                 "parent unreachable: asking the origin",
                 metadata: ["url": "\(request.key)", "parent": "\(parent)", "error": "\(error)"])
-            // The origin's Host and this node's member for leaving the fleet instead.
+            // The origin's Host instead of the client's (server.preserve_host).
             var toOrigin = headers
-            let inside = cdnLoop.insideMember
-            toOrigin.remove { $0.name.equalsIgnoringASCIICase("CDN-Loop") && $0.value == inside }
-            toOrigin.add("CDN-Loop", cdnLoop.leavingMember)
             toOrigin.replace("Host", with: originHost(for: request))
             parentFailure = error
             return try await askOrigin(request, method: "GET", headers: toOrigin, body: nil, sink: sink)
@@ -123,14 +120,13 @@ extension CachePipeline {
         ].contains(error.type)
     }
 
-    /// The request head for the origin, or for `parent`: a parent gets the client's Host
-    /// (it keys and routes the request as this node did) and this node's CDN-Loop member for
-    /// inside the fleet.
+    /// The request head for the origin, or for `parent`: a parent gets the client's Host (it
+    /// keys and routes the request as this node did, whatever `server.preserve_host` says).
     func upstreamHeaders(for request: ClientRequest, towards parent: OriginURL?) -> HeaderFields {
         ResponseHeaders.upstreamRequest(
             request.headers, clientAddress: request.clientAddress,
             host: parent != nil ? request.key.authority : originHost(for: request), via: via,
-            cdnLoop: parent != nil ? cdnLoop.insideMember : cdnLoop.leavingMember)
+            cdnLoop: cdnLoop.member)
     }
 
     /// The Host an origin gets (`server.preserve_host`).

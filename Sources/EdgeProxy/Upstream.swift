@@ -35,12 +35,14 @@ final class UpstreamPool: Origin {
                     ? try UpstreamPool.tlsContext(caFile: configuration.tlsCAFile) : nil))
     }
 
-    /// Whether any configured origin is `https` (or a CA file is named, to be checked at
-    /// start): loading the system's trust roots costs tens of millions of instructions at
-    /// start-up (callgrind), not spent when no origin needs them.
+    /// Whether any configured origin or parent is `https` (or a CA file is named, to be
+    /// checked at start): loading the system's trust roots costs tens of millions of
+    /// instructions at start-up (callgrind), not spent when nothing upstream needs them.
     static func needsTLS(_ configuration: OutpostConfiguration.Upstream) -> Bool {
         configuration.tlsCAFile != nil || configuration.defaultOrigin?.scheme == "https"
+            || configuration.parent?.scheme == "https"
             || configuration.hosts.values.contains { $0.scheme == "https" }
+            || configuration.hostParents.values.contains { $0.scheme == "https" }
     }
 
     /// The client side of TLS to `https` origins: TLS 1.2 or later, HTTP/1.1 by ALPN, the

@@ -244,12 +244,14 @@ public struct OriginURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension OutpostConfiguration.Upstream {
-    /// The parent a request's fetch goes to: its host's own (`[upstream.hosts]` as a table),
-    /// else `upstream.parent`; nil for none.
+    /// The parent a request's fetch goes to: that of the `[upstream.hosts]` entry that gives
+    /// its origin (by Host with port, else without), when written as a table with one; else
+    /// `upstream.parent`; nil for none.
     package func parent(for key: CacheKey) -> OriginURL? {
         // Most nodes have no per-Host parents: no hashing (and no parsing of the host out of
         // the authority) for them on every fetch.
         guard !hostParents.isEmpty else { return parent }
-        return hostParents[key.authority] ?? hostParents[key.host] ?? parent
+        if hosts[key.authority] != nil { return hostParents[key.authority] ?? parent }
+        return hostParents[key.host] ?? parent
     }
 }

@@ -23,6 +23,8 @@ struct FleetTests {
             edges.append(
                 try await TestOutpost.start(origin: origin.url) {
                     $0.upstream.parent = OriginURL(parsing: parent.base)
+                    // The origin's authority as Host: a parent still gets the client's.
+                    $0.server.preserveHost = false
                     configureEdge(&$0)
                 })
         }
@@ -55,10 +57,10 @@ struct FleetTests {
             #expect(entries.allSatisfy { $0.hasPrefix("outpost; fwd=uri-miss") }, "\(entries)")
             // The parent keyed it under the Host the client sent to the edge.
             #expect(try await parent.storedUnder(edges[0].base + "/a"))
-            // What reached the origin: the edge's member of CDN-Loop (inside the fleet), then
-            // the parent's (leaving it).
+            // What reached the origin: the edge's member of CDN-Loop, then the parent's.
             let loop = origin.requests(to: "/a").first?.headers.listMembers("CDN-Loop") ?? []
-            #expect(loop.count == 2 && loop[0].hasPrefix("outpost; node=") && loop[1] == "outpost", "\(loop)")
+            #expect(
+                loop.count == 2 && loop.allSatisfy { $0.hasPrefix("outpost; node=") } && loop[0] != loop[1], "\(loop)")
 
             // A second edge asks the parent too (for the same Host), which has it.
             let second = try await client.get(
@@ -87,6 +89,8 @@ struct FleetTests {
             #expect(again.status == 200 && again.text == "v1")
             #expect(again.headers.listMembers("Cache-Status").last?.contains("fwd-status=304") == true)
             #expect(origin.requests(to: "/v").map { $0.headers["If-None-Match"] } == [nil, "\"v1\""])
+            // Both came through the parent: two nodes' members each time.
+            #expect(origin.requests(to: "/v").allSatisfy { $0.headers.listMembers("CDN-Loop").count == 2 })
         }
     }
 
@@ -103,6 +107,7 @@ struct FleetTests {
             let edge = try await TestOutpost.start(origin: origin.url) {
                 $0.upstream.parent = OriginURL(parsing: goneBase)
                 $0.upstream.parentFallback = fallback
+                $0.server.preserveHost = false
             }
             let client = TestClient()
             let response = try await client.get(edge.base + "/d\(fallback)")
@@ -113,6 +118,10 @@ struct FleetTests {
                     proxyStatus.contains("error=connection_refused") && proxyStatus.contains(goneBase), "\(proxyStatus)"
                 )
                 #expect(response.cacheStatus.contains("detail=\"parent unreachable\""), "\(response.cacheStatus)")
+                // To the origin as any origin request: its own Host, this node's member alone.
+                let sent = origin.requests(to: "/dtrue").first?.headers
+                #expect(sent?["Host"] == "127.0.0.1:\(origin.port)")
+                #expect(sent?.listMembers("CDN-Loop").count == 1)
             } else {
                 #expect(response.status == 502)
                 #expect(origin.count("/dfalse") == 0)
@@ -124,15 +133,50 @@ struct FleetTests {
         await origin.stop()
     }
 
+    @Test("with the parent unreachable, a revalidation the origin answers 304 says so too; an https parent loads TLS")
+    func fallbackRevalidation() async throws {
+        let origin = try await TestOrigin.start { request in
+            if request.headers["If-None-Match"] == "\"v1\"" {
+                return OriginResponse(status: 304, headers: [("ETag", "\"v1\"")])
+            }
+            return OriginResponse(headers: [("Cache-Control", "no-cache"), ("ETag", "\"v1\"")], body: "v1")
+        }
+        let gone = try await TestOutpost.start(origin: origin.url)
+        let goneBase = gone.base
+        await gone.stop()
+        gone.removeStore()
+        let edge = try await TestOutpost.start(origin: origin.url) { $0.upstream.parent = OriginURL(parsing: goneBase) }
+        let client = TestClient()
+        _ = try await client.get(edge.base + "/r")
+        #expect(try await edge.stored("/r"))
+        let validated = try await client.get(edge.base + "/r")
+        #expect(validated.status == 200 && validated.text == "v1")
+        #expect(validated.cacheStatus.contains("fwd-status=304"), "\(validated.cacheStatus)")
+        #expect(validated.headers["Proxy-Status"]?.contains("error=connection_refused") == true, "\(validated.headers)")
+        await client.shutdown()
+        await edge.stop()
+        edge.removeStore()
+        await origin.stop()
+
+        var upstream = OutpostConfiguration().upstream
+        upstream.defaultOrigin = OriginURL(parsing: "http://origin.test")
+        #expect(!UpstreamPool.needsTLS(upstream))
+        upstream.parent = OriginURL(parsing: "https://shield.test")
+        #expect(UpstreamPool.needsTLS(upstream))
+    }
+
     @Test(
-        "an edge configured as its own parent answers 508 instead of looping; a request that left the fleet and came back too"
+        "an edge configured as its own parent answers 508 instead of looping; so does a request it forwarded before"
     )
     func loops() async throws {
         try await withOutpost(origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "x") }) {
             origin, outpost, client in
-            // Another CDN's member passes; this fleet's without a node came back from outside.
-            #expect(try await client.get(outpost.base + "/o", [("CDN-Loop", "other-cdn")]).status == 200)
-            #expect(try await client.get(outpost.base + "/b", [("CDN-Loop", "outpost")]).status == 508)
+            // Another CDN's member, and this fleet's name alone (an Outpost in front), pass.
+            #expect(try await client.get(outpost.base + "/o", [("CDN-Loop", "other-cdn, outpost")]).status == 200)
+            // What this node sent the origin, sent back to it (an origin pointing at the CDN).
+            let member = try #require(origin.requests(to: "/o").first?.headers.listMembers("CDN-Loop").last)
+            #expect(member.hasPrefix("outpost; node="))
+            #expect(try await client.get(outpost.base + "/b", [("CDN-Loop", member)]).status == 508)
             #expect(origin.count("/b") == 0)
 
             var looped = outpost.server.configuration
