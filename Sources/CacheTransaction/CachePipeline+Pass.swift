@@ -65,15 +65,24 @@ extension CachePipeline {
         _ request: ClientRequest, method: String, headers: HeaderFields, body: RequestBody?, sink: any ResponseSink
     ) async throws -> UpstreamResponse {
         do {
-            return try await upstream.execute(
-                UpstreamRequest(
-                    origin: request.origin, method: method, pathAndQuery: request.pathAndQuery, headers: headers,
-                    body: body, interim: { sink.sendInterim(status: $0, headers: $1) }),
-                logger: logger)
+            return try await send(request, to: request.origin, method: method, headers: headers, body: body, sink: sink)
         } catch let error as ProxyError {
             logger.warning("upstream failed", metadata: ["url": "\(request.key)", "error": "\(error)"])
             throw error
         }
+    }
+
+    /// Sends the request to `destination` (its origin or a parent), interim responses
+    /// forwarded to the client at once.
+    private func send(
+        _ request: ClientRequest, to destination: OriginURL, method: String, headers: HeaderFields,
+        body: RequestBody?, sink: any ResponseSink
+    ) async throws -> UpstreamResponse {
+        try await upstream.execute(
+            UpstreamRequest(
+                origin: destination, method: method, pathAndQuery: request.pathAndQuery, headers: headers, body: body,
+                interim: { sink.sendInterim(status: $0, headers: $1) }),
+            logger: logger)
     }
 
     /// A fetch's GET, its `headers` made by ``upstreamHeaders(for:towards:)`` for `parent`: to
@@ -88,12 +97,7 @@ extension CachePipeline {
             return try await askOrigin(request, method: "GET", headers: headers, body: nil, sink: sink)
         }
         do {
-            let response = try await upstream.execute(
-                UpstreamRequest(
-                    origin: parent, method: "GET", pathAndQuery: request.pathAndQuery, headers: headers, body: nil,
-                    interim: { sink.sendInterim(status: $0, headers: $1) }),
-                logger: logger)
-            return response
+            return try await send(request, to: parent, method: "GET", headers: headers, body: nil, sink: sink)
         } catch let error as ProxyError {
             guard configuration.upstream.parentFallback, Self.parentUnreachable(error) else {
                 logger.warning(

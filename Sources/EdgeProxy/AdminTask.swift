@@ -32,7 +32,7 @@ struct AdminTask {
     private func serve(_ request: PassedRequest, peer: String?) async throws -> Bool {
         let head = request.head
         let settings = api.settings()
-        let headers = HeaderFields(fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
+        let headers = HeaderFields(nio: head.headers)
         // The traffic listener's checks of the request's framing and size; the body's limit is
         // admin.max_body_size, applied below once the token is checked.
         var limits = RequestValidation.Limits(settings.server)

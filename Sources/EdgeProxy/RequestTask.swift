@@ -42,7 +42,7 @@ struct RequestTask {
         let pipeline = pipelines.current
         let configuration = pipeline.configuration
         let strip = !configuration.cache.exposeSurrogateKeys
-        let headers = HeaderFields(fields: head.headers.map { HeaderFields.Field(name: $0.name, value: $0.value) })
+        let headers = HeaderFields(nio: head.headers)
         // RFC 9110 §7.8: Outpost ignores Upgrade (it speaks HTTP/1.1 here), but NIO's decoder
         // stops reading after an upgrade request, so the connection closes after the answer
         // instead of waiting for a next request it would never parse.

@@ -43,6 +43,14 @@ struct FleetTests {
         await origin.stop()
     }
 
+    /// The address of an Outpost that has stopped: connecting to it is refused.
+    static func unreachableParent(origin: TestOrigin) async throws -> String {
+        let gone = try await TestOutpost.start(origin: origin.url)
+        await gone.stop()
+        gone.removeStore()
+        return gone.base
+    }
+
     @Test(
         "misses go to the parent with the client's Host: the origin is asked once for two edges; both caches' Cache-Status entries appear, the parent's first"
     )
@@ -99,10 +107,7 @@ struct FleetTests {
         let origin = try await TestOrigin.start { _ in
             OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "direct")
         }
-        let gone = try await TestOutpost.start(origin: origin.url)
-        let goneBase = gone.base
-        await gone.stop()
-        gone.removeStore()
+        let goneBase = try await Self.unreachableParent(origin: origin)
         for fallback in [true, false] {
             let edge = try await TestOutpost.start(origin: origin.url) {
                 $0.upstream.parent = OriginURL(parsing: goneBase)
@@ -141,10 +146,7 @@ struct FleetTests {
             }
             return OriginResponse(headers: [("Cache-Control", "no-cache"), ("ETag", "\"v1\"")], body: "v1")
         }
-        let gone = try await TestOutpost.start(origin: origin.url)
-        let goneBase = gone.base
-        await gone.stop()
-        gone.removeStore()
+        let goneBase = try await Self.unreachableParent(origin: origin)
         let edge = try await TestOutpost.start(origin: origin.url) { $0.upstream.parent = OriginURL(parsing: goneBase) }
         let client = TestClient()
         _ = try await client.get(edge.base + "/r")

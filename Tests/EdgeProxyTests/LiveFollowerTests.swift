@@ -34,6 +34,21 @@ struct LiveFollowerTests {
         return try #require(pipeline.coalescer.publishedBody(for: key))
     }
 
+    /// An origin whose first answer is `streamed` (of `length` bytes) and every later one the
+    /// small stored body `then`.
+    static func streamingOnce(_ streamed: StreamedBody, length: Int, then: String) -> FakeOrigin {
+        let calls = NIOLockedValueBox(0)
+        return FakeOrigin { _, _ in
+            let first = calls.withLockedValue { calls -> Bool in
+                calls += 1
+                return calls == 1
+            }
+            return first
+                ? .init(headers: Self.headers(length), streamed: streamed.body)
+                : .init(headers: [("Cache-Control", "max-age=60")], body: [then])
+        }
+    }
+
     /// Sends `text[range]` in pieces of `piece` bytes.
     static func send(_ streamed: StreamedBody, _ text: String, _ range: Range<Int>) {
         let bytes = Array(text.utf8)
@@ -124,15 +139,7 @@ struct LiveFollowerTests {
         let total = 2 * Self.chunk
         let payload = Self.text(total)
         let streamed = StreamedBody()
-        let calls = NIOLockedValueBox(0)
-        let origin = FakeOrigin { _, _ in
-            calls.withLockedValue { calls -> Int in
-                calls += 1
-                return calls
-            } == 1
-                ? .init(headers: Self.headers(total), streamed: streamed.body)
-                : .init(headers: [("Cache-Control", "max-age=60")], body: ["after the purge"])
-        }
+        let origin = Self.streamingOnce(streamed, length: total, then: "after the purge")
         try await PipelineFakeOriginTests.withPipeline(origin) { pipeline, _ in
             let leader = Task {
                 try await pipeline.handle(PipelineFakeOriginTests.request("/p"), sink: RecordingSink())
@@ -160,15 +167,7 @@ struct LiveFollowerTests {
         let total = 2 * Self.chunk
         let payload = Self.text(total)
         let streamed = StreamedBody()
-        let calls = NIOLockedValueBox(0)
-        let origin = FakeOrigin { _, _ in
-            calls.withLockedValue { calls -> Int in
-                calls += 1
-                return calls
-            } == 1
-                ? .init(headers: Self.headers(total), streamed: streamed.body)
-                : .init(headers: [("Cache-Control", "max-age=60")], body: ["again"])
-        }
+        let origin = Self.streamingOnce(streamed, length: total, then: "again")
         try await PipelineFakeOriginTests.withPipeline(origin) { pipeline, _ in
             let leader = Task {
                 try await pipeline.handle(PipelineFakeOriginTests.request("/cut"), sink: RecordingSink())
