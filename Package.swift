@@ -173,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "CacheTransactionTests",
             dependencies: [
-                "CacheTransaction", "CacheStore", "HTTPCaching", "OutpostConfig",
+                "CacheTransaction", "CacheStore", "HTTPCaching", "OutpostConfig", "EdgeTelemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

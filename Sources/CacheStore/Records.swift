@@ -150,7 +150,8 @@ public struct ObjectRecord: Sendable, Equatable {
     func encoded() -> [UInt8] {
         var writer = RecordWriter(capacity: 512)
         writer.u8(3)
-        writer.u8(0)
+        // Flags: bit 0, a lifetime cap follows the soft-purge time.
+        writer.u8(response.lifetimeCap != nil ? 1 : 0)
         writer.u16(UInt16(clamping: response.status))
         writer.f64(response.requestTime)
         writer.f64(response.responseTime)
@@ -173,6 +174,7 @@ public struct ObjectRecord: Sendable, Equatable {
             writer.u32(UInt32(alternate.chunkCount))
         }
         writer.f64(softPurgedAt ?? 0)
+        if let cap = response.lifetimeCap { writer.u64(UInt64(clamping: max(0, cap))) }
         return writer.sealed
     }
 
@@ -193,7 +195,7 @@ public struct ObjectRecord: Sendable, Equatable {
     init(id: UInt64, decoding bytes: [UInt8]) throws {
         var reader = try RecordReader(sealed: bytes, context: "object \(id)")
         guard try reader.u8() == 3 else { throw StoreError.corruptRecord("object \(id) version") }
-        _ = try reader.u8()
+        let flags = try reader.u8()
         let status = Int(try reader.u16())
         let requestTime = try reader.f64()
         let responseTime = try reader.f64()
@@ -222,6 +224,7 @@ public struct ObjectRecord: Sendable, Equatable {
         }
         let purgedAt = try reader.f64()
         softPurgedAt = purgedAt > 0 ? purgedAt : nil
+        if flags & 1 != 0 { response.lifetimeCap = Int64(clamping: try reader.u64()) }
     }
 }
 

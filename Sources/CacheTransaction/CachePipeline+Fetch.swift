@@ -51,11 +51,18 @@ extension CachePipeline {
         let purgeEpoch = store.purgeEpoch
         let response: UpstreamResponse
         var parentFailure: ProxyError?
+        // The peer that owns the key, when another does and gave the response (docs/fleet.md).
+        var owner: OriginURL?
         do {
-            let parent = configuration.upstream.parent(for: request.key)
-            response = try await askParentOrOrigin(
-                request, parent: parent, headers: fetchHeaders(for: request, plan: plan, towards: parent), sink: sink,
-                parentFailure: &parentFailure)
+            if let answer = try await askOwner(request, plan: plan, sink: sink) {
+                response = answer.response
+                owner = answer.owner
+            } else {
+                let parent = configuration.upstream.parent(for: request.key)
+                response = try await askParentOrOrigin(
+                    request, parent: parent, headers: fetchHeaders(for: request, plan: plan, towards: parent),
+                    sink: sink, parentFailure: &parentFailure)
+            }
         } catch let error as ProxyError {
             // The requests waiting on this fetch share its failure (Coalescer).
             finish(.failed(error), false)
@@ -88,13 +95,15 @@ extension CachePipeline {
         if !storedHeaders.contains("Date") { storedHeaders.add("Date", HTTPDate.format(Int64(responseTime))) }
         var stored = StoredResponse(
             status: status, headers: storedHeaders, requestTime: requestTime, responseTime: responseTime)
+        let keepsCopy = owner == nil || localCopy(of: &stored)
         let responseCacheControl = governingCacheControl(stored)
         let lifetime = FreshnessLifetime.of(
             stored, cacheControl: responseCacheControl, configuration: configuration.freshness)
-        let rules = Storability.decide(
+        var rules = Storability.decide(
             requestMethod: "GET", requestHeaders: request.headers, requestCacheControl: CacheControl(request.headers),
             response: stored, responseCacheControl: responseCacheControl, lifetime: lifetime,
             policy: configuration.storagePolicy)
+        if !keepsCopy, rules.mayStore { rules = .doNotStore(reason: "a peer owns it") }
         if stored.headers.contains("Set-Cookie") {
             let setCookie = configuration.cache.setCookie
             let action: Telemetry.SetCookieAction =
@@ -276,7 +285,7 @@ extension CachePipeline {
     }
 
     /// The request head of a fetch: what the client sent, minus what the cache answers itself.
-    private func fetchHeaders(for request: ClientRequest, plan: FetchPlan, towards parent: OriginURL?) -> HeaderFields {
+    func fetchHeaders(for request: ClientRequest, plan: FetchPlan, towards parent: OriginURL?) -> HeaderFields {
         var headers = upstreamHeaders(for: request, towards: parent)
         // The cache wants the full response to store; it answers the client's own
         // conditions (RFC 9111 §4.3.2) and Range (RFC 9110 §14) itself from it.

@@ -74,7 +74,7 @@ extension CachePipeline {
 
     /// Sends the request to `destination` (its origin or a parent), interim responses
     /// forwarded to the client at once.
-    private func send(
+    func send(
         _ request: ClientRequest, to destination: OriginURL, method: String, headers: HeaderFields,
         body: RequestBody?, sink: any ResponseSink
     ) async throws -> UpstreamResponse {

@@ -28,6 +28,8 @@ package final class CachePipeline: Sendable, TransactionRules {
     let storeWriteFailures: RateLimitedLog
     /// How this node marks and recognises requests in its fleet (RFC 8586).
     package let cdnLoop: CDNLoop
+    /// `[cluster] peers`: which peer owns a key, and how each is doing; nil without peers.
+    package let peers: PeerSet?
 
     package init(
         configuration: OutpostConfiguration, store: CacheStore, upstream: any Origin, clock: any CacheClock,
@@ -46,6 +48,7 @@ package final class CachePipeline: Sendable, TransactionRules {
         self.backgroundCounter = NIOLockedValueBox(0)
         self.storeWriteFailures = RateLimitedLog(interval: .seconds(10))
         self.cdnLoop = CDNLoop(fleet: configuration.cluster.name, node: CDNLoop.newNode())
+        self.peers = PeerSet(configuration.cluster, telemetry: telemetry)
     }
 
     /// The same pipeline under a reloaded configuration: store, coalescer, background work and
@@ -64,6 +67,17 @@ package final class CachePipeline: Sendable, TransactionRules {
         self.storeWriteFailures = previous.storeWriteFailures
         // The same node under a reloaded fleet name.
         self.cdnLoop = CDNLoop(fleet: configuration.cluster.name, node: previous.cdnLoop.node)
+        // The same group keeps its state; a changed one keeps what it knew of the peers it kept.
+        if let kept = previous.peers, configuration.cluster.members == previous.configuration.cluster.members,
+            configuration.cluster.selfURL == previous.configuration.cluster.selfURL,
+            configuration.cluster.healthFall == previous.configuration.cluster.healthFall,
+            configuration.cluster.healthRise == previous.configuration.cluster.healthRise
+        {
+            self.peers = kept
+        } else {
+            self.peers = PeerSet(configuration.cluster, telemetry: previous.telemetry, keeping: previous.peers)
+            if self.peers == nil { previous.telemetry.peers.setPeers([]) }
+        }
     }
 
     /// Logs a store write that failed; those refused by a full disk (which come with every

@@ -30,6 +30,8 @@ package enum ResponseHeaders {
         var headers = HopByHop.stripped(client)
         headers.remove("Host")
         headers.remove("Expect")
+        // Only a fetch sent to the peer that owns the key carries it (docs/fleet.md).
+        headers.remove(PeerSet.header)
         headers.add("Host", host)
         headers.add("Via", viaMember(via))
         if let clientAddress {

@@ -302,6 +302,9 @@ public final class OutpostServer: Sendable {
             ])
         let task = RequestTask(pipelines: pipelines, registry: registry, accessLog: accessLog, logger: logger)
         let adminTask = AdminTask(api: adminAPI, registry: registry, logger: logger)
+        // `[cluster] peers`: each is checked while this node serves (a reload may add some).
+        let pipelines = self.pipelines
+        let healthChecks = Task { await PeerHealthChecks(current: { pipelines.current }).run() }
         await withDiscardingTaskGroup { group in
             for (listener, requests) in [(traffic, passed), (admin, adminRequests)] {
                 group.addTask {
@@ -328,6 +331,8 @@ public final class OutpostServer: Sendable {
                 }
             }
         }
+        healthChecks.cancel()
+        await healthChecks.value
         await pipelines.current.drainBackground()
         let pools = upstreams.withLockedValue { [$0.current] + $0.retired }
         for pool in pools { await pool.shutdown() }

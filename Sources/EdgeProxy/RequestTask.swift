@@ -90,6 +90,18 @@ struct RequestTask {
             log(outcome, url: head.uri)
             return false
         }
+        // RFC 9110 §9.3.7: `OPTIONS *` asks about this server, not a resource: answered here,
+        // never forwarded. Peers check each other's health with it (docs/fleet.md); a node
+        // that is shutting down says 503 so that they stop sending it keys.
+        if method == "OPTIONS" && head.uri == "*" {
+            try await drainBody(&parts)
+            var fields = HeaderFields()
+            fields.add("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+            fields.add("Content-Length", "0")
+            fields.add("Cache-Control", "no-store")
+            try await sink.sendResponse(status: registry.isDraining ? 503 : 200, headers: fields, body: nil)
+            return keepAlive
+        }
         // HTTP/1.0 clients may omit Host; they get the default origin's site.
         let host = headers["Host"] ?? (head.version.minor == 0 ? configuration.upstream.defaultOrigin?.authority : nil)
         guard let target = RequestTarget(uri: head.uri, host: host) else {

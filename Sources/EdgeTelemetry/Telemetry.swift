@@ -115,6 +115,8 @@ public final class Telemetry: Sendable {
     private let hitPathRequests: Metrics.Counter
     private let codings: [CodingOutcome: Metrics.Counter]
     private let setCookieResponses: [SetCookieAction: Metrics.Counter]
+    /// The `[cluster] peers` counters.
+    package let peers: PeerTelemetry
 
     /// Reports into `registry` (each server its own, so tests and several servers in one
     /// process never share counters; swift-metrics' global bootstrap is not used).
@@ -127,6 +129,7 @@ public final class Telemetry: Sendable {
             .seconds(5), .seconds(10), .seconds(30),
         ]
         self.factory = factory
+        peers = PeerTelemetry(factory: factory)
         var requests: [CacheResult: Metrics.Counter] = [:]
         for result in CacheResult.allCases {
             requests[result] = Metrics.Counter(
@@ -334,6 +337,7 @@ public final class Telemetry: Sendable {
                 "coded": counts.codings.coded, "dropped": counts.codings.dropped, "failed": counts.codings.failed,
             ],
             "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
+            "peers": peers.statistics(),
         ]
     }
 }

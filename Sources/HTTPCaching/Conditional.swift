@@ -146,7 +146,9 @@ public enum Validation {
         if !incoming.contains("Date") {
             result.replace("Date", with: HTTPDate.format(Int64(responseTime)))
         }
-        return StoredResponse(
+        var updated = StoredResponse(
             status: stored.status, headers: result, requestTime: requestTime, responseTime: responseTime)
+        updated.lifetimeCap = stored.lifetimeCap
+        return updated
     }
 }

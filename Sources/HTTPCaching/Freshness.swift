@@ -40,10 +40,13 @@ public struct FreshnessLifetime: Sendable, Equatable {
 
     public var seconds: Int64
     public var source: Source
+    /// Whether the response's ``StoredResponse/lifetimeCap`` shortened `seconds`.
+    public var capped = false
 
-    public init(seconds: Int64, source: Source) {
+    public init(seconds: Int64, source: Source, capped: Bool = false) {
         self.seconds = seconds
         self.source = source
+        self.capped = capped
     }
 
     public var isExplicit: Bool { source == .sMaxAge || source == .maxAge || source == .expires }
@@ -53,10 +56,22 @@ public struct FreshnessLifetime: Sendable, Equatable {
     ///
     /// - Parameter cacheControl: the directives that govern this cache (Cache-Control, or a
     ///   targeted field that takes precedence over it, RFC 9213).
+    /// A ``StoredResponse/lifetimeCap`` shortens the result (its source stays the rule that
+    /// gave it, so an explicit lifetime is still explicit).
     public static func of(
         _ response: StoredResponse,
         cacheControl: CacheControl,
         configuration: FreshnessConfiguration = .init()
+    ) -> FreshnessLifetime {
+        let lifetime = uncapped(response, cacheControl: cacheControl, configuration: configuration)
+        guard let cap = response.lifetimeCap, cap < lifetime.seconds else { return lifetime }
+        return FreshnessLifetime(seconds: max(0, cap), source: lifetime.source, capped: true)
+    }
+
+    private static func uncapped(
+        _ response: StoredResponse,
+        cacheControl: CacheControl,
+        configuration: FreshnessConfiguration
     ) -> FreshnessLifetime {
         switch cacheControl.seconds("s-maxage") {
         case .value(let seconds): return .init(seconds: seconds, source: .sMaxAge)

@@ -8,6 +8,10 @@ public struct StoredResponse: Sendable, Equatable {
     public var requestTime: Double
     /// When the response head was received.
     public var responseTime: Double
+    /// A limit on the freshness lifetime this cache gives the response, whatever its fields
+    /// say: a node's own short-lived copy of an object a peer owns (`cluster.local_copy_ttl`,
+    /// docs/fleet.md). A cache may always treat a response as stale sooner (RFC 9111 §4.2).
+    public var lifetimeCap: Int64?
 
     public init(status: Int, headers: HeaderFields, requestTime: Double, responseTime: Double) {
         self.status = status

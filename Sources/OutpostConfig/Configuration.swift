@@ -162,6 +162,31 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `cluster.name`: this fleet's identifier in CDN-Loop (RFC 8586). A request that left
         /// the fleet and came back, or that this node itself forwarded, carries it: 508.
         public var name = "outpost"
+        /// `cluster.self`: this node's own traffic URL as its peers reach it (one of
+        /// `peers`; added to them when left out). Required with `peers`.
+        public var selfURL: OriginURL?
+        /// `cluster.peers`: the nodes that share one copy of each object by consistent
+        /// hashing (docs/fleet.md). Empty: no peers.
+        public var peers: [OriginURL] = []
+        /// `cluster.health_interval`: seconds between health checks of each peer.
+        public var healthInterval = 2.0
+        /// `cluster.health_timeout`: seconds a health check may take before it counts as failed.
+        public var healthTimeout = 1.0
+        /// `cluster.health_fall`: consecutive failed checks that mark a live peer down.
+        public var healthFall = 2
+        /// `cluster.health_rise`: consecutive good checks that bring a down peer back.
+        public var healthRise = 2
+        /// `cluster.local_copy_ttl`: seconds a node keeps its own copy of an object it fetched
+        /// from the peer that owns it (its freshness capped to this); 0 keeps none.
+        public var localCopyTTL = 0.0
+
+        public init() {}
+
+        /// Every node of the peer group, this one included, in the order configured.
+        public var members: [OriginURL] {
+            guard let selfURL, !peers.isEmpty else { return [] }
+            return peers.contains(selfURL) ? peers : peers + [selfURL]
+        }
     }
 
     public init() {}

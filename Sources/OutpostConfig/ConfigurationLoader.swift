@@ -23,6 +23,19 @@ public enum ConfigurationLoader {
         return try parse(text, source: path)
     }
 
+    /// `cluster.peers` needs `cluster.self` (which node this is), and names each node once.
+    static func checkPeers(_ cluster: OutpostConfiguration.Cluster) throws {
+        guard !cluster.peers.isEmpty else { return }
+        guard cluster.selfURL != nil else {
+            throw ConfigurationError(
+                "cluster.peers needs cluster.self: this node's own URL as its peers reach it (one of the peers)")
+        }
+        var seen: Set<String> = []
+        for peer in cluster.peers where !seen.insert(peer.description).inserted {
+            throw ConfigurationError("cluster.peers names \(peer) twice")
+        }
+    }
+
     public static func parse(_ text: String, source: String = "configuration") throws -> OutpostConfiguration {
         let table: TOMLTable
         do {
@@ -128,6 +141,14 @@ public enum ConfigurationLoader {
                 }
                 configuration.cluster.name = name
             }
+            try cluster.origin("self") { configuration.cluster.selfURL = $0 }
+            try cluster.origins("peers") { configuration.cluster.peers = $0 }
+            try cluster.seconds("health_interval") { configuration.cluster.healthInterval = max($0, 0.1) }
+            try cluster.seconds("health_timeout") { configuration.cluster.healthTimeout = max($0, 0.05) }
+            try cluster.integer("health_fall", minimum: 1) { configuration.cluster.healthFall = $0 }
+            try cluster.integer("health_rise", minimum: 1) { configuration.cluster.healthRise = $0 }
+            try cluster.seconds("local_copy_ttl") { configuration.cluster.localCopyTTL = $0 }
+            try Self.checkPeers(configuration.cluster)
         }
         try reader.table("admin") { admin in
             try admin.address("listen") { configuration.admin.listen = $0 }
@@ -222,6 +243,22 @@ package struct TableReader {
             strings.append(text)
         }
         apply(strings)
+    }
+
+    /// An array of origin URLs.
+    mutating func origins(_ key: String, _ apply: ([OriginURL]) -> Void) throws {
+        let label = name(key)
+        var texts: [String]?
+        try stringArray(key) { texts = $0 }
+        guard let texts else { return }
+        var origins: [OriginURL] = []
+        for text in texts {
+            guard let origin = OriginURL(parsing: text) else {
+                throw ConfigurationError("\(label): \"\(text)\" is not an http:// or https:// URL")
+            }
+            origins.append(origin)
+        }
+        apply(origins)
     }
 
     mutating func bool(_ key: String, _ apply: (Bool) -> Void) throws {

@@ -48,6 +48,32 @@ struct ConfigurationTests {
         #expect(OutpostConfiguration().upstream.parentFallback && OutpostConfiguration().cluster.name == "outpost")
     }
 
+    @Test("consistent-hash peers: cluster.self, peers (self added when left out), health checks, local copies")
+    func peers() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [cluster]
+            self = "http://10.0.0.3:8080"
+            peers = ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+            health_interval = 5
+            health_timeout = 0.5
+            health_fall = 3
+            health_rise = 4
+            local_copy_ttl = 10
+            """)
+        let cluster = configuration.cluster
+        #expect(cluster.selfURL?.description == "http://10.0.0.3:8080")
+        #expect(
+            cluster.members.map(\.description) == [
+                "http://10.0.0.1:8080", "http://10.0.0.2:8080", "http://10.0.0.3:8080",
+            ])
+        #expect(cluster.healthInterval == 5 && cluster.healthTimeout == 0.5)
+        #expect(cluster.healthFall == 3 && cluster.healthRise == 4 && cluster.localCopyTTL == 10)
+        let defaults = OutpostConfiguration().cluster
+        #expect(defaults.members.isEmpty && defaults.healthInterval == 2 && defaults.healthTimeout == 1)
+        #expect(defaults.healthFall == 2 && defaults.healthRise == 2 && defaults.localCopyTTL == 0)
+    }
+
     @Test("values, sizes with units and per-Host origins are read")
     func values() throws {
         let configuration = try ConfigurationLoader.parse(
@@ -104,6 +130,11 @@ struct ConfigurationTests {
             ),
             ("[upstream.hosts]\n\"a.example\" = { origin = \"http://o:1\", weight = 2 }", "weight"),
             ("[cluster]\nname = \"my fleet\"", "cluster.name"),
+            ("[cluster]\npeers = [\"http://a:1\"]", "cluster.peers needs cluster.self"),
+            ("[cluster]\nself = \"http://a:1\"\npeers = [\"http://a:1\", \"http://a:1\"]", "twice"),
+            ("[cluster]\nself = \"http://a:1\"\npeers = [\"a:1\"]", "cluster.peers"),
+            ("[cluster]\nself = \"http://a:1\"\npeers = \"http://a:1\"", "cluster.peers"),
+            ("[cluster]\nhealth_fall = 0", "cluster.health_fall"),
         ])
     func errors(text: String, mentions: String) {
         #expect {
