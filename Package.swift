@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -96,8 +97,18 @@ let package = Package(
         .target(
             name: "EdgeAdmin",
             dependencies: [
-                "HTTPCaching", "CacheStore", "OutpostConfig", "EdgeTelemetry", "CacheTransaction",
+                "HTTPCaching", "CacheStore", "OutpostConfig", "EdgeTelemetry", "CacheTransaction", "PurgeJournal",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The purge journal on PostgreSQL (docs/fleet.md): the only postgres-nio user.
+        .target(
+            name: "PurgeJournal",
+            dependencies: [
+                "CacheStore", "OutpostConfig", "EdgeTelemetry",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // The front end: listeners, connections, timeouts, request validation, the hit path, and
@@ -112,6 +123,7 @@ let package = Package(
                 "EdgeTelemetry",
                 "CacheTransaction",
                 "EdgeAdmin",
+                "PurgeJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -185,6 +197,7 @@ let package = Package(
                 "EdgeTelemetry",
                 "CacheTransaction",
                 "EdgeAdmin",
+                "PurgeJournal",
                 "OutpostTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

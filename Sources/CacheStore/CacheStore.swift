@@ -58,6 +58,10 @@ public final class CacheStore: Sendable {
     /// begins: a removal that commits meanwhile is not in the lookup's snapshot, but is no
     /// longer in ``CorruptionState/removing`` either (see ``awaitsRemoval(_:since:)``).
     let removalsCompleted = Atomic<Int>(0)
+    /// Objects stored before this time (the bits of a Double; 0: none) are not served: a
+    /// node catching up with the fleet's purge journal hides what a purge it missed could
+    /// cover (docs/fleet.md).
+    private let servingFloor = Atomic<UInt64>(0)
 
     private struct CorruptionState {
         var count: UInt64 = 0
@@ -316,6 +320,30 @@ public final class CacheStore: Sendable {
     /// removal committed since, the lookup's snapshot may still hold the removed object while
     /// its key has already been forgotten: every object it finds is then skipped (a miss, in
     /// the rare moment a removal commits during a lookup), never handed out.
+    /// Hides every object stored before `time` from lookups until ``showAllObjects()``:
+    /// they stay stored, and a purge still reaches them.
+    public func hideObjects(storedBefore time: Double) {
+        servingFloor.store(max(time, Double.leastNonzeroMagnitude).bitPattern, ordering: .releasing)
+    }
+
+    public func showAllObjects() { servingFloor.store(0, ordering: .releasing) }
+
+    /// The time before which objects are hidden, nil when none are.
+    public var hiddenBefore: Double? {
+        let bits = servingFloor.load(ordering: .acquiring)
+        return bits == 0 ? nil : Double(bitPattern: bits)
+    }
+
+    private func hidden(_ record: ObjectRecord) -> Bool {
+        let bits = servingFloor.load(ordering: .relaxed)
+        return bits != 0 && record.storedAt < Double(bitPattern: bits)
+    }
+
+    /// The sequence number of the last journal purge applied to this store (0: none yet).
+    public func journalApplied() throws -> Int64 {
+        try environment.read { txn in try schema.journalApplied(txn) }
+    }
+
     private func awaitsRemoval(_ record: ObjectRecord, since epoch: Int) -> Bool {
         if pendingRemovals.load(ordering: .relaxed) > 0 {
             let listed = corruptions.withLock { state in
@@ -389,7 +417,8 @@ public final class CacheStore: Sendable {
             let found = try decodeReporting(StoreCorruption(primaryKey: primaryKey, objectID: variant.objectID)) {
                 try object(variant.objectID)
             }
-            guard let (record, revision) = found, !awaitsRemoval(record, since: removalEpoch) else { continue }
+            guard let (record, revision) = found, !awaitsRemoval(record, since: removalEpoch), !hidden(record)
+            else { continue }
             guard readsBody(record) else { return .found(record, revision: revision, body: nil) }
             guard let body = try inlineBody(txn, of: record) else { continue }
             return .found(record, revision: revision, body: body.buffer)

@@ -17,6 +17,9 @@ public struct Purge: Sendable, Equatable {
     public var soft: Bool
     /// When the purge was asked for (soft-purged objects count as stale from then).
     public var time: Double
+    /// Its sequence number in the fleet's purge journal (docs/fleet.md), recorded in the same
+    /// write transaction as the last one this store applied; nil for a purge not from it.
+    public var journalSequence: Int64?
 
     public init(_ target: Target, soft: Bool = false, time: Double) {
         self.target = target

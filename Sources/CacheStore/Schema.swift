@@ -148,6 +148,21 @@ struct Schema: Sendable {
 
     func removeBallast(_ txn: LMDBTransaction) throws { try txn.delete(meta, Schema.ballastKey) }
 
+    /// The sequence number of the last purge from the fleet's journal applied to this store.
+    static let journalKey = Array("journal.applied".utf8)
+
+    func journalApplied(_ txn: LMDBTransaction) throws -> Int64 {
+        guard let bytes = try txn.get(meta, Schema.journalKey) else { return 0 }
+        var reader = try RecordReader(sealed: bytes, context: "journal.applied")
+        return Int64(bitPattern: try reader.u64())
+    }
+
+    func putJournalApplied(_ txn: LMDBTransaction, _ sequence: Int64) throws {
+        var writer = RecordWriter(capacity: 16)
+        writer.u64(UInt64(bitPattern: sequence))
+        try txn.put(meta, Schema.journalKey, writer.sealed)
+    }
+
     func putUsage(_ txn: LMDBTransaction, _ usage: StoreUsage) throws {
         try txn.put(meta, Array("usage".utf8), usage.encoded())
     }

@@ -400,6 +400,7 @@ final class StoreWriter: @unchecked Sendable {
 
         case .purge(let purge, let completion):
             let count = try apply(purge, txn)
+            if let sequence = purge.journalSequence { try schema.putJournalApplied(txn, sequence) }
             condition.lock()
             purges.record(purge)
             condition.unlock()

@@ -5,6 +5,7 @@ import Foundation
 import HTTPCaching
 import Logging
 import OutpostConfig
+import PurgeJournal
 
 /// One request to the admin listener, body included.
 package struct AdminRequest: Sendable {
@@ -50,16 +51,19 @@ package struct AdminAPI: Sendable {
     let telemetry: Telemetry
     let clock: any CacheClock
     let logger: Logger
+    /// `cluster.purge_journal`: purges go to every node through it.
+    let journal: PurgeJournal?
 
     package init(
         settings: @escaping @Sendable () -> OutpostConfiguration, store: CacheStore, telemetry: Telemetry,
-        clock: any CacheClock, logger: Logger
+        clock: any CacheClock, logger: Logger, journal: PurgeJournal? = nil
     ) {
         self.settings = settings
         self.store = store
         self.telemetry = telemetry
         self.clock = clock
         self.logger = logger
+        self.journal = journal
     }
 
     package func handle(_ request: AdminRequest) async -> AdminResponse {
@@ -67,15 +71,19 @@ package struct AdminAPI: Sendable {
         if request.path == "/health" {
             guard request.method == "GET" || request.method == "HEAD" else { return methodNotAllowed("GET") }
             // Degraded still serves (a load balancer keeps sending traffic): responses pass
-            // through unstored while the disk is full.
+            // through unstored while the disk is full; stored ones may be held back while the
+            // purge journal is being caught up with.
+            var reasons: [String] = []
+            var since: Double?
             if case .degraded(let degraded) = store.writeHealth {
-                return .json(
-                    200,
-                    [
-                        "status": "degraded",
-                        "reasons": ["store: \(degraded.reason); responses are served but not stored"],
-                        "since": Int(degraded.since),
-                    ])
+                reasons.append("store: \(degraded.reason); responses are served but not stored")
+                since = degraded.since
+            }
+            if let reason = journal?.healthReason { reasons.append(reason) }
+            guard reasons.isEmpty else {
+                var answer: [String: Any] = ["status": "degraded", "reasons": reasons]
+                if let since { answer["since"] = Int(since) }
+                return .json(200, answer)
             }
             return .json(200, ["status": "ok"])
         }
@@ -119,15 +127,31 @@ package struct AdminAPI: Sendable {
         }
         let purge = Purge(parsed.target, soft: parsed.soft, time: clock.now())
         do {
-            let count = try await store.purge(purge)
-            telemetry.recordPurge(purge, objects: count)
+            // With a journal, the purge is appended and applied here in journal order; when the
+            // journal cannot take it, it is applied here and the answer says it was not
+            // journaled (docs/fleet.md).
+            var journalNote: [String: Any] = ["journaled": false]
+            let count: Int
+            switch try await journal?.post(purge) {
+            case .journaled(let sequence, let objects)?:
+                count = objects
+                journalNote = ["journaled": true, "sequence": Int(sequence)]
+            case .notJournaled(let reason)?:
+                count = try await store.purge(purge)
+                telemetry.recordPurge(purge, objects: count)
+                journalNote["journal_error"] = reason
+            case nil:
+                count = try await store.purge(purge)
+                telemetry.recordPurge(purge, objects: count)
+            }
             logger.info(
                 "purged",
                 metadata: [
                     "target": "\(describe(parsed.target))", "soft": "\(parsed.soft)", "objects": "\(count)",
-                    "peer": "\(request.peer ?? "-")",
+                    "peer": "\(request.peer ?? "-")", "journaled": "\(journalNote["journaled"] ?? false)",
                 ])
             var answer: [String: Any] = ["purged": count, "soft": parsed.soft]
+            answer.merge(journalNote) { $1 }
             switch parsed.target {
             case .url(let url): answer["url"] = url
             case .prefix(let prefix): answer["prefix"] = prefix
@@ -156,11 +180,11 @@ package struct AdminAPI: Sendable {
 
     private func stats() -> AdminResponse {
         let (usage, entries) = storeFigures()
-        return .json(
-            200,
-            telemetry.statistics(
-                usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize,
-                degraded: store.writeHealth != .ok))
+        var statistics = telemetry.statistics(
+            usage: usage, entries: entries, maxBytes: store.configuration.maxStoreSize,
+            degraded: store.writeHealth != .ok)
+        if let journal { statistics["journal"] = journal.statistics() }
+        return .json(200, statistics)
     }
 
     private func metrics() -> AdminResponse {

@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import OutpostConfig
+import PurgeJournal
 
 /// The running edge node: traffic listener, admin listener, store and origin clients, with an
 /// ordered graceful shutdown (stop accepting → let in-flight requests finish → close the
@@ -41,6 +42,8 @@ public final class OutpostServer: Sendable {
     private let logger: Logger
     private let shuttingDown = NIOLockedValueBox(false)
     private let accessLog: AccessLog
+    /// `cluster.purge_journal`: purges reach every node through it (docs/fleet.md).
+    package let journal: PurgeJournal?
 
     /// Opens the store and binds both listeners; call ``run()`` to serve.
     public init(
@@ -66,6 +69,9 @@ public final class OutpostServer: Sendable {
         self.telemetry = telemetry
         let store = try CacheStore(configuration: configuration.store)
         self.store = store
+        // Until this node has replayed the purges it may have missed, nothing stored before
+        // it started is served (docs/fleet.md).
+        if configuration.cluster.purgeJournal != nil { store.hideObjects(storedBefore: clock.now()) }
         if let recovery = store.recovery {
             logger.error(
                 "the store was damaged and has been reset (store.on_corruption = \"reset\"): \(recovery.reason)",
@@ -125,6 +131,15 @@ public final class OutpostServer: Sendable {
             maxBytes: configuration.store.maxStoreSize)
         trafficAddress = traffic.channel.localAddress!
         adminAddress = admin.channel.localAddress!
+        if let location = configuration.cluster.purgeJournal {
+            journal = PurgeJournal(
+                location: location,
+                node: PurgeJournal.nodeName(selfURL: configuration.cluster.selfURL, port: trafficAddress.port ?? 0),
+                settings: configuration.cluster, store: store, telemetry: telemetry, now: { [clock] in clock.now() },
+                logger: logger)
+        } else {
+            journal = nil
+        }
         if configuration.admin.token == nil {
             logger.notice("the admin API has no token: it answers anyone who can reach \(configuration.admin.listen)")
         }
@@ -162,6 +177,19 @@ public final class OutpostServer: Sendable {
             notes.append(
                 "compression.max_pending_codings needs a restart; still \(current.compression.maxPendingCodings)")
             next.compression.maxPendingCodings = current.compression.maxPendingCodings
+        }
+        if next.cluster.purgeJournal != current.cluster.purgeJournal
+            || next.cluster.journalRetention != current.cluster.journalRetention
+            || next.cluster.journalTimeout != current.cluster.journalTimeout
+            || next.cluster.journalPollInterval != current.cluster.journalPollInterval
+            || next.cluster.journalReconnectMax != current.cluster.journalReconnectMax
+        {
+            notes.append("cluster.purge_journal and journal_* need a restart; unchanged")
+            next.cluster.purgeJournal = current.cluster.purgeJournal
+            next.cluster.journalRetention = current.cluster.journalRetention
+            next.cluster.journalTimeout = current.cluster.journalTimeout
+            next.cluster.journalPollInterval = current.cluster.journalPollInterval
+            next.cluster.journalReconnectMax = current.cluster.journalReconnectMax
         }
         if next.log.level != current.log.level {
             notes.append("log.level needs a restart; unchanged")
@@ -305,6 +333,7 @@ public final class OutpostServer: Sendable {
         // `[cluster] peers`: each is checked while this node serves (a reload may add some).
         let pipelines = self.pipelines
         let healthChecks = Task { await PeerHealthChecks(current: { pipelines.current }).run() }
+        let journalTask = journal.map { journal in Task { await journal.run() } }
         await withDiscardingTaskGroup { group in
             for (listener, requests) in [(traffic, passed), (admin, adminRequests)] {
                 group.addTask {
@@ -333,6 +362,8 @@ public final class OutpostServer: Sendable {
         }
         healthChecks.cancel()
         await healthChecks.value
+        journalTask?.cancel()
+        await journalTask?.value
         await pipelines.current.drainBackground()
         let pools = upstreams.withLockedValue { [$0.current] + $0.retired }
         for pool in pools { await pool.shutdown() }
@@ -343,7 +374,8 @@ public final class OutpostServer: Sendable {
     private var adminAPI: AdminAPI {
         let live = self.live
         return AdminAPI(
-            settings: { live.withLockedValue { $0 } }, store: store, telemetry: telemetry, clock: clock, logger: logger)
+            settings: { live.withLockedValue { $0 } }, store: store, telemetry: telemetry, clock: clock, logger: logger,
+            journal: journal)
     }
 
     /// Accepts connections until the listener closes: each is served by its own pipeline

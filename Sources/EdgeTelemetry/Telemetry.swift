@@ -117,6 +117,8 @@ public final class Telemetry: Sendable {
     private let setCookieResponses: [SetCookieAction: Metrics.Counter]
     /// The `[cluster] peers` counters.
     package let peers: PeerTelemetry
+    /// The purge journal's gauges.
+    package let journal: JournalTelemetry
 
     /// Reports into `registry` (each server its own, so tests and several servers in one
     /// process never share counters; swift-metrics' global bootstrap is not used).
@@ -130,6 +132,7 @@ public final class Telemetry: Sendable {
         ]
         self.factory = factory
         peers = PeerTelemetry(factory: factory)
+        journal = JournalTelemetry(factory: factory)
         var requests: [CacheResult: Metrics.Counter] = [:]
         for result in CacheResult.allCases {
             requests[result] = Metrics.Counter(

@@ -171,14 +171,28 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `cluster.health_interval`: seconds between health checks of each peer.
         public var healthInterval = 2.0
         /// `cluster.health_timeout`: seconds a health check may take before it counts as failed.
-        public var healthTimeout = 1.0
+        public var healthTimeout = 2.0
         /// `cluster.health_fall`: consecutive failed checks that mark a live peer down.
-        public var healthFall = 2
+        public var healthFall = 3
         /// `cluster.health_rise`: consecutive good checks that bring a down peer back.
         public var healthRise = 2
         /// `cluster.local_copy_ttl`: seconds a node keeps its own copy of an object it fetched
         /// from the peer that owns it (its freshness capped to this); 0 keeps none.
         public var localCopyTTL = 0.0
+        /// `cluster.purge_journal`: the PostgreSQL database (`postgres://user:password@host:port/db`)
+        /// that carries every purge to every node (docs/fleet.md); nil: purges stay local.
+        public var purgeJournal: JournalLocation?
+        /// `cluster.journal_retention`: seconds a journaled purge is kept when some known node
+        /// has not applied it (a node not seen for that long is forgotten).
+        public var journalRetention = 604_800.0
+        /// `cluster.journal_timeout`: seconds to connect to the journal, or to append a purge
+        /// and apply it, before giving up (the purge is then applied locally).
+        public var journalTimeout = 5.0
+        /// `cluster.journal_poll_interval`: seconds between catch-ups that do not wait for a
+        /// notification (and between the node's heartbeats and trims).
+        public var journalPollInterval = 30.0
+        /// `cluster.journal_reconnect_max`: the longest wait between attempts to reconnect.
+        public var journalReconnectMax = 10.0
 
         public init() {}
 

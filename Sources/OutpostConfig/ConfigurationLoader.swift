@@ -148,6 +148,14 @@ public enum ConfigurationLoader {
             try cluster.integer("health_fall", minimum: 1) { configuration.cluster.healthFall = $0 }
             try cluster.integer("health_rise", minimum: 1) { configuration.cluster.healthRise = $0 }
             try cluster.seconds("local_copy_ttl") { configuration.cluster.localCopyTTL = $0 }
+            try cluster.string("purge_journal") { text in
+                guard !text.isEmpty else { return }
+                configuration.cluster.purgeJournal = try JournalLocation(parsing: text)
+            }
+            try cluster.seconds("journal_retention") { configuration.cluster.journalRetention = max($0, 1) }
+            try cluster.seconds("journal_timeout") { configuration.cluster.journalTimeout = max($0, 0.1) }
+            try cluster.seconds("journal_poll_interval") { configuration.cluster.journalPollInterval = max($0, 0.1) }
+            try cluster.seconds("journal_reconnect_max") { configuration.cluster.journalReconnectMax = max($0, 0.1) }
             try Self.checkPeers(configuration.cluster)
         }
         try reader.table("admin") { admin in

@@ -70,8 +70,33 @@ struct ConfigurationTests {
         #expect(cluster.healthInterval == 5 && cluster.healthTimeout == 0.5)
         #expect(cluster.healthFall == 3 && cluster.healthRise == 4 && cluster.localCopyTTL == 10)
         let defaults = OutpostConfiguration().cluster
-        #expect(defaults.members.isEmpty && defaults.healthInterval == 2 && defaults.healthTimeout == 1)
-        #expect(defaults.healthFall == 2 && defaults.healthRise == 2 && defaults.localCopyTTL == 0)
+        #expect(defaults.members.isEmpty && defaults.healthInterval == 2 && defaults.healthTimeout == 2)
+        #expect(defaults.healthFall == 3 && defaults.healthRise == 2 && defaults.localCopyTTL == 0)
+    }
+
+    @Test("the purge journal: a postgres URL (password masked when shown) and its settings")
+    func journal() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [cluster]
+            purge_journal = "postgres://outpost:s%40cret@db.internal:5433/purges?sslmode=require"
+            journal_retention = 3600
+            journal_timeout = 2
+            journal_poll_interval = 10
+            journal_reconnect_max = 5
+            """)
+        let cluster = configuration.cluster
+        let location = try #require(cluster.purgeJournal)
+        #expect(location.user == "outpost" && location.password == "s@cret" && location.host == "db.internal")
+        #expect(location.port == 5433 && location.database == "purges" && location.requiresTLS)
+        #expect(location.description == "postgres://outpost:***@db.internal:5433/purges?sslmode=require")
+        #expect(cluster.journalRetention == 3600 && cluster.journalTimeout == 2)
+        #expect(cluster.journalPollInterval == 10 && cluster.journalReconnectMax == 5)
+        let plain = try JournalLocation(parsing: "postgresql://edge@10.0.0.9")
+        #expect(plain.port == 5432 && plain.database == "edge" && plain.password == nil && !plain.requiresTLS)
+        let defaults = OutpostConfiguration().cluster
+        #expect(defaults.purgeJournal == nil && defaults.journalRetention == 604_800 && defaults.journalTimeout == 5)
+        #expect(defaults.journalPollInterval == 30 && defaults.journalReconnectMax == 10)
     }
 
     @Test("values, sizes with units and per-Host origins are read")
@@ -135,6 +160,9 @@ struct ConfigurationTests {
             ("[cluster]\nself = \"http://a:1\"\npeers = [\"a:1\"]", "cluster.peers"),
             ("[cluster]\nself = \"http://a:1\"\npeers = \"http://a:1\"", "cluster.peers"),
             ("[cluster]\nhealth_fall = 0", "cluster.health_fall"),
+            ("[cluster]\npurge_journal = \"mysql://u@h/db\"", "cluster.purge_journal"),
+            ("[cluster]\npurge_journal = \"postgres://h/db\"", "needs a user"),
+            ("[cluster]\npurge_journal = \"postgres://u@h/db?sslmode=allow\"", "sslmode"),
         ])
     func errors(text: String, mentions: String) {
         #expect {

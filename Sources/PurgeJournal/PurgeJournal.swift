@@ -1,0 +1,391 @@
+import CacheStore
+import EdgeTelemetry
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOSSL
+import OutpostConfig
+import PostgresNIO
+
+/// What became of a purge posted to this node's admin API with a journal configured.
+package enum JournalPosting: Sendable, Equatable {
+    /// Appended to the journal as `sequence`, and applied here in journal order: `objects`
+    /// is what it covered in this node's store.
+    case journaled(sequence: Int64, objects: Int)
+    /// The journal could not take it, for `reason`; the caller applies it locally.
+    case notJournaled(reason: String)
+}
+
+/// The fleet's purge journal on PostgreSQL (docs/fleet.md): every purge posted to any node
+/// is appended to the `purges` table and announced with NOTIFY; every node LISTENs, applies
+/// each purge in sequence order, and records the last sequence number it applied in its own
+/// store (in the purge's write transaction). A node that starts or reconnects hides every
+/// object stored before that moment until it has replayed what it missed, so nothing a
+/// missed purge covers is served; objects it fetches meanwhile are served.
+package final class PurgeJournal: Sendable {
+    package enum State: String, Sendable {
+        /// Not yet connected since this node started.
+        case connecting
+        /// Connected, replaying what this node has not applied.
+        case replaying
+        /// Connected and caught up: purges arrive as they are appended.
+        case live
+        /// The connection failed or was lost; retried with growing waits.
+        case unreachable
+    }
+
+    private struct Status {
+        var state = State.connecting
+        var connection: PostgresConnection?
+        var applied: Int64 = 0
+        var lastError: String?
+        /// When `state` last changed (the cache's clock).
+        var since: Double
+        /// Objects each recent journal purge covered here, for the admin answer.
+        var counts: [Int64: Int] = [:]
+    }
+
+    /// The NOTIFY channel; the payload is the new purge's sequence number.
+    package static let channel = "outpost_purges"
+    /// Rows read per query when catching up.
+    static let batchSize = 500
+
+    package let location: JournalLocation
+    /// This node's name in the `nodes` table: `cluster.self`, else host name and port.
+    package let node: String
+    private let settings: OutpostConfiguration.Cluster
+    private let store: CacheStore
+    private let telemetry: Telemetry
+    private let now: @Sendable () -> Double
+    private let logger: Logger
+    private let status: NIOLockedValueBox<Status>
+    private let gate = SerialGate()
+    private let connections = NIOLockedValueBox(0)
+
+    package init(
+        location: JournalLocation, node: String, settings: OutpostConfiguration.Cluster, store: CacheStore,
+        telemetry: Telemetry, now: @escaping @Sendable () -> Double, logger: Logger
+    ) {
+        self.location = location
+        self.node = node
+        self.settings = settings
+        self.store = store
+        self.telemetry = telemetry
+        self.now = now
+        self.logger = logger
+        var initial = Status(since: now())
+        initial.applied = (try? store.journalApplied()) ?? 0
+        status = NIOLockedValueBox(initial)
+        telemetry.journal.set(up: false)
+        telemetry.journal.set(applied: initial.applied)
+    }
+
+    /// This node's name in the `nodes` table: `cluster.self`, else the host name and the
+    /// traffic port (stable across restarts, unlike the CDN-Loop node id).
+    package static func nodeName(selfURL: OriginURL?, port: Int) -> String {
+        selfURL?.description ?? "\(ProcessInfo.processInfo.hostName):\(port)"
+    }
+
+    // MARK: running
+
+    /// Connects, replays, listens; reconnects after a failure, waiting 0.5 s, then twice as
+    /// long each time up to `cluster.journal_reconnect_max`. Returns when cancelled.
+    package func run() async {
+        var wait = 0.5
+        while !Task.isCancelled {
+            do {
+                try await session { wait = 0.5 }
+            } catch {
+                guard !Task.isCancelled else { break }
+                let message = JournalErrors.describe(error)
+                let previous = status.withLockedValue { status -> State in
+                    defer {
+                        status.state = .unreachable
+                        status.connection = nil
+                        status.lastError = message
+                    }
+                    if status.state != .unreachable { status.since = now() }
+                    return status.state
+                }
+                telemetry.journal.set(up: false)
+                if previous != .unreachable {
+                    logger.error(
+                        "purge journal unreachable: purges posted to this node are applied here only, and purges posted elsewhere reach it when it reconnects",
+                        metadata: ["journal": "\(location)", "error": "\(message)"])
+                }
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            } catch {
+                break
+            }
+            wait = min(wait * 2, settings.journalReconnectMax)
+        }
+        let connection = status.withLockedValue { status in
+            defer { status.connection = nil }
+            return status.connection
+        }
+        try? await connection?.close()
+    }
+
+    /// One connection's life: prepare the tables, LISTEN, replay, then apply each purge as it
+    /// is announced (and at least every `journal_poll_interval`, in case one was missed).
+    private func session(connected: () -> Void) async throws {
+        let connection = try await within(settings.journalTimeout) { try await self.connect() }
+        do {
+            try await within(settings.journalTimeout) { try await self.prepare(connection) }
+            try await connection.listen(on: Self.channel) { notifications in
+                // Anything stored before now could be covered by a purge this node missed.
+                store.hideObjects(storedBefore: now())
+                setState(.replaying, connection: connection)
+                try await catchUp(connection)
+                store.showAllObjects()
+                setState(.live, connection: connection)
+                connected()
+                logger.notice(
+                    "purge journal: caught up",
+                    metadata: [
+                        "journal": "\(location)", "node": "\(node)",
+                        "applied": "\(status.withLockedValue { $0.applied })",
+                    ])
+                let poll = settings.journalPollInterval
+                let poller = Task {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .milliseconds(Int64(poll * 1000)))
+                        try await self.catchUp(connection)
+                        try await self.trim(connection)
+                    }
+                }
+                defer { poller.cancel() }
+                for try await _ in notifications {
+                    try await catchUp(connection)
+                }
+                throw JournalErrors.Closed()
+            }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    private func setState(_ state: State, connection: PostgresConnection?) {
+        status.withLockedValue { status in
+            if status.state != state { status.since = now() }
+            status.state = state
+            status.connection = connection
+            status.lastError = nil
+        }
+        telemetry.journal.set(up: state == .live)
+    }
+
+    private func connect() async throws -> PostgresConnection {
+        let tls: PostgresConnection.Configuration.TLS =
+            location.requiresTLS
+            ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        var configuration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: location.password,
+            database: location.database, tls: tls)
+        configuration.options.connectTimeout = .milliseconds(Int64(settings.journalTimeout * 1000))
+        let id = connections.withLockedValue { count in
+            count += 1
+            return count
+        }
+        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+    }
+
+    /// Creates the tables when missing (one node at a time: an advisory lock) and records this
+    /// node, with what its store has applied (the store is the truth: a new store starts at 0).
+    private func prepare(_ connection: PostgresConnection) async throws {
+        let logger = self.logger
+        try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(7310420313)", logger: logger)
+            for statement in JournalSchema.create { try await connection.query(statement, logger: logger) }
+        }
+        let applied = try store.journalApplied()
+        try await connection.query(
+            """
+            INSERT INTO nodes (node, applied, seen) VALUES (\(node), \(applied), now())
+            ON CONFLICT (node) DO UPDATE SET applied = EXCLUDED.applied, seen = now()
+            """, logger: logger)
+    }
+
+    // MARK: applying
+
+    /// Applies, in sequence order, every journaled purge this store has not applied; one
+    /// caller at a time.
+    func catchUp(_ connection: PostgresConnection) async throws {
+        await gate.enter()
+        do {
+            try await catchUpAlone(connection)
+            await gate.leave()
+        } catch {
+            await gate.leave()
+            throw error
+        }
+    }
+
+    private func catchUpAlone(_ connection: PostgresConnection) async throws {
+        var applied = try store.journalApplied()
+        let trimmed = try await trimmedThrough(connection)
+        if applied < trimmed {
+            // Rows this node never applied were trimmed (journal_retention): it cannot know
+            // what they covered, so everything it holds is revalidated before reuse.
+            logger.warning(
+                "purge journal: purges this node missed were trimmed; every stored object is marked stale",
+                metadata: ["applied": "\(applied)", "trimmed_through": "\(trimmed)"])
+            var everything = Purge(.prefix(""), soft: true, time: now())
+            everything.journalSequence = trimmed
+            let count = try await store.purge(everything)
+            telemetry.recordPurge(everything, objects: count)
+            applied = trimmed
+        }
+        while true {
+            let rows = try await connection.query(
+                """
+                SELECT seq, kind, value, soft, extract(epoch FROM time)::float8, node FROM purges
+                WHERE seq > \(applied) ORDER BY seq LIMIT \(Self.batchSize)
+                """, logger: logger)
+            var batch: [(Int64, String, String, Bool, Double, String)] = []
+            for try await row in rows.decode((Int64, String, String, Bool, Double, String).self) { batch.append(row) }
+            for (sequence, kind, value, soft, time, origin) in batch {
+                guard let target = JournalEntry(kind: kind, value: value).target else {
+                    logger.error(
+                        "purge journal: a purge of an unknown kind is skipped",
+                        metadata: ["seq": "\(sequence)", "kind": "\(kind)", "node": "\(origin)"])
+                    var nothing = Purge(.url(""), time: time)
+                    nothing.journalSequence = sequence
+                    _ = try await store.purge(nothing)
+                    applied = sequence
+                    continue
+                }
+                var purge = Purge(target, soft: soft, time: time)
+                purge.journalSequence = sequence
+                let count = try await store.purge(purge)
+                telemetry.recordPurge(purge, objects: count)
+                applied = sequence
+                status.withLockedValue { status in
+                    status.counts[sequence] = count
+                    if status.counts.count > 1024, let oldest = status.counts.keys.min() {
+                        status.counts[oldest] = nil
+                    }
+                }
+                logger.info(
+                    "journal purge applied",
+                    metadata: [
+                        "seq": "\(sequence)", "kind": "\(kind)", "value": "\(value)", "soft": "\(soft)",
+                        "objects": "\(count)", "from": "\(origin)",
+                    ])
+            }
+            if batch.count < Self.batchSize { break }
+        }
+        try await connection.query(
+            "UPDATE nodes SET applied = \(applied), seen = now() WHERE node = \(node)", logger: logger)
+        status.withLockedValue { $0.applied = applied }
+        telemetry.journal.set(applied: applied)
+    }
+
+    private func trimmedThrough(_ connection: PostgresConnection) async throws -> Int64 {
+        let rows = try await connection.query(
+            "SELECT trimmed_through FROM journal_state WHERE id = 1", logger: logger)
+        for try await value in rows.decode(Int64.self) { return value }
+        return 0
+    }
+
+    /// Forgets nodes not seen for `journal_retention`, then removes the purges every known
+    /// node has applied and those older than the retention, remembering how far it went.
+    func trim(_ connection: PostgresConnection) async throws {
+        let retention = settings.journalRetention
+        try await connection.query(
+            "DELETE FROM nodes WHERE seen < now() - \(retention) * interval '1 second'", logger: logger)
+        try await connection.query(
+            """
+            WITH gone AS (
+                DELETE FROM purges
+                WHERE seq <= (SELECT coalesce(min(applied), 0) FROM nodes)
+                   OR time < now() - \(retention) * interval '1 second'
+                RETURNING seq)
+            UPDATE journal_state SET trimmed_through = greatest(trimmed_through, (SELECT coalesce(max(seq), 0) FROM gone))
+            WHERE id = 1
+            """, logger: logger)
+    }
+
+    // MARK: posting
+
+    /// Appends a purge posted to this node and applies it here in journal order. When the
+    /// journal cannot take it the answer says so and the caller applies it locally.
+    package func post(_ purge: Purge) async throws -> JournalPosting {
+        let (connection, lastError) = status.withLockedValue { ($0.connection, $0.lastError) }
+        guard let connection else {
+            return .notJournaled(reason: "the purge journal is unreachable: \(lastError ?? "not connected yet")")
+        }
+        let sequence: Int64
+        do {
+            sequence = try await within(settings.journalTimeout) { try await self.append(purge, on: connection) }
+        } catch {
+            let message = JournalErrors.describe(error)
+            logger.error("purge not journaled", metadata: ["journal": "\(location)", "error": "\(message)"])
+            return .notJournaled(reason: message)
+        }
+        do {
+            try await within(settings.journalTimeout) { try await self.catchUp(connection) }
+            if let count = status.withLockedValue({ $0.counts[sequence] }) {
+                return .journaled(sequence: sequence, objects: count)
+            }
+        } catch {
+            logger.warning(
+                "journaled purge not applied in order yet: applying it here now (again later in order)",
+                metadata: ["seq": "\(sequence)", "error": "\(JournalErrors.describe(error))"])
+        }
+        let count = try await store.purge(purge)
+        telemetry.recordPurge(purge, objects: count)
+        return .journaled(sequence: sequence, objects: count)
+    }
+
+    /// One transaction: the table is locked so that sequence numbers commit in order (a node
+    /// that applied 7 must never find 6 appear later), the row is inserted, NOTIFY is sent
+    /// (delivered at commit).
+    private func append(_ purge: Purge, on connection: PostgresConnection) async throws -> Int64 {
+        let entry = JournalEntry(purge.target)
+        let node = self.node
+        let logger = self.logger
+        return try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("LOCK TABLE purges IN EXCLUSIVE MODE", logger: logger)
+            let rows = try await connection.query(
+                """
+                INSERT INTO purges (kind, value, soft, time, node)
+                VALUES (\(entry.kind), \(entry.value), \(purge.soft), to_timestamp(\(purge.time)), \(node))
+                RETURNING seq
+                """, logger: logger)
+            var sequence: Int64 = 0
+            for try await value in rows.decode(Int64.self) { sequence = value }
+            try await connection.query("SELECT pg_notify(\(Self.channel), \(String(sequence)))", logger: logger)
+            return sequence
+        }
+    }
+
+    // MARK: reporting
+
+    /// `journal` in /stats.
+    package func statistics() -> [String: Any] {
+        let status = status.withLockedValue { $0 }
+        var result: [String: Any] = [
+            "state": status.state.rawValue, "node": node, "applied": Int(status.applied),
+            "since": Int(status.since), "journal": location.description,
+        ]
+        if let error = status.lastError { result["error"] = error }
+        if let hidden = store.hiddenBefore { result["hiding_stored_before"] = Int(hidden) }
+        return result
+    }
+
+    /// Why /health says degraded, nil while the journal is live.
+    package var healthReason: String? {
+        let status = status.withLockedValue { $0 }
+        guard status.state != .live else { return nil }
+        if let hidden = store.hiddenBefore {
+            return
+                "purge journal \(status.state.rawValue): objects stored before \(Int(hidden)) are not served until this node has caught up"
+        }
+        return
+            "purge journal \(status.state.rawValue): purges posted elsewhere reach this node when it reconnects; purges posted here are applied here only"
+    }
+}
