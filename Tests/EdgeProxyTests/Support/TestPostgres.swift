@@ -28,7 +28,9 @@ final class TestPostgres: Sendable {
     /// Initialises, starts, and creates the `journal` database.
     static func start() async throws -> TestPostgres {
         let binaries = try findBinaries()
-        let directory = FileManager.default.temporaryDirectory.path + "/outpost-pg-" + UUID().uuidString.prefix(8)
+        // /tmp rather than $TMPDIR: the server runs as `postgres` under root, and must reach it
+        // (a TMPDIR under /root would not do), and its socket path must stay short.
+        let directory = "/tmp/outpost-pg-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Data((password + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/pw"))
         if geteuid() == 0 {
