@@ -86,7 +86,8 @@ extension CachePipeline {
             return .answered(
                 try await applyNotModified(
                     stale, headers: upstreamFields, request: request, sink: sink, plan: plan,
-                    requestTime: requestTime, responseTime: responseTime, purgeEpoch: purgeEpoch, finish: finish))
+                    requestTime: requestTime, responseTime: responseTime, purgeEpoch: purgeEpoch, finish: finish,
+                    fromOwner: owner != nil))
         }
 
         // The decision sees Set-Cookie (the policy may refuse the response for it); what is

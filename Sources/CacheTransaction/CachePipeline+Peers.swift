@@ -43,12 +43,19 @@ extension CachePipeline {
     }
 
     /// What this node keeps of a response a peer gave it: nothing with
-    /// `cluster.local_copy_ttl = 0` (the owner's copy is the group's), else a copy whose
-    /// freshness is capped to that many seconds.
+    /// `cluster.local_copy_ttl = 0` (the owner's copy is the group's), else a copy fresh for
+    /// that many seconds from now at most (``capLocalCopy(_:)``).
     func localCopy(of stored: inout StoredResponse) -> Bool {
-        let ttl = configuration.cluster.localCopyTTL
-        guard ttl > 0 else { return false }
-        stored.lifetimeCap = Int64(ttl)
+        guard configuration.cluster.localCopyTTL > 0 else { return false }
+        capLocalCopy(&stored)
         return true
+    }
+
+    /// Caps a local copy's lifetime at its age on arrival plus `cluster.local_copy_ttl`: the
+    /// owner's copy may already be old (its Age), and the local one is to stay fresh for the
+    /// configured time from when it came, whatever that age. A 304 from the owner sets it again.
+    func capLocalCopy(_ stored: inout StoredResponse) {
+        stored.lifetimeCap =
+            Int64(Age.correctedInitialAge(of: stored).rounded(.down)) + Int64(configuration.cluster.localCopyTTL)
     }
 }

@@ -7,24 +7,24 @@ extension CachePipeline {
     func applyNotModified(
         _ stale: ObjectRecord, headers notModified: HeaderFields, request: ClientRequest, sink: any ResponseSink,
         plan: FetchPlan, requestTime: Double, responseTime: Double, purgeEpoch: UInt64,
-        finish: FetchCompletion
+        finish: FetchCompletion, fromOwner: Bool = false
     ) async throws -> RequestOutcome {
         var refreshed = stale
         refreshed.softPurgedAt = nil
         refreshed.response = Validation.updated(
             stale.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+        // A copy the key's owner refreshed is a local copy, whatever this node kept it as
+        // before (it may have owned the key then): capped from now (docs/fleet.md).
+        if fromOwner { capLocalCopy(&refreshed.response) }
         let variants = (try? store.variants(request.key.description)) ?? []
         var updates = [(stale.id, refreshed.response)]
         for variant in variants
         where variant.id != stale.id && Validation.notModifiedSelects(variant.response, notModifiedHeaders: notModified)
         {
-            updates.append(
-                (
-                    variant.id,
-                    Validation.updated(
-                        variant.response, withNotModified: notModified, requestTime: requestTime,
-                        responseTime: responseTime)
-                ))
+            var response = Validation.updated(
+                variant.response, withNotModified: notModified, requestTime: requestTime, responseTime: responseTime)
+            if fromOwner { capLocalCopy(&response) }
+            updates.append((variant.id, response))
         }
         // The headers are rewritten (never the body) while the client is answered from the
         // updated record: the answer does not wait for the commit. Requests waiting on this

@@ -12,13 +12,16 @@ func within<T: Sendable>(
     _ seconds: Double, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let settled = NIOLockedValueBox(false)
+    let timer = NIOLockedValueBox<Task<Void, Never>?>(nil)
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         @Sendable func settle(_ result: Result<T, any Error>) {
             let first = settled.withLockedValue { done in
                 defer { done = true }
                 return !done
             }
-            if first { continuation.resume(with: result) }
+            guard first else { return }
+            continuation.resume(with: result)
+            timer.withLockedValue { $0 }?.cancel()
         }
         let work = Task {
             do {
@@ -27,11 +30,15 @@ func within<T: Sendable>(
                 settle(.failure(error))
             }
         }
-        Task {
-            try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-            if !settled.withLockedValue({ $0 }) { work.cancel() }
-            settle(.failure(JournalTimeout(seconds: seconds)))
+        timer.withLockedValue {
+            $0 = Task {
+                guard (try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))) != nil else { return }
+                work.cancel()
+                settle(.failure(JournalTimeout(seconds: seconds)))
+            }
         }
+        // The work may have finished before the timer existed.
+        if settled.withLockedValue({ $0 }) { timer.withLockedValue { $0 }?.cancel() }
     }
 }
 

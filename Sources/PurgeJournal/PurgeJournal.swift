@@ -130,10 +130,13 @@ package final class PurgeJournal: Sendable {
 
     /// One connection's life: prepare the tables, LISTEN, replay, then apply each purge as it
     /// is announced (and at least every `journal_poll_interval`, in case one was missed).
+    /// Everything on this connection runs one statement at a time, behind ``gate``: a
+    /// transaction on a PostgreSQL connection is the connection's, and one caller's BEGIN must
+    /// never take in another caller's statements. Posted purges use connections of their own.
     private func session(connected: () -> Void) async throws {
         let connection = try await within(settings.journalTimeout) { try await self.connect() }
         do {
-            try await within(settings.journalTimeout) { try await self.prepare(connection) }
+            try await bounded(connection) { try await self.prepare(connection) }
             try await connection.listen(on: Self.channel) { notifications in
                 // Anything stored before now could be covered by a purge this node missed.
                 store.hideObjects(storedBefore: now())
@@ -149,11 +152,22 @@ package final class PurgeJournal: Sendable {
                         "applied": "\(status.withLockedValue { $0.applied })",
                     ])
                 let poll = settings.journalPollInterval
+                let logger = self.logger
                 let poller = Task {
-                    while !Task.isCancelled {
-                        try await Task.sleep(for: .milliseconds(Int64(poll * 1000)))
-                        try await self.catchUp(connection)
-                        try await self.trim(connection)
+                    do {
+                        while true {
+                            try await Task.sleep(for: .milliseconds(Int64(poll * 1000)))
+                            try await self.catchUp(connection)
+                            try await self.exclusively { try await self.trim(connection) }
+                        }
+                    } catch is CancellationError {
+                    } catch {
+                        // The connection is not to be trusted: closing it ends the session
+                        // (the notifications fail) and a new one starts.
+                        logger.warning(
+                            "purge journal: catching up failed; reconnecting",
+                            metadata: ["error": "\(JournalErrors.describe(error))"])
+                        try? await connection.close()
                     }
                 }
                 defer { poller.cancel() }
@@ -164,6 +178,33 @@ package final class PurgeJournal: Sendable {
             }
         } catch {
             try? await connection.close()
+            throw error
+        }
+    }
+
+    /// Runs one round trip with `journal_timeout`; when it runs out the connection is closed,
+    /// which fails whatever else waits on it (postgres-nio's queries do not stop when their
+    /// task is cancelled) and frees the gate.
+    private func bounded<T: Sendable>(
+        _ connection: PostgresConnection, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await within(settings.journalTimeout, operation)
+        } catch let timeout as JournalTimeout {
+            try? await connection.close()
+            throw timeout
+        }
+    }
+
+    /// Runs `body` alone on the listening connection (see ``session(connected:)``).
+    private func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await gate.enter()
+        do {
+            let result = try await body()
+            await gate.leave()
+            return result
+        } catch {
+            await gate.leave()
             throw error
         }
     }
@@ -186,6 +227,11 @@ package final class PurgeJournal: Sendable {
             host: location.host, port: location.port, username: location.user, password: location.password,
             database: location.database, tls: tls)
         configuration.options.connectTimeout = .milliseconds(Int64(settings.journalTimeout * 1000))
+        // The server gives up on a statement, or a wait for a lock, that outlives the timeout.
+        let milliseconds = String(Int(settings.journalTimeout * 1000))
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", milliseconds), ("lock_timeout", milliseconds),
+        ]
         let id = connections.withLockedValue { count in
             count += 1
             return count
@@ -214,89 +260,124 @@ package final class PurgeJournal: Sendable {
     /// Applies, in sequence order, every journaled purge this store has not applied; one
     /// caller at a time.
     func catchUp(_ connection: PostgresConnection) async throws {
-        await gate.enter()
-        do {
-            try await catchUpAlone(connection)
-            await gate.leave()
-        } catch {
-            await gate.leave()
-            throw error
-        }
+        try await exclusively { try await catchUpAlone(connection) }
     }
 
     private func catchUpAlone(_ connection: PostgresConnection) async throws {
         var applied = try store.journalApplied()
-        let trimmed = try await trimmedThrough(connection)
-        if applied < trimmed {
-            // Rows this node never applied were trimmed (journal_retention): it cannot know
-            // what they covered, so everything it holds is revalidated before reuse.
-            logger.warning(
-                "purge journal: purges this node missed were trimmed; every stored object is marked stale",
-                metadata: ["applied": "\(applied)", "trimmed_through": "\(trimmed)"])
-            var everything = Purge(.prefix(""), soft: true, time: now())
-            everything.journalSequence = trimmed
-            let count = try await store.purge(everything)
-            telemetry.recordPurge(everything, objects: count)
-            applied = trimmed
-        }
         while true {
+            // How far rows were trimmed and the next rows, from one snapshot: a trim between
+            // two reads could otherwise remove rows this node has not applied unseen.
+            let after = applied
+            let (trimmed, batch) = try await bounded(connection) {
+                try await self.readBatch(after: after, connection)
+            }
+            if applied < trimmed {
+                // Rows this node never applied were trimmed (journal_retention): it cannot know
+                // what they covered, so everything it holds is revalidated before reuse.
+                logger.warning(
+                    "purge journal: purges this node missed were trimmed; every stored object is marked stale",
+                    metadata: ["applied": "\(applied)", "trimmed_through": "\(trimmed)"])
+                var everything = Purge(.prefix(""), soft: true, time: now())
+                everything.journalSequence = trimmed
+                let count = try await store.purge(everything)
+                telemetry.recordPurge(everything, objects: count)
+                applied = trimmed
+                continue
+            }
+            for row in batch {
+                try await apply(row)
+                applied = row.sequence
+            }
+            if batch.count < Self.batchSize { break }
+        }
+        let done = applied
+        try await bounded(connection) {
+            try await connection.query(
+                "UPDATE nodes SET applied = \(done), seen = now() WHERE node = \(self.node)", logger: self.logger)
+        }
+        status.withLockedValue { $0.applied = applied }
+        telemetry.journal.set(applied: applied)
+    }
+
+    struct Row: Sendable {
+        var sequence: Int64
+        var kind: String
+        var value: String
+        var soft: Bool
+        var time: Double
+        var node: String
+    }
+
+    /// `journal_state.trimmed_through` and the rows after `applied`, in one REPEATABLE READ
+    /// transaction (this connection's statements run one caller at a time).
+    private func readBatch(after applied: Int64, _ connection: PostgresConnection) async throws -> (Int64, [Row]) {
+        let logger = self.logger
+        return try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+            var trimmed: Int64 = 0
+            for try await value in try await connection.query(
+                "SELECT trimmed_through FROM journal_state WHERE id = 1", logger: logger
+            ).decode(Int64.self) {
+                trimmed = value
+            }
             let rows = try await connection.query(
                 """
                 SELECT seq, kind, value, soft, extract(epoch FROM time)::float8, node FROM purges
                 WHERE seq > \(applied) ORDER BY seq LIMIT \(Self.batchSize)
                 """, logger: logger)
-            var batch: [(Int64, String, String, Bool, Double, String)] = []
-            for try await row in rows.decode((Int64, String, String, Bool, Double, String).self) { batch.append(row) }
-            for (sequence, kind, value, soft, time, origin) in batch {
-                guard let target = JournalEntry(kind: kind, value: value).target else {
-                    logger.error(
-                        "purge journal: a purge of an unknown kind is skipped",
-                        metadata: ["seq": "\(sequence)", "kind": "\(kind)", "node": "\(origin)"])
-                    var nothing = Purge(.url(""), time: time)
-                    nothing.journalSequence = sequence
-                    _ = try await store.purge(nothing)
-                    applied = sequence
-                    continue
-                }
-                var purge = Purge(target, soft: soft, time: time)
-                purge.journalSequence = sequence
-                let count = try await store.purge(purge)
-                telemetry.recordPurge(purge, objects: count)
-                applied = sequence
-                status.withLockedValue { status in
-                    status.counts[sequence] = count
-                    if status.counts.count > 1024, let oldest = status.counts.keys.min() {
-                        status.counts[oldest] = nil
-                    }
-                }
-                logger.info(
-                    "journal purge applied",
-                    metadata: [
-                        "seq": "\(sequence)", "kind": "\(kind)", "value": "\(value)", "soft": "\(soft)",
-                        "objects": "\(count)", "from": "\(origin)",
-                    ])
+            var batch: [Row] = []
+            for try await (sequence, kind, value, soft, time, node) in rows.decode(
+                (Int64, String, String, Bool, Double, String).self)
+            {
+                batch.append(Row(sequence: sequence, kind: kind, value: value, soft: soft, time: time, node: node))
             }
-            if batch.count < Self.batchSize { break }
+            return (trimmed, batch)
         }
-        try await connection.query(
-            "UPDATE nodes SET applied = \(applied), seen = now() WHERE node = \(node)", logger: logger)
-        status.withLockedValue { $0.applied = applied }
-        telemetry.journal.set(applied: applied)
     }
 
-    private func trimmedThrough(_ connection: PostgresConnection) async throws -> Int64 {
-        let rows = try await connection.query(
-            "SELECT trimmed_through FROM journal_state WHERE id = 1", logger: logger)
-        for try await value in rows.decode(Int64.self) { return value }
-        return 0
+    /// Applies one journal row to the store, recording its sequence number with it.
+    private func apply(_ row: Row) async throws {
+        guard let target = JournalEntry(kind: row.kind, value: row.value).target else {
+            logger.error(
+                "purge journal: a purge of an unknown kind is skipped",
+                metadata: ["seq": "\(row.sequence)", "kind": "\(row.kind)", "node": "\(row.node)"])
+            var nothing = Purge(.url(""), time: row.time)
+            nothing.journalSequence = row.sequence
+            _ = try await store.purge(nothing)
+            return
+        }
+        var purge = Purge(target, soft: row.soft, time: row.time)
+        purge.journalSequence = row.sequence
+        let count = try await store.purge(purge)
+        telemetry.recordPurge(purge, objects: count)
+        status.withLockedValue { status in
+            status.counts[row.sequence] = count
+            if status.counts.count > 1024, let oldest = status.counts.keys.min() {
+                status.counts[oldest] = nil
+            }
+        }
+        logger.info(
+            "journal purge applied",
+            metadata: [
+                "seq": "\(row.sequence)", "kind": "\(row.kind)", "value": "\(row.value)", "soft": "\(row.soft)",
+                "objects": "\(count)", "from": "\(row.node)",
+            ])
     }
 
     /// Forgets nodes not seen for `journal_retention`, then removes the purges every known
     /// node has applied and those older than the retention, remembering how far it went.
     func trim(_ connection: PostgresConnection) async throws {
         let retention = settings.journalRetention
-        try await connection.query(
-            "DELETE FROM nodes WHERE seen < now() - \(retention) * interval '1 second'", logger: logger)
+        let logger = self.logger
+        try await bounded(connection) {
+            try await connection.query(
+                "DELETE FROM nodes WHERE seen < now() - \(retention) * interval '1 second'", logger: logger)
+        }
+        try await bounded(connection) { try await self.trimRows(connection, retention: retention) }
+    }
+
+    private func trimRows(_ connection: PostgresConnection, retention: Double) async throws {
         try await connection.query(
             """
             WITH gone AS (
@@ -314,52 +395,72 @@ package final class PurgeJournal: Sendable {
     /// Appends a purge posted to this node and applies it here in journal order. When the
     /// journal cannot take it the answer says so and the caller applies it locally.
     package func post(_ purge: Purge) async throws -> JournalPosting {
-        let (connection, lastError) = status.withLockedValue { ($0.connection, $0.lastError) }
-        guard let connection else {
-            return .notJournaled(reason: "the purge journal is unreachable: \(lastError ?? "not connected yet")")
-        }
         let sequence: Int64
         do {
-            sequence = try await within(settings.journalTimeout) { try await self.append(purge, on: connection) }
+            sequence = try await append(purge)
         } catch {
             let message = JournalErrors.describe(error)
             logger.error("purge not journaled", metadata: ["journal": "\(location)", "error": "\(message)"])
-            return .notJournaled(reason: message)
+            let unreachable = (error as? PSQLError)?.code == .connectionError || error is JournalTimeout
+            return .notJournaled(reason: unreachable ? "the purge journal is unreachable: \(message)" : message)
         }
-        do {
-            try await within(settings.journalTimeout) { try await self.catchUp(connection) }
-            if let count = status.withLockedValue({ $0.counts[sequence] }) {
-                return .journaled(sequence: sequence, objects: count)
+        // This node applies it in order with the others (its listening connection is told
+        // like every node's); the answer waits for that, within the timeout.
+        if let connection = status.withLockedValue({ $0.state == .live ? $0.connection : nil }) {
+            do {
+                try await catchUp(connection)
+                if let count = status.withLockedValue({ $0.counts[sequence] }) {
+                    return .journaled(sequence: sequence, objects: count)
+                }
+            } catch {
+                logger.warning(
+                    "journaled purge not applied in order yet: applying it here now (again later in order)",
+                    metadata: ["seq": "\(sequence)", "error": "\(JournalErrors.describe(error))"])
             }
-        } catch {
-            logger.warning(
-                "journaled purge not applied in order yet: applying it here now (again later in order)",
-                metadata: ["seq": "\(sequence)", "error": "\(JournalErrors.describe(error))"])
         }
-        let count = try await store.purge(purge)
-        telemetry.recordPurge(purge, objects: count)
-        return .journaled(sequence: sequence, objects: count)
+        // Not caught up: applied here now, and again (counted then) when its turn comes.
+        do {
+            return .journaled(sequence: sequence, objects: try await store.purge(purge))
+        } catch {
+            logger.error(
+                "journaled purge not applied here yet; it will be in order",
+                metadata: ["seq": "\(sequence)", "error": "\(error)"])
+            return .journaled(sequence: sequence, objects: 0)
+        }
     }
 
-    /// One transaction: the table is locked so that sequence numbers commit in order (a node
-    /// that applied 7 must never find 6 appear later), the row is inserted, NOTIFY is sent
-    /// (delivered at commit).
-    private func append(_ purge: Purge, on connection: PostgresConnection) async throws -> Int64 {
+    /// One transaction on a connection of its own, closed afterwards: the table is locked so
+    /// that sequence numbers commit in order (a node that applied 7 must never find 6 appear
+    /// later), the row is inserted with the server's clock, NOTIFY is sent (delivered at
+    /// commit). A timeout closes the connection; the transaction then rolls back unless its
+    /// COMMIT had already been taken.
+    private func append(_ purge: Purge) async throws -> Int64 {
+        let connection = try await within(settings.journalTimeout) { try await self.connect() }
         let entry = JournalEntry(purge.target)
         let node = self.node
         let logger = self.logger
-        return try await connection.withTransaction(logger: logger) { connection in
-            try await connection.query("LOCK TABLE purges IN EXCLUSIVE MODE", logger: logger)
-            let rows = try await connection.query(
-                """
-                INSERT INTO purges (kind, value, soft, time, node)
-                VALUES (\(entry.kind), \(entry.value), \(purge.soft), to_timestamp(\(purge.time)), \(node))
-                RETURNING seq
-                """, logger: logger)
-            var sequence: Int64 = 0
-            for try await value in rows.decode(Int64.self) { sequence = value }
-            try await connection.query("SELECT pg_notify(\(Self.channel), \(String(sequence)))", logger: logger)
+        do {
+            let sequence = try await bounded(connection) {
+                try await connection.withTransaction(logger: logger) { connection in
+                    try await connection.query("LOCK TABLE purges IN EXCLUSIVE MODE", logger: logger)
+                    let rows = try await connection.query(
+                        """
+                        INSERT INTO purges (kind, value, soft, time, node)
+                        VALUES (\(entry.kind), \(entry.value), \(purge.soft), now(), \(node))
+                        RETURNING seq
+                        """, logger: logger)
+                    var sequence: Int64 = 0
+                    for try await value in rows.decode(Int64.self) { sequence = value }
+                    try await connection.query(
+                        "SELECT pg_notify(\(Self.channel), \(String(sequence)))", logger: logger)
+                    return sequence
+                }
+            }
+            try? await connection.close()
             return sequence
+        } catch {
+            try? await connection.close()
+            throw error
         }
     }
 

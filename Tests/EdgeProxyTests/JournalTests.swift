@@ -131,7 +131,11 @@ struct JournalTests {
     @Test("a purge posted to one edge is journaled and reaches the other edges and the shield, which refetch")
     func reachesEveryNode() async throws {
         try await Self.withFleet { fleet in
-            for edge in fleet.edges { #expect(try await fleet.get(edge, "/p").text == "v1 of /p") }
+            // Each next request waits for the shield's commit (it may land after the answer).
+            for edge in fleet.edges {
+                #expect(try await fleet.get(edge, "/p").text == "v1 of /p")
+                #expect(try await eventually { try Self.holds(fleet.shield, "/p") })
+            }
             #expect(fleet.origin.count("/p") == 1)
             fleet.versions.version.withLockedValue { $0 = 2 }
 
@@ -142,7 +146,10 @@ struct JournalTests {
                 #expect(try await eventually { try !Self.holds(node, "/p") }, "\(node.base)")
                 #expect(try await eventually { try node.server.store.journalApplied() == Int64(sequence) })
             }
-            for edge in fleet.edges { #expect(try await fleet.get(edge, "/p").text == "v2 of /p") }
+            for edge in fleet.edges {
+                #expect(try await fleet.get(edge, "/p").text == "v2 of /p")
+                #expect(try await eventually { try Self.holds(fleet.shield, "/p") })
+            }
             // The shield refetched once for all three edges.
             #expect(fleet.origin.count("/p") == 2)
             // The journal's row, and each node's record of what it applied.
