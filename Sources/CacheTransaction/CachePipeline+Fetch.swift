@@ -54,7 +54,8 @@ extension CachePipeline {
         // The peer that owns the key, when another does and gave the response (docs/fleet.md).
         var owner: OriginURL?
         do {
-            if let answer = try await askOwner(request, plan: plan, sink: sink) {
+            // Without peers no call at all: a miss pays nothing for them.
+            if peers != nil, let answer = try await askOwner(request, plan: plan, sink: sink) {
                 response = answer.response
                 owner = answer.owner
             } else {

@@ -1,6 +1,13 @@
 import HTTPCaching
 import OutpostConfig
 
+/// A response the owner of a key gave (a struct: an optional tuple is looked up in the
+/// runtime's tuple metadata cache on every call).
+struct OwnerAnswer {
+    var response: UpstreamResponse
+    var owner: OriginURL
+}
+
 extension CachePipeline {
     /// A fetch of a key another peer owns goes to that peer, which fetches it once for the
     /// whole group (docs/fleet.md): the live peers ranked above this node are asked in order,
@@ -10,7 +17,7 @@ extension CachePipeline {
     /// fetches it itself.
     func askOwner(
         _ request: ClientRequest, plan: FetchPlan, sink: any ResponseSink
-    ) async throws -> (response: UpstreamResponse, owner: OriginURL)? {
+    ) async throws -> OwnerAnswer? {
         guard let peers else { return nil }
         if let from = request.headers[PeerSet.header], peers.isPeer(from) { return nil }
         let owners = peers.owners(of: request.key.description)
@@ -23,7 +30,7 @@ extension CachePipeline {
                 let response = try await send(
                     request, to: owner, method: "GET", headers: toOwner, body: nil, sink: sink)
                 peers.fetched(from: owner, unreachable: false, failed: response.status >= 500)
-                return (response, owner)
+                return OwnerAnswer(response: response, owner: owner)
             } catch let error as ProxyError {
                 let unreachable = Self.parentUnreachable(error)
                 peers.fetched(from: owner, unreachable: unreachable, failed: true)

@@ -185,6 +185,7 @@ package final class PurgeJournal: Sendable {
     /// Runs one round trip with `journal_timeout`; when it runs out the connection is closed,
     /// which fails whatever else waits on it (postgres-nio's queries do not stop when their
     /// task is cancelled) and frees the gate.
+    @discardableResult
     private func bounded<T: Sendable>(
         _ connection: PostgresConnection, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
