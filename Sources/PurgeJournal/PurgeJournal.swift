@@ -34,7 +34,7 @@ package final class PurgeJournal: Sendable {
         case unreachable
     }
 
-    private struct Status {
+    struct Status {
         var state = State.connecting
         var connection: PostgresConnection?
         var applied: Int64 = 0
@@ -53,13 +53,13 @@ package final class PurgeJournal: Sendable {
     package let location: JournalLocation
     /// This node's name in the `nodes` table: `cluster.self`, else host name and port.
     package let node: String
-    private let settings: OutpostConfiguration.Cluster
-    private let store: CacheStore
-    private let telemetry: Telemetry
-    private let now: @Sendable () -> Double
-    private let logger: Logger
-    private let status: NIOLockedValueBox<Status>
-    private let gate = SerialGate()
+    let settings: OutpostConfiguration.Cluster
+    let store: CacheStore
+    let telemetry: Telemetry
+    let now: @Sendable () -> Double
+    let logger: Logger
+    let status: NIOLockedValueBox<Status>
+    let gate = SerialGate()
     private let connections = NIOLockedValueBox(0)
 
     package init(
@@ -186,7 +186,7 @@ package final class PurgeJournal: Sendable {
     /// which fails whatever else waits on it (postgres-nio's queries do not stop when their
     /// task is cancelled) and frees the gate.
     @discardableResult
-    private func bounded<T: Sendable>(
+    func bounded<T: Sendable>(
         _ connection: PostgresConnection, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         do {
@@ -198,7 +198,7 @@ package final class PurgeJournal: Sendable {
     }
 
     /// Runs `body` alone on the listening connection (see ``session(connected:)``).
-    private func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         await gate.enter()
         do {
             let result = try await body()
@@ -220,7 +220,7 @@ package final class PurgeJournal: Sendable {
         telemetry.journal.set(up: state == .live)
     }
 
-    private func connect() async throws -> PostgresConnection {
+    func connect() async throws -> PostgresConnection {
         let tls: PostgresConnection.Configuration.TLS =
             location.requiresTLS
             ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
@@ -254,215 +254,6 @@ package final class PurgeJournal: Sendable {
             INSERT INTO nodes (node, applied, seen) VALUES (\(node), \(applied), now())
             ON CONFLICT (node) DO UPDATE SET applied = EXCLUDED.applied, seen = now()
             """, logger: logger)
-    }
-
-    // MARK: applying
-
-    /// Applies, in sequence order, every journaled purge this store has not applied; one
-    /// caller at a time.
-    func catchUp(_ connection: PostgresConnection) async throws {
-        try await exclusively { try await catchUpAlone(connection) }
-    }
-
-    private func catchUpAlone(_ connection: PostgresConnection) async throws {
-        var applied = try store.journalApplied()
-        while true {
-            // How far rows were trimmed and the next rows, from one snapshot: a trim between
-            // two reads could otherwise remove rows this node has not applied unseen.
-            let after = applied
-            let (trimmed, batch) = try await bounded(connection) {
-                try await self.readBatch(after: after, connection)
-            }
-            if applied < trimmed {
-                // Rows this node never applied were trimmed (journal_retention): it cannot know
-                // what they covered, so everything it holds is revalidated before reuse.
-                logger.warning(
-                    "purge journal: purges this node missed were trimmed; every stored object is marked stale",
-                    metadata: ["applied": "\(applied)", "trimmed_through": "\(trimmed)"])
-                var everything = Purge(.prefix(""), soft: true, time: now())
-                everything.journalSequence = trimmed
-                let count = try await store.purge(everything)
-                telemetry.recordPurge(everything, objects: count)
-                applied = trimmed
-                continue
-            }
-            for row in batch {
-                try await apply(row)
-                applied = row.sequence
-            }
-            if batch.count < Self.batchSize { break }
-        }
-        let done = applied
-        try await bounded(connection) {
-            try await connection.query(
-                "UPDATE nodes SET applied = \(done), seen = now() WHERE node = \(self.node)", logger: self.logger)
-        }
-        status.withLockedValue { $0.applied = applied }
-        telemetry.journal.set(applied: applied)
-    }
-
-    struct Row: Sendable {
-        var sequence: Int64
-        var kind: String
-        var value: String
-        var soft: Bool
-        var time: Double
-        var node: String
-    }
-
-    /// `journal_state.trimmed_through` and the rows after `applied`, in one REPEATABLE READ
-    /// transaction (this connection's statements run one caller at a time).
-    private func readBatch(after applied: Int64, _ connection: PostgresConnection) async throws -> (Int64, [Row]) {
-        let logger = self.logger
-        return try await connection.withTransaction(logger: logger) { connection in
-            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
-            var trimmed: Int64 = 0
-            for try await value in try await connection.query(
-                "SELECT trimmed_through FROM journal_state WHERE id = 1", logger: logger
-            ).decode(Int64.self) {
-                trimmed = value
-            }
-            let rows = try await connection.query(
-                """
-                SELECT seq, kind, value, soft, extract(epoch FROM time)::float8, node FROM purges
-                WHERE seq > \(applied) ORDER BY seq LIMIT \(Self.batchSize)
-                """, logger: logger)
-            var batch: [Row] = []
-            for try await (sequence, kind, value, soft, time, node) in rows.decode(
-                (Int64, String, String, Bool, Double, String).self)
-            {
-                batch.append(Row(sequence: sequence, kind: kind, value: value, soft: soft, time: time, node: node))
-            }
-            return (trimmed, batch)
-        }
-    }
-
-    /// Applies one journal row to the store, recording its sequence number with it.
-    private func apply(_ row: Row) async throws {
-        guard let target = JournalEntry(kind: row.kind, value: row.value).target else {
-            logger.error(
-                "purge journal: a purge of an unknown kind is skipped",
-                metadata: ["seq": "\(row.sequence)", "kind": "\(row.kind)", "node": "\(row.node)"])
-            var nothing = Purge(.url(""), time: row.time)
-            nothing.journalSequence = row.sequence
-            _ = try await store.purge(nothing)
-            return
-        }
-        var purge = Purge(target, soft: row.soft, time: row.time)
-        purge.journalSequence = row.sequence
-        let count = try await store.purge(purge)
-        telemetry.recordPurge(purge, objects: count)
-        status.withLockedValue { status in
-            status.counts[row.sequence] = count
-            if status.counts.count > 1024, let oldest = status.counts.keys.min() {
-                status.counts[oldest] = nil
-            }
-        }
-        logger.info(
-            "journal purge applied",
-            metadata: [
-                "seq": "\(row.sequence)", "kind": "\(row.kind)", "value": "\(row.value)", "soft": "\(row.soft)",
-                "objects": "\(count)", "from": "\(row.node)",
-            ])
-    }
-
-    /// Forgets nodes not seen for `journal_retention`, then removes the purges every known
-    /// node has applied and those older than the retention, remembering how far it went.
-    func trim(_ connection: PostgresConnection) async throws {
-        let retention = settings.journalRetention
-        let logger = self.logger
-        try await bounded(connection) {
-            try await connection.query(
-                "DELETE FROM nodes WHERE seen < now() - \(retention) * interval '1 second'", logger: logger)
-        }
-        try await bounded(connection) { try await self.trimRows(connection, retention: retention) }
-    }
-
-    private func trimRows(_ connection: PostgresConnection, retention: Double) async throws {
-        try await connection.query(
-            """
-            WITH gone AS (
-                DELETE FROM purges
-                WHERE seq <= (SELECT coalesce(min(applied), 0) FROM nodes)
-                   OR time < now() - \(retention) * interval '1 second'
-                RETURNING seq)
-            UPDATE journal_state SET trimmed_through = greatest(trimmed_through, (SELECT coalesce(max(seq), 0) FROM gone))
-            WHERE id = 1
-            """, logger: logger)
-    }
-
-    // MARK: posting
-
-    /// Appends a purge posted to this node and applies it here in journal order. When the
-    /// journal cannot take it the answer says so and the caller applies it locally.
-    package func post(_ purge: Purge) async throws -> JournalPosting {
-        let sequence: Int64
-        do {
-            sequence = try await append(purge)
-        } catch {
-            let message = JournalErrors.describe(error)
-            logger.error("purge not journaled", metadata: ["journal": "\(location)", "error": "\(message)"])
-            let unreachable = (error as? PSQLError)?.code == .connectionError || error is JournalTimeout
-            return .notJournaled(reason: unreachable ? "the purge journal is unreachable: \(message)" : message)
-        }
-        // This node applies it in order with the others (its listening connection is told
-        // like every node's); the answer waits for that, within the timeout.
-        if let connection = status.withLockedValue({ $0.state == .live ? $0.connection : nil }) {
-            do {
-                try await catchUp(connection)
-                if let count = status.withLockedValue({ $0.counts[sequence] }) {
-                    return .journaled(sequence: sequence, objects: count)
-                }
-            } catch {
-                logger.warning(
-                    "journaled purge not applied in order yet: applying it here now (again later in order)",
-                    metadata: ["seq": "\(sequence)", "error": "\(JournalErrors.describe(error))"])
-            }
-        }
-        // Not caught up: applied here now, and again (counted then) when its turn comes.
-        do {
-            return .journaled(sequence: sequence, objects: try await store.purge(purge))
-        } catch {
-            logger.error(
-                "journaled purge not applied here yet; it will be in order",
-                metadata: ["seq": "\(sequence)", "error": "\(error)"])
-            return .journaled(sequence: sequence, objects: 0)
-        }
-    }
-
-    /// One transaction on a connection of its own, closed afterwards: the table is locked so
-    /// that sequence numbers commit in order (a node that applied 7 must never find 6 appear
-    /// later), the row is inserted with the server's clock, NOTIFY is sent (delivered at
-    /// commit). A timeout closes the connection; the transaction then rolls back unless its
-    /// COMMIT had already been taken.
-    private func append(_ purge: Purge) async throws -> Int64 {
-        let connection = try await within(settings.journalTimeout) { try await self.connect() }
-        let entry = JournalEntry(purge.target)
-        let node = self.node
-        let logger = self.logger
-        do {
-            let sequence = try await bounded(connection) {
-                try await connection.withTransaction(logger: logger) { connection in
-                    try await connection.query("LOCK TABLE purges IN EXCLUSIVE MODE", logger: logger)
-                    let rows = try await connection.query(
-                        """
-                        INSERT INTO purges (kind, value, soft, time, node)
-                        VALUES (\(entry.kind), \(entry.value), \(purge.soft), now(), \(node))
-                        RETURNING seq
-                        """, logger: logger)
-                    var sequence: Int64 = 0
-                    for try await value in rows.decode(Int64.self) { sequence = value }
-                    try await connection.query(
-                        "SELECT pg_notify(\(Self.channel), \(String(sequence)))", logger: logger)
-                    return sequence
-                }
-            }
-            try? await connection.close()
-            return sequence
-        } catch {
-            try? await connection.close()
-            throw error
-        }
     }
 
     // MARK: reporting
