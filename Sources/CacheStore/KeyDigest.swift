@@ -4,7 +4,7 @@
 /// record and compared on every lookup, so a digest collision can only cause a miss, never
 /// serve one URL's object for another. Two independent 64-bit FNV-1a streams, each finished
 /// with a 64-bit avalanche mix (MurmurHash3's fmix64).
-enum KeyDigest {
+package enum KeyDigest {
     /// The digest as two integers (the hit path builds its LMDB key on the stack from it).
     struct Value: Hashable {
         var high: UInt64
@@ -31,7 +31,9 @@ enum KeyDigest {
         return Value(high: mix(a ^ UInt64(key.utf8.count)), low: mix(b))
     }
 
-    private static func mix(_ value: UInt64) -> UInt64 {
+    /// MurmurHash3's 64-bit finaliser: every input bit reaches every output bit (also the
+    /// peers' rendezvous scores, `Rendezvous`).
+    package static func mix(_ value: UInt64) -> UInt64 {
         var k = value
         k ^= k >> 33
         k = k &* 0xff51_afd7_ed55_8ccd

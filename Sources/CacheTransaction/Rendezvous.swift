@@ -1,19 +1,21 @@
+import CacheStore
+
 /// Rendezvous (highest random weight) hashing: which node of a peer group owns a cache key
 /// (docs/fleet.md). Each node scores each key; the highest score owns it, the next takes it
 /// when the owner is down. Adding a node to N moves only the keys the new node now wins,
 /// about 1/(N+1) of them, and removing one moves only its own keys; no virtual nodes needed.
 ///
 /// Pure and stable across processes and builds: 64-bit FNV-1a of the key and of the node's
-/// URL, mixed with MurmurHash3's finaliser (every node of a fleet must rank alike).
+/// URL, mixed with MurmurHash3's finaliser (`KeyDigest.mix`) (every node of a fleet must rank alike).
 package enum Rendezvous {
     /// A node's seed: the hash of its URL as configured (`http://host:port`).
-    package static func seed(_ node: String) -> UInt64 { mix(fnv1a(node)) }
+    package static func seed(_ node: String) -> UInt64 { KeyDigest.mix(fnv1a(node)) }
 
     /// The key's hash, computed once per lookup and scored against every node.
     package static func keyHash(_ key: String) -> UInt64 { fnv1a(key) }
 
     /// A node's score for a key.
-    package static func score(keyHash: UInt64, seed: UInt64) -> UInt64 { mix(keyHash ^ seed) }
+    package static func score(keyHash: UInt64, seed: UInt64) -> UInt64 { KeyDigest.mix(keyHash ^ seed) }
 
     /// Indices of `seeds` from the key's owner down (ties broken by position).
     package static func ranking(_ key: String, seeds: [UInt64]) -> [Int] {
@@ -29,16 +31,5 @@ package enum Rendezvous {
             hash = hash &* 0x0000_0100_0000_01b3
         }
         return hash
-    }
-
-    /// MurmurHash3's 64-bit finaliser: every input bit reaches every output bit.
-    private static func mix(_ value: UInt64) -> UInt64 {
-        var x = value
-        x ^= x >> 33
-        x = x &* 0xff51_afd7_ed55_8ccd
-        x ^= x >> 33
-        x = x &* 0xc4ce_b9fe_1a85_ec53
-        x ^= x >> 33
-        return x
     }
 }
