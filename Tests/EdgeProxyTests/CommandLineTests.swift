@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import OutpostTestSupport
 import Testing
 
 /// Runs an `outpost` command to completion (killed after `deadline`) and returns its exit
@@ -21,25 +22,17 @@ func runOutpost(
 private func runOutpostBlocking(
     _ arguments: [String], environment: [String: String], deadline: TimeInterval
 ) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = try outpostExecutable()
-    process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env.removeValue(forKey: "OUTPOST_ADMIN_TOKEN")
     env.merge(environment) { $1 }
-    process.environment = env
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let watchdog = DispatchWorkItem { process.terminate() }
+    let process = try ChildProcess(
+        try outpostExecutable().path, arguments, environment: env, stdout: .pipe, stderr: .pipe)
+    let watchdog = DispatchWorkItem { process.signal(SIGTERM) }
     DispatchQueue.global().asyncAfter(deadline: .now() + deadline, execute: watchdog)
-    let stdout = output.fileHandleForReading.readDataToEndOfFile()
-    let stderr = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let (stdout, stderr) = process.readToEnd()
+    let status = process.waitForExit()
     watchdog.cancel()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    return (status, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
 /// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
@@ -207,7 +200,7 @@ struct CommandLineTests {
         await connection.close()
         await client.shutdown()
         await server.stop()
-        #expect(server.process.terminationStatus == 0)
+        #expect(server.process.waitForExit() == 0)
         await origin.stop()
         await second.stop()
     }

@@ -73,7 +73,7 @@ struct CrashSafetyTests {
             #expect(response.body == objects[index], "object \(index) is torn on the hit")
         }
         await second.stop()
-        #expect(second.process.terminationStatus == 0)
+        #expect(second.process.waitForExit() == 0)
         await client.shutdown()
         await origin.stop()
         print("crash test: \(hits) of \(objectCount) objects survived the kill as hits")

@@ -1,4 +1,5 @@
 import Foundation
+import OutpostTestSupport
 
 /// `outpost serve` as a child process (to kill with SIGKILL, signal, or run the CLI beside).
 ///
@@ -6,7 +7,7 @@ import Foundation
 /// happen on a Dispatch thread: a test that blocked one of the concurrency pool's threads
 /// (two on a two-core CI machine) would stall every other test running beside it.
 final class OutpostProcess: Sendable {
-    let process: Process
+    let process: ChildProcess
     let port: Int
     let adminPort: Int
 
@@ -40,25 +41,21 @@ final class OutpostProcess: Sendable {
     private init(
         arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?
     ) throws {
-        let process = Process()
         var limits: [String] = []
         if let openFiles { limits.append("--nofile=\(openFiles):\(openFiles)") }
         if let fileSizeLimit { limits.append("--fsize=\(fileSizeLimit):\(fileSizeLimit)") }
-        if !limits.isEmpty {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = limits + ["--", try outpostExecutable().path] + arguments
-        } else {
-            process.executableURL = try outpostExecutable()
-            process.arguments = arguments
-        }
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let executable = try outpostExecutable().path
+        let process =
+            limits.isEmpty
+            ? try ChildProcess(
+                executable, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                stdout: .pipe)
+            : try ChildProcess(
+                "/usr/bin/prlimit", limits + ["--", executable] + arguments,
+                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: .pipe)
         // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
         var line = Data()
-        let handle = output.fileHandleForReading
+        let handle = process.output!
         while !line.contains(UInt8(ascii: "\n")) {
             let byte = handle.readData(ofLength: 1)
             if byte.isEmpty { throw CrashTestError("outpost exited before listening") }
@@ -75,32 +72,32 @@ final class OutpostProcess: Sendable {
     /// SIGKILL and wait for the exit.
     func kill9() async {
         await Self.onDispatchThread {
-            kill(self.process.processIdentifier, SIGKILL)
-            self.process.waitUntilExit()
+            self.process.signal(SIGKILL)
+            _ = self.process.waitForExit()
         }
     }
 
     /// SIGTERM and wait for the exit.
     func stop() async {
         await Self.onDispatchThread {
-            self.process.terminate()
-            self.process.waitUntilExit()
+            self.process.signal(SIGTERM)
+            _ = self.process.waitForExit()
         }
     }
 
     /// Waits for the process to exit by itself; its exit status.
     func exitStatus() async -> Int32 {
         await Self.onDispatchThread {
-            self.process.waitUntilExit()
+            _ = self.process.waitForExit()
         }
-        return process.terminationStatus
+        return process.waitForExit()
     }
 
     /// Sends a signal without waiting; for a test's clean-up after a failure, where nothing
     /// may be awaited (a `defer`).
-    func terminateWithoutWaiting() { process.terminate() }
+    func terminateWithoutWaiting() { process.signal(SIGTERM) }
 
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+    func signal(_ number: Int32) { process.signal(number) }
 
     private static func onDispatchThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in

@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import OutpostTestSupport
 
 /// A real PostgreSQL server for the purge journal's tests, from Debian's `postgresql`
 /// package (`tools/deps --tests` installs it): initialised into a temporary directory and
@@ -113,9 +114,8 @@ final class TestPostgres: Sendable {
     }
 
     /// Runs a program to its end; its output (stdout and stderr, through a file), or a
-    /// ``Failure`` with it. posix_spawn and waitpid rather than Foundation's Process, which
-    /// waits for every holder of its descriptors to go: `pg_ctl start` leaves the server
-    /// running behind it.
+    /// ``Failure`` with it. Through a file rather than a pipe: `pg_ctl start` leaves the
+    /// server running behind it, and a pipe's reader would wait for every holder to go.
     /// On a thread of its own: waiting for a program must not hold one of the few threads
     /// every test's tasks share.
     @discardableResult
@@ -125,40 +125,12 @@ final class TestPostgres: Sendable {
         }
     }
 
-    /// glibc's posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module does not
-    /// declare (it is a GNU extension).
-    private static let addCloseFrom:
-        (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-            guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-            return unsafeBitCast(
-                symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-        }()
-
     private static func runBlocking(_ program: String, _ arguments: [String]) throws -> String {
         let log = FileManager.default.temporaryDirectory.path + "/outpost-pg-run-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: log) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Nothing else of this process goes with it: a server that held a test's listening
-        // socket would keep its port answering after the test closed it.
-        guard let closeFrom = Self.addCloseFrom else {
-            throw Failure(description: "posix_spawn_file_actions_addclosefrom_np is missing (glibc 2.34 or later)")
-        }
-        closeFrom(&actions, 3)
-        let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, program, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw Failure(description: "cannot run \(program): error \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let status = try ChildProcess(program, arguments, stdout: .file(log), stderr: .stdout).waitForExit()
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        // Exited normally with status 0 (WIFEXITED and WEXITSTATUS, spelled out).
-        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+        guard status == 0 else {
             throw Failure(description: "\(program) \(arguments.joined(separator: " ")) failed (\(status)): \(output)")
         }
         return output
