@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import OutpostConfig
 import PurgeJournal
 
@@ -19,6 +20,8 @@ public final class OutpostServer: Sendable {
     /// The address the traffic listener is bound to (the real port when 0 was asked for).
     public let trafficAddress: SocketAddress
     public let adminAddress: SocketAddress
+    /// The address the TLS listener is bound to (`server.tls_listen`), if there is one.
+    public let tlsAddress: SocketAddress?
     public let store: CacheStore
     /// Counters for /stats and /metrics.
     public let telemetry: Telemetry
@@ -28,6 +31,11 @@ public final class OutpostServer: Sendable {
     /// (``PassedRequests``: ``RequestTask`` for traffic, ``AdminTask`` for the admin API).
     private let traffic: NIOAsyncChannel<Void, Never>
     private let admin: NIOAsyncChannel<Void, Never>
+    /// The TLS listener: the traffic listener's front end behind TLS (docs/tls.md).
+    private let tlsTraffic: NIOAsyncChannel<Void, Never>?
+    /// The certificates in force; each connection takes the set current when it is accepted
+    /// (SIGHUP replaces it).
+    private let certificates: NIOLockedValueBox<TLSCertificateSet>?
     private let live: NIOLockedValueBox<OutpostConfiguration>
     private let pipelines: PipelineHolder
     /// The origin clients in use, and those replaced by reloads (closed at shutdown, once no
@@ -54,6 +62,12 @@ public final class OutpostServer: Sendable {
             throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
         }
         try AdminToken.checkExposure(configuration.admin)
+        // Certificates are checked before anything is opened: a bad one stops the start.
+        try ConfigurationLoader.checkTLS(configuration.server)
+        let certificates = try configuration.server.tlsListen.map { _ in
+            NIOLockedValueBox(try TLSCertificateSet.load(configuration.server.certificates))
+        }
+        self.certificates = certificates
         let files = OpenFileLimit.raise()
         logger.info(
             "open files limit",
@@ -99,7 +113,9 @@ public final class OutpostServer: Sendable {
                 configuration: configuration, store: store, upstream: upstream, clock: clock, logger: logger,
                 telemetry: telemetry))
         self.pipelines = pipelines
-        let accessLog = AccessLog(logger: Logger(label: "outpost.access"), enabled: configuration.log.access)
+        let accessLog = AccessLog(
+            logger: Logger(label: "outpost.access"), enabled: configuration.log.access, format: configuration.log.format
+        )
         self.accessLog = accessLog
         let registry = self.registry
         let passed = self.passed
@@ -115,6 +131,14 @@ public final class OutpostServer: Sendable {
             traffic = try await OutpostServer.bind(
                 configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
                 passed: passed, registry: registry, gate: gate)
+            // The TLS listener: the same front end, the same hit path, the same connection limit.
+            if let address = configuration.server.tlsListen, let certificates {
+                tlsTraffic = try await OutpostServer.bind(
+                    address, live: live, logger: logger, timeouts: true, hitPath: hitPath, passed: passed,
+                    registry: registry, gate: gate, tls: certificates)
+            } else {
+                tlsTraffic = nil
+            }
             // The admin listener: the same front end (timeouts, validation, a task per
             // request), without the hit path or a connection limit.
             admin = try await OutpostServer.bind(
@@ -131,6 +155,7 @@ public final class OutpostServer: Sendable {
             maxBytes: configuration.store.maxStoreSize)
         trafficAddress = traffic.channel.localAddress!
         adminAddress = admin.channel.localAddress!
+        tlsAddress = tlsTraffic?.channel.localAddress
         if let location = configuration.cluster.purgeJournal {
             journal = PurgeJournal(
                 location: location,
@@ -165,6 +190,17 @@ public final class OutpostServer: Sendable {
             notes.append("server.listen needs a restart; still \(current.server.listen)")
             next.server.listen = current.server.listen
         }
+        if next.server.tlsListen != current.server.tlsListen {
+            notes.append("server.tls_listen needs a restart; still \(current.server.tlsListen?.description ?? "none")")
+            next.server.tlsListen = current.server.tlsListen
+        }
+        // The certificate files are read again (renewed in place, or others named): new
+        // connections get them, open ones keep theirs. A set that does not load keeps the
+        // running configuration whole.
+        var renewed: TLSCertificateSet?
+        if next.server.tlsListen != nil {
+            renewed = try TLSCertificateSet.load(next.server.certificates)
+        }
         if next.admin.listen != current.admin.listen {
             notes.append("admin.listen needs a restart; still \(current.admin.listen)")
             next.admin.listen = current.admin.listen
@@ -195,9 +231,10 @@ public final class OutpostServer: Sendable {
             notes.append("log.level needs a restart; unchanged")
             next.log.level = current.log.level
         }
-        if next.log.access != current.log.access {
-            notes.append("log.access needs a restart; unchanged")
+        if next.log.access != current.log.access || next.log.format != current.log.format {
+            notes.append("log.access and log.format need a restart; unchanged")
             next.log.access = current.log.access
+            next.log.format = current.log.format
         }
         try AdminToken.checkExposure(next.admin)
         var upstream = upstreams.withLockedValue { $0.current }
@@ -213,6 +250,10 @@ public final class OutpostServer: Sendable {
             notes.append("upstream reloaded")
         }
         if next.admin.token != current.admin.token { notes.append("admin token changed") }
+        if let renewed, let certificates {
+            certificates.withLockedValue { $0 = renewed }
+            notes.append("certificates reloaded")
+        }
         pipelines.replace(pipelines.current.reconfigured(next, upstream: upstream))
         live.withLockedValue { $0 = next }
         logger.info("configuration reloaded", metadata: ["changes": "\(notes.joined(separator: "; "))"])
@@ -221,7 +262,8 @@ public final class OutpostServer: Sendable {
 
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
-        hitPath: LoopHitStates?, passed: PassedRequests, registry: ConnectionRegistry, gate: ConnectionGate?
+        hitPath: LoopHitStates?, passed: PassedRequests, registry: ConnectionRegistry, gate: ConnectionGate?,
+        tls: NIOLockedValueBox<TLSCertificateSet>? = nil
     ) async throws -> NIOAsyncChannel<Void, Never> {
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -261,6 +303,10 @@ public final class OutpostServer: Sendable {
                 // NIO's decoder and pipelining, Outpost's response encoder (which writes the hit
                 // path's serialised heads as they are).
                 let framing = channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLServerHandler(context: tls.withLockedValue { $0.context }))
+                    }
                     let decoder = HTTPRequestDecoder(
                         leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
                         limitConfiguration: decoderLimits)
@@ -325,6 +371,7 @@ public final class OutpostServer: Sendable {
             metadata: [
                 "listen": "\(trafficAddress.ipAddress ?? "?"):\(trafficAddress.port ?? 0)",
                 "admin": "\(adminAddress.ipAddress ?? "?"):\(adminAddress.port ?? 0)",
+                "tls": "\(tlsAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-")",
                 "store": "\(configuration.store.path)",
                 "origin": "\(configuration.upstream.defaultOrigin?.description ?? "-")",
             ])
@@ -335,7 +382,8 @@ public final class OutpostServer: Sendable {
         let healthChecks = Task { await PeerHealthChecks(current: { pipelines.current }).run() }
         let journalTask = journal.map { journal in Task { await journal.run() } }
         await withDiscardingTaskGroup { group in
-            for (listener, requests) in [(traffic, passed), (admin, adminRequests)] {
+            let listeners = [(traffic, passed), (admin, adminRequests)] + (tlsTraffic.map { [($0, passed)] } ?? [])
+            for (listener, requests) in listeners {
                 group.addTask {
                     await self.accept(listener)
                     // The listener has closed; connections still open may yet pass a request
@@ -405,6 +453,7 @@ public final class OutpostServer: Sendable {
         logger.info("shutting down", metadata: ["open_connections": "\(registry.count)"])
         traffic.channel.close(promise: nil)
         admin.channel.close(promise: nil)
+        tlsTraffic?.channel.close(promise: nil)
         registry.beginDrain()
         let registry = self.registry
         let grace = configuration.server.shutdownGrace

@@ -39,6 +39,7 @@ struct RequestTask {
         interim: @escaping @Sendable (HTTPResponseHead) -> Void, peer: String?
     ) async throws -> Bool {
         let started = ContinuousClock.now
+        let timing = UpstreamTiming()
         let pipeline = pipelines.current
         let configuration = pipeline.configuration
         let strip = !configuration.cache.exposeSurrogateKeys
@@ -59,7 +60,7 @@ struct RequestTask {
                 + Double((ContinuousClock.now - started).components.seconds)
             accessLog.record(
                 method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
-                cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
+                cacheStatus: outcome.cacheStatus, peer: peer, upstreamSeconds: timing.seconds)
             pipeline.telemetry.record(status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
         }
 
@@ -131,13 +132,14 @@ struct RequestTask {
             clientAddress: peer, body: nil)
         let outcome: RequestOutcome
         do {
-            outcome = try await answer(
-                request, pipeline: pipeline, head: head, parts: &parts, outbound: outbound, sink: sink)
+            outcome = try await UpstreamTiming.$current.withValue(timing) {
+                try await answer(request, pipeline: pipeline, head: head, parts: &parts, outbound: outbound, sink: sink)
+            }
         } catch {
             // The response was cut short (client gone, origin failed mid-body): still one line.
             accessLog.record(
-                method: method, url: key.description, status: 0, bytes: 0, seconds: 0,
-                cacheStatus: "aborted: \(error)", peer: peer)
+                method: method, url: key.description, status: 0, bytes: 0, seconds: 0, cacheStatus: nil,
+                note: "aborted: \(error)", peer: peer, upstreamSeconds: timing.seconds)
             throw error
         }
         log(outcome, url: key.description)

@@ -37,6 +37,11 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var preserveHost = true
         /// `server.via_pseudonym`: the name this hop uses in Via (RFC 9110 §7.6.3).
         public var viaPseudonym = "outpost"
+        /// `server.tls_listen`: address of the TLS listener (docs/tls.md); nil: none.
+        public var tlsListen: SocketAddressSpec?
+        /// `[[server.certificates]]`: the TLS listener's certificates, chosen by SNI; the
+        /// first is the default.
+        public var certificates: [CertificateFiles] = []
     }
 
     public struct Upstream: Sendable, Equatable {
@@ -147,6 +152,8 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var level = "info"
         /// `log.access`: one line per request.
         public var access = true
+        /// `log.format`: the access log's lines as text or as one JSON object each.
+        public var format = LogFormat.text
     }
 
     public var server = Server()

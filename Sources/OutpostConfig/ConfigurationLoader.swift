@@ -36,6 +36,17 @@ public enum ConfigurationLoader {
         }
     }
 
+    /// A TLS listener needs a certificate, and certificates need the listener (checked once
+    /// the flags are applied: `--tls-listen` may give the listener).
+    public static func checkTLS(_ server: OutpostConfiguration.Server) throws {
+        if server.tlsListen != nil && server.certificates.isEmpty {
+            throw ConfigurationError("server.tls_listen needs at least one [[server.certificates]] entry")
+        }
+        if server.tlsListen == nil && !server.certificates.isEmpty {
+            throw ConfigurationError("[[server.certificates]] given without server.tls_listen")
+        }
+    }
+
     public static func parse(_ text: String, source: String = "configuration") throws -> OutpostConfiguration {
         let table: TOMLTable
         do {
@@ -59,6 +70,20 @@ public enum ConfigurationLoader {
             try server.seconds("shutdown_grace") { configuration.server.shutdownGrace = $0 }
             try server.bool("preserve_host") { configuration.server.preserveHost = $0 }
             try server.string("via_pseudonym") { configuration.server.viaPseudonym = $0 }
+            try server.address("tls_listen") { configuration.server.tlsListen = $0 }
+            try server.tables("certificates") { entry, label in
+                var cert: String?
+                var key: String?
+                var hosts: [String]?
+                try entry.string("cert") { cert = $0 }
+                try entry.string("key") { key = $0 }
+                try entry.stringArray("hosts") { hosts = $0.map { $0.lowercased() } }
+                guard let cert, !cert.isEmpty, let key, !key.isEmpty else {
+                    throw ConfigurationError("\(label) needs both cert and key (PEM files)")
+                }
+                if let hosts, hosts.isEmpty { throw ConfigurationError("\(label).hosts is empty") }
+                configuration.server.certificates.append(CertificateFiles(cert: cert, key: key, hosts: hosts))
+            }
         }
         try reader.table("upstream") { upstream in
             try upstream.origin("default") { configuration.upstream.defaultOrigin = $0 }
@@ -172,6 +197,7 @@ public enum ConfigurationLoader {
                 configuration.log.level = level
             }
             try log.bool("access") { configuration.log.access = $0 }
+            try log.oneOf("format", LogFormat.self) { configuration.log.format = $0 }
         }
         try reader.finish()
         return configuration
@@ -217,6 +243,19 @@ package struct TableReader {
         var reader = TableReader(nested, path: name(key))
         try body(&reader)
         try reader.finish()
+    }
+
+    /// An array of tables (`[[key]]`); each is read in turn with its label (`key[0]`, ...).
+    mutating func tables(_ key: String, _ body: (inout TableReader, String) throws -> Void) throws {
+        guard let raw = value(key) else { return }
+        guard let array = raw.array else { throw ConfigurationError("\(name(key)) must be an array of tables") }
+        for (index, element) in array.enumerated() {
+            let label = "\(name(key))[\(index)]"
+            guard let nested = element.table else { throw ConfigurationError("\(label) must be a table") }
+            var reader = TableReader(nested, path: label)
+            try body(&reader, label)
+            try reader.finish()
+        }
     }
 
     mutating func string(_ key: String, _ apply: (String) throws -> Void) throws {
@@ -339,6 +378,17 @@ package struct TableReader {
 /// Parses sizes such as `1048576`, `"64k"`, `"512MiB"`, `"1 GB"` (powers of 1024 throughout,
 /// as operators size disks and memory).
 public enum ByteSize {
+    /// A TLS listener needs a certificate, and certificates need the listener (checked once
+    /// the flags are applied: `--tls-listen` may give the listener).
+    public static func checkTLS(_ server: OutpostConfiguration.Server) throws {
+        if server.tlsListen != nil && server.certificates.isEmpty {
+            throw ConfigurationError("server.tls_listen needs at least one [[server.certificates]] entry")
+        }
+        if server.tlsListen == nil && !server.certificates.isEmpty {
+            throw ConfigurationError("[[server.certificates]] given without server.tls_listen")
+        }
+    }
+
     public static func parse(_ text: String) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         let digits = trimmed.prefix(while: { $0.isASCII && $0.isNumber })

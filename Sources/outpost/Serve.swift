@@ -20,6 +20,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Traffic listener, HOST:PORT (server.listen).")
     var listen: String?
 
+    @Option(name: .customLong("tls-listen"), help: "TLS listener, HOST:PORT (server.tls_listen).")
+    var tlsListen: String?
+
     @Option(help: "Default origin, e.g. http://127.0.0.1:8081 (upstream.default).")
     var origin: String?
 
@@ -52,10 +55,18 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         let level = Logger.Level(rawValue: configuration.log.level) ?? .info
+        let format = configuration.log.format
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "outpost")
         let server: OutpostServer
@@ -97,6 +108,12 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--listen: \"\(listen)\" is not HOST:PORT")
             }
             configuration.server.listen = address
+        }
+        if let tlsListen {
+            guard let address = SocketAddressSpec(parsing: tlsListen) else {
+                throw ValidationError("--tls-listen: \"\(tlsListen)\" is not HOST:PORT")
+            }
+            configuration.server.tlsListen = address
         }
         if let adminListen {
             guard let address = SocketAddressSpec(parsing: adminListen) else {

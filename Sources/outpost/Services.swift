@@ -14,9 +14,10 @@ struct EdgeNodeService: Service {
     func run() async throws {
         let traffic = server.trafficAddress
         let admin = server.adminAddress
+        let tls = server.tlsAddress.map { ", tls https://\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? ""
         print(
             "outpost listening on http://\(traffic.ipAddress ?? "?"):\(traffic.port ?? 0)"
-                + " (admin http://\(admin.ipAddress ?? "?"):\(admin.port ?? 0))")
+                + " (admin http://\(admin.ipAddress ?? "?"):\(admin.port ?? 0)\(tls))")
         fflush(nil)
         await withGracefulShutdownHandler {
             await server.run()

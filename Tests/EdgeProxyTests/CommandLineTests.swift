@@ -35,58 +35,6 @@ private func runOutpostBlocking(
     return (status, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
-/// One HTTP/1.1 connection kept open across requests (to show a reload does not drop it).
-/// Its writer is finished by ``close()`` or, if a test fails before that, by its deinit.
-final class KeepAliveConnection {
-    private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    private var pending = ""
-
-    init(port: Int) async throws {
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
-        inbound = channel.inbound.makeAsyncIterator()
-        outbound = channel.outbound
-    }
-
-    /// Sends a GET and returns the status line, headers and body of its response.
-    func get(_ path: String, host: String) async throws -> (head: String, body: String) {
-        try await outbound.write(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n"))
-        while !pending.contains("\r\n\r\n") {
-            guard let buffer = try await inbound.next() else { throw CrashTestError("connection closed") }
-            pending += String(buffer: buffer)
-        }
-        let split = pending.range(of: "\r\n\r\n")!
-        let head = String(pending[..<split.lowerBound])
-        pending = String(pending[split.upperBound...])
-        let lengthLine = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-        let length = Int(lengthLine?.split(separator: ":")[1].trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
-        while pending.utf8.count < length {
-            guard let buffer = try await inbound.next() else { throw CrashTestError("connection closed") }
-            pending += String(buffer: buffer)
-        }
-        let body = String(pending.prefix(length))
-        pending = String(pending.dropFirst(length))
-        return (head, body)
-    }
-
-    /// Finishes the writer before closing: the channel was wrapped without
-    /// `executeThenClose`, and NIO traps when an unfinished writer is deinitialised. The close
-    /// future succeeds before the channel's inactive event reaches the writer, so closing alone
-    /// leaves a window in which dropping this object crashes the test process.
-    func close() async {
-        outbound.finish()
-        try? await channel.channel.close()
-    }
-
-    deinit { outbound.finish() }
-}
-
 @Suite("outpost command line: serve, inspect, purge, SIGHUP")
 struct CommandLineTests {
     static func writeConfig(_ path: String, origin: String, store: String, tag: String = "") throws {

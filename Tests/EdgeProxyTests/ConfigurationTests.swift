@@ -48,6 +48,57 @@ struct ConfigurationTests {
         #expect(OutpostConfiguration().upstream.parentFallback && OutpostConfiguration().cluster.name == "outpost")
     }
 
+    @Test("TLS: server.tls_listen, [[server.certificates]] with optional hosts, log.format; each mistake named")
+    func tls() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [server]
+            tls_listen = "0.0.0.0:8443"
+            [[server.certificates]]
+            cert = "/etc/outpost/site.pem"
+            key = "/etc/outpost/site.key"
+            [[server.certificates]]
+            cert = "/etc/outpost/shop.pem"
+            key = "/etc/outpost/shop.key"
+            hosts = ["Shop.Example", "*.shop.example"]
+            [log]
+            format = "json"
+            """)
+        #expect(configuration.server.tlsListen?.description == "0.0.0.0:8443")
+        #expect(
+            configuration.server.certificates == [
+                CertificateFiles(cert: "/etc/outpost/site.pem", key: "/etc/outpost/site.key"),
+                CertificateFiles(
+                    cert: "/etc/outpost/shop.pem", key: "/etc/outpost/shop.key",
+                    hosts: ["shop.example", "*.shop.example"]),
+            ])
+        #expect(configuration.log.format == .json)
+        #expect(OutpostConfiguration().log.format == .text && OutpostConfiguration().server.tlsListen == nil)
+        let mistakes: [(String, String)] = [
+            ("[[server.certificates]]\ncert = \"a.pem\"", "server.certificates[0] needs both cert and key (PEM files)"),
+            (
+                "[[server.certificates]]\ncert = \"a\"\nkey = \"b\"\nsni = \"x\"",
+                "unknown configuration key: server.certificates[0].sni"
+            ),
+            ("[server]\ncertificates = \"a.pem\"", "server.certificates must be an array of tables"),
+            ("[[server.certificates]]\ncert = \"a\"\nkey = \"b\"\nhosts = []", "server.certificates[0].hosts is empty"),
+            ("[log]\nformat = \"xml\"", "log.format: \"xml\" is not one of text, json"),
+        ]
+        for (text, message) in mistakes {
+            #expect(throws: ConfigurationError(message)) { try ConfigurationLoader.parse(text) }
+        }
+        var server = OutpostConfiguration.Server()
+        server.tlsListen = SocketAddressSpec(host: "127.0.0.1", port: 8443)
+        #expect(throws: ConfigurationError("server.tls_listen needs at least one [[server.certificates]] entry")) {
+            try ConfigurationLoader.checkTLS(server)
+        }
+        server.tlsListen = nil
+        server.certificates = [CertificateFiles(cert: "a", key: "b")]
+        #expect(throws: ConfigurationError("[[server.certificates]] given without server.tls_listen")) {
+            try ConfigurationLoader.checkTLS(server)
+        }
+    }
+
     @Test("consistent-hash peers: cluster.self, peers (self added when left out), health checks, local copies")
     func peers() throws {
         let configuration = try ConfigurationLoader.parse(

@@ -425,8 +425,8 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func abort(context: ChannelHandlerContext) {
         if let answer = stream?.answer {
             state.accessLog.record(
-                method: answer.method, url: answer.url, status: 0, bytes: 0, seconds: 0,
-                cacheStatus: "aborted: stored body disappeared", peer: peer)
+                method: answer.method, url: answer.url, status: 0, bytes: 0, seconds: 0, cacheStatus: nil,
+                note: "aborted: stored body disappeared", peer: peer)
         }
         stream = nil
         closing = true
@@ -441,7 +441,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state.accessLog.record(
                 method: answer.method, url: answer.url, status: outcome.status, bytes: outcome.bytes,
                 seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
-                cacheStatus: outcome.cacheStatus.headerValue, peer: peer)
+                cacheStatus: outcome.cacheStatus, peer: peer)
         }
         let result = CacheResult(outcome.cacheStatus)
         if !state.counters.record(status: outcome.status, bytes: outcome.bytes, result: result) {

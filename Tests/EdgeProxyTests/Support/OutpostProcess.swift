@@ -30,16 +30,19 @@ final class OutpostProcess: Sendable {
     ///   - fileSizeLimit: run it under `prlimit` with this file-size limit in bytes (a file
     ///     cannot grow past it: a full disk for the store's data file).
     static func start(
-        arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, fileSizeLimit: Int? = nil
+        arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, fileSizeLimit: Int? = nil,
+        stderrFile: String? = nil
     ) async throws -> OutpostProcess {
         try await onDispatchThread {
             try OutpostProcess(
-                arguments: arguments, environment: environment, openFiles: openFiles, fileSizeLimit: fileSizeLimit)
+                arguments: arguments, environment: environment, openFiles: openFiles, fileSizeLimit: fileSizeLimit,
+                stderr: stderrFile.map { .file($0) } ?? .null)
         }
     }
 
     private init(
-        arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?
+        arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?,
+        stderr: ChildProcess.Stream
     ) throws {
         var limits: [String] = []
         if let openFiles { limits.append("--nofile=\(openFiles):\(openFiles)") }
@@ -49,10 +52,11 @@ final class OutpostProcess: Sendable {
             limits.isEmpty
             ? try ChildProcess(
                 executable, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
-                stdout: .pipe)
+                stdout: .pipe, stderr: stderr)
             : try ChildProcess(
                 "/usr/bin/prlimit", limits + ["--", executable] + arguments,
-                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: .pipe)
+                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: .pipe,
+                stderr: stderr)
         // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
         var line = Data()
         let handle = process.output!
@@ -63,7 +67,7 @@ final class OutpostProcess: Sendable {
         }
         let text = String(decoding: line, as: UTF8.self)
         let ports = text.components(separatedBy: "127.0.0.1:").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
-        guard ports.count == 2 else { throw CrashTestError("unexpected first line: \(text)") }
+        guard ports.count >= 2 else { throw CrashTestError("unexpected first line: \(text)") }
         self.process = process
         self.port = ports[0]
         self.adminPort = ports[1]
