@@ -145,6 +145,13 @@ final class ChannelResponseSink: ResponseSink {
             if stripSurrogateKeys && SurrogateKeys.isTagField(field.name) { continue }
             nioHeaders.add(name: field.name, value: field.value)
         }
+        // HTTP/2 (RFC 9113 §8.2.2): no connection-specific fields; a stream ends by itself.
+        if version.major == 2 {
+            return (
+                HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: nioHeaders),
+                false
+            )
+        }
         let delimited = nioHeaders.contains(name: "Content-Length") || status == 204 || status == 304 || status < 200
         var closes = false
         if !keepAlive || (version.minor == 0 && !delimited) {

@@ -65,7 +65,8 @@ public final class OutpostServer: Sendable {
         // Certificates are checked before anything is opened: a bad one stops the start.
         try ConfigurationLoader.checkTLS(configuration.server)
         let certificates = try configuration.server.tlsListen.map { _ in
-            NIOLockedValueBox(try TLSCertificateSet.load(configuration.server.certificates))
+            NIOLockedValueBox(
+                try TLSCertificateSet.load(configuration.server.certificates, http2: configuration.http2.enabled))
         }
         self.certificates = certificates
         let files = OpenFileLimit.raise()
@@ -199,7 +200,7 @@ public final class OutpostServer: Sendable {
         // running configuration whole.
         var renewed: TLSCertificateSet?
         if next.server.tlsListen != nil {
-            renewed = try TLSCertificateSet.load(next.server.certificates)
+            renewed = try TLSCertificateSet.load(next.server.certificates, http2: next.http2.enabled)
         }
         if next.admin.listen != current.admin.listen {
             notes.append("admin.listen needs a restart; still \(current.admin.listen)")
@@ -260,11 +261,29 @@ public final class OutpostServer: Sendable {
         return notes
     }
 
+    /// What every connection of a listener is served with.
+    struct FrontEnd: Sendable {
+        let live: NIOLockedValueBox<OutpostConfiguration>
+        let logger: Logger
+        let timeouts: Bool
+        /// The hit path (traffic listeners); nil on the admin listener.
+        let hitPath: LoopHitStates?
+        let passed: PassedRequests
+        let registry: ConnectionRegistry
+        /// `server.max_connections` (traffic listeners).
+        let gate: ConnectionGate?
+        /// The certificates, on the TLS listener.
+        let tls: NIOLockedValueBox<TLSCertificateSet>?
+    }
+
     private static func bind(
         _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
         hitPath: LoopHitStates?, passed: PassedRequests, registry: ConnectionRegistry, gate: ConnectionGate?,
         tls: NIOLockedValueBox<TLSCertificateSet>? = nil
     ) async throws -> NIOAsyncChannel<Void, Never> {
+        let front = FrontEnd(
+            live: live, logger: logger, timeouts: timeouts, hitPath: hitPath, passed: passed, registry: registry,
+            gate: gate, tls: tls)
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in
@@ -284,68 +303,23 @@ public final class OutpostServer: Sendable {
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
             )
             .bind(host: address.host, port: address.port) { channel in
-                // Each connection takes the limits and timeouts in force when it opens.
-                let server = live.withLockedValue { $0.server }
-                if let gate {
-                    // Turned away before any handler is added (the 503 is raw bytes); the
-                    // connection is still handed to the accept loop, which sees it end.
-                    _ = gate.admit(channel, limit: server.maxConnections ?? derivedLimit, logger: logger)
-                }
-                // The decoder's own limits sit above ours so that RequestValidation can tell a
-                // long URI (414) from a large header section (431); far beyond both, the decoder
-                // stops reading.
-                var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-                decoderLimits.maxHeaderFieldSize = 2 * max(server.maxHeaderBytes, server.maxURILength)
-                decoderLimits.maxHeaderListSize = server.maxHeaderBytes + 2 * server.maxURILength
-                decoderLimits.maxHeaderFieldCount = server.maxHeaders + 1
-                // Shared by the decoder and HitHandler, on this connection's event loop.
-                let boundaries = NIOLoopBound(RequestBoundaries(), eventLoop: channel.eventLoop)
-                // NIO's decoder and pipelining, Outpost's response encoder (which writes the hit
-                // path's serialised heads as they are).
-                let framing = channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLServerHandler(context: tls.withLockedValue { $0.context }))
+                channel.eventLoop.makeCompletedFuture {
+                    // Each connection takes the limits and timeouts in force when it opens.
+                    let configuration = live.withLockedValue { $0 }
+                    if let gate {
+                        // Turned away before any handler is added (the 503 is raw bytes); the
+                        // connection is still handed to the accept loop, which sees it end.
+                        _ = gate.admit(
+                            channel, limit: configuration.server.maxConnections ?? derivedLimit, logger: logger)
                     }
-                    let decoder = HTTPRequestDecoder(
-                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                        limitConfiguration: decoderLimits)
-                    // Traffic: the decoder learns any method token (ExtensionMethodDecoder, which
-                    // the hit path keeps informed of where requests begin). The admin API has
-                    // only GET, HEAD and POST.
-                    let framing: any ChannelHandler =
-                        hitPath != nil
-                        ? ByteToMessageHandler(ExtensionMethodDecoder(decoder, boundaries: boundaries.value))
-                        : ByteToMessageHandler(decoder)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        framing, ResponseEncoder(), HTTPServerPipelineHandler(),
-                    ])
-                }
-                return framing.flatMapThrowing {
-                    let sync = channel.pipeline.syncOperations
-                    let timeoutHandler =
-                        timeouts
-                        ? ConnectionTimeoutHandler(
-                            idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout,
-                            bodyTimeout: server.requestBodyTimeout, logger: logger) : nil
-                    // The hit path sits right after the HTTP pipelining handler: a request it
-                    // answers goes through no other handler either way (it tells the timeouts
-                    // itself); every other request passes on to the handlers below.
                     // Every connection is registered (for a graceful shutdown) from now until it
                     // closes, whether or not it ever passes a request on.
                     registry.registerUntilClosed(channel)
-                    let hitState = hitPath?.state(for: channel.eventLoop)
-                    if let hitState {
-                        try sync.addHandler(
-                            HitHandler(state: hitState, timeouts: timeoutHandler, boundaries: boundaries.value))
+                    if let tls {
+                        try front.startTLS(channel, configuration: configuration, certificates: tls)
+                    } else {
+                        try front.serveHTTP1(channel, server: configuration.server)
                     }
-                    try sync.addHandler(ProtocolErrorHandler(logger: logger))
-                    if let timeoutHandler {
-                        try sync.addHandler(FirstByteObserver(timeouts: timeoutHandler), position: .first)
-                        try sync.addHandler(timeoutHandler)
-                    }
-                    // What the hit path passes on (every admin request) becomes a task per request.
-                    try sync.addHandler(PassHandler(requests: passed, registry: registry))
                 }
             }
     }

@@ -20,13 +20,15 @@ public struct TLSCertificateSet: Sendable {
     /// TLS 1.2 and 1.3, the default certificate, SNI choosing the others, ALPN.
     public let context: NIOSSLContext
 
-    /// What ALPN offers, in order of preference.
-    public static let applicationProtocols = ["http/1.1"]
+    /// What ALPN offers, in order of preference: `h2` first unless `http2.enabled` is off.
+    static func applicationProtocols(http2: Bool) -> [String] { http2 ? ["h2", "http/1.1"] : ["http/1.1"] }
 
     /// Loads and checks every entry. Each problem (a file missing or unreadable, not PEM, a
     /// certificate expired or not yet valid, a key that is not the certificate's) is listed in
     /// the one error, named by entry and file.
-    public static func load(_ files: [CertificateFiles], now: Date = Date()) throws -> TLSCertificateSet {
+    public static func load(
+        _ files: [CertificateFiles], http2: Bool = true, now: Date = Date()
+    ) throws -> TLSCertificateSet {
         var problems: [String] = []
         var entries: [Entry] = []
         for (index, file) in files.enumerated() {
@@ -46,7 +48,7 @@ public struct TLSCertificateSet: Sendable {
         configuration.maximumTLSVersion = .tlsv13
         // Forward-secret AEAD suites only for TLS 1.2 (TLS 1.3's are all of that kind).
         configuration.cipherSuites = Self.cipherSuites
-        configuration.applicationProtocols = Self.applicationProtocols
+        configuration.applicationProtocols = Self.applicationProtocols(http2: http2)
         let chosen = entries
         if chosen.count > 1 {
             configuration.sslContextCallback = { values, promise in

@@ -156,7 +156,47 @@ public struct OutpostConfiguration: Sendable, Equatable {
         public var format = LogFormat.text
     }
 
+    /// `[http2]`: HTTP/2 to clients on the TLS listener (docs/tls.md). Each limit is what
+    /// this side advertises or enforces; the flood limits close the connection past them.
+    public struct HTTP2: Sendable, Equatable {
+        /// `http2.enabled`: offer `h2` in ALPN.
+        public var enabled = true
+        /// `http2.max_concurrent_streams`: SETTINGS_MAX_CONCURRENT_STREAMS.
+        public var maxConcurrentStreams = 100
+        /// `http2.max_header_list_size`: SETTINGS_MAX_HEADER_LIST_SIZE, bytes of a decoded
+        /// header list (the request's fields are also held to `server.max_header_bytes`).
+        public var maxHeaderListSize = 32 * 1024
+        /// `http2.header_table_size`: SETTINGS_HEADER_TABLE_SIZE, the HPACK table the client
+        /// may make this side keep, bytes.
+        public var headerTableSize = 4096
+        /// `http2.max_frame_size`: SETTINGS_MAX_FRAME_SIZE, the largest frame payload this
+        /// side accepts (16 KiB to 16 MiB - 1).
+        public var maxFrameSize = 16384
+        /// `http2.initial_window_size`: each stream's receive window (request bodies).
+        public var initialWindowSize = 65535
+        /// `http2.connection_window_size`: the connection's receive window.
+        public var connectionWindowSize = 1 << 20
+        /// `http2.max_resets` per `http2.reset_window` seconds: streams the client may reset
+        /// (rapid reset, CVE-2023-44487).
+        public var maxResets = 200
+        public var resetWindow = 30.0
+        /// `http2.max_control_frames` per `http2.control_window` seconds: PING, SETTINGS,
+        /// PRIORITY frames (ping and settings floods).
+        public var maxControlFrames = 200
+        public var controlWindow = 30.0
+        /// `http2.max_continuation_frames`: CONTINUATION frames after one HEADERS (the
+        /// CONTINUATION flood).
+        public var maxContinuationFrames = 5
+        /// `http2.max_glitches`: protocol oddities (empty frames, frames on closed streams, …)
+        /// tolerated before the connection is closed.
+        public var maxGlitches = 200
+        /// `http2.stall_timeout`: seconds a stream may wait with a response to send while the
+        /// client's flow-control window stays shut; then it is reset (zero-window stalls).
+        public var stallTimeout = 30.0
+    }
+
     public var server = Server()
+    public var http2 = HTTP2()
     public var upstream = Upstream()
     public var cache = Cache()
     public var store = StoreConfiguration(path: "./outpost-store")

@@ -85,6 +85,37 @@ public enum ConfigurationLoader {
                 configuration.server.certificates.append(CertificateFiles(cert: cert, key: key, hosts: hosts))
             }
         }
+        try reader.table("http2") { http2 in
+            try http2.bool("enabled") { configuration.http2.enabled = $0 }
+            try http2.integer("max_concurrent_streams", minimum: 1) { configuration.http2.maxConcurrentStreams = $0 }
+            try http2.size("max_header_list_size", minimum: 1024) { configuration.http2.maxHeaderListSize = $0 }
+            try http2.size("header_table_size", minimum: 0) { configuration.http2.headerTableSize = $0 }
+            try http2.size("max_frame_size", minimum: 16384) { size in
+                guard size <= (1 << 24) - 1 else {
+                    throw ConfigurationError("http2.max_frame_size must be at most 16777215 (RFC 9113 §6.5.2)")
+                }
+                configuration.http2.maxFrameSize = size
+            }
+            try http2.size("initial_window_size", minimum: 1024) { size in
+                guard size <= Int(Int32.max) else {
+                    throw ConfigurationError("http2.initial_window_size must be at most 2147483647 (RFC 9113 §6.9.2)")
+                }
+                configuration.http2.initialWindowSize = size
+            }
+            try http2.size("connection_window_size", minimum: 65535) { size in
+                guard size <= Int(Int32.max) else {
+                    throw ConfigurationError("http2.connection_window_size must be at most 2147483647")
+                }
+                configuration.http2.connectionWindowSize = size
+            }
+            try http2.integer("max_resets", minimum: 1) { configuration.http2.maxResets = $0 }
+            try http2.seconds("reset_window") { configuration.http2.resetWindow = max($0, 1) }
+            try http2.integer("max_control_frames", minimum: 1) { configuration.http2.maxControlFrames = $0 }
+            try http2.seconds("control_window") { configuration.http2.controlWindow = max($0, 1) }
+            try http2.integer("max_continuation_frames", minimum: 1) { configuration.http2.maxContinuationFrames = $0 }
+            try http2.integer("max_glitches", minimum: 1) { configuration.http2.maxGlitches = $0 }
+            try http2.seconds("stall_timeout") { configuration.http2.stallTimeout = max($0, 0.1) }
+        }
         try reader.table("upstream") { upstream in
             try upstream.origin("default") { configuration.upstream.defaultOrigin = $0 }
             try upstream.seconds("connect_timeout") { configuration.upstream.connectTimeout = $0 }
@@ -335,14 +366,14 @@ package struct TableReader {
     }
 
     /// A byte count: a whole number, or a string with a unit (`"512MiB"`, `"1GB"`, `"64k"`).
-    mutating func size(_ key: String, minimum: Int, _ apply: (Int) -> Void) throws {
+    mutating func size(_ key: String, minimum: Int, _ apply: (Int) throws -> Void) throws {
         guard let raw = value(key) else { return }
         let parsed = raw.int ?? raw.string.flatMap(ByteSize.parse)
         guard let bytes = parsed, bytes >= minimum else {
             throw ConfigurationError(
                 "\(name(key)) must be a size of at least \(minimum) bytes (a number, or e.g. \"512MiB\")")
         }
-        apply(bytes)
+        try apply(bytes)
     }
 
     mutating func address(_ key: String, _ apply: (SocketAddressSpec) -> Void) throws {

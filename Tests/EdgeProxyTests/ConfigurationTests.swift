@@ -99,6 +99,60 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("[http2]: every limit read; frame and window sizes held to RFC 9113's bounds")
+    func http2() throws {
+        let configuration = try ConfigurationLoader.parse(
+            """
+            [http2]
+            enabled = false
+            max_concurrent_streams = 64
+            max_header_list_size = "16k"
+            header_table_size = 0
+            max_frame_size = "64k"
+            initial_window_size = "256k"
+            connection_window_size = "4MiB"
+            max_resets = 50
+            reset_window = 10
+            max_control_frames = 20
+            control_window = 5
+            max_continuation_frames = 3
+            max_glitches = 100
+            stall_timeout = 12.5
+            """)
+        var expected = OutpostConfiguration.HTTP2()
+        expected.enabled = false
+        expected.maxConcurrentStreams = 64
+        expected.maxHeaderListSize = 16384
+        expected.headerTableSize = 0
+        expected.maxFrameSize = 65536
+        expected.initialWindowSize = 262_144
+        expected.connectionWindowSize = 4 << 20
+        expected.maxResets = 50
+        expected.resetWindow = 10
+        expected.maxControlFrames = 20
+        expected.controlWindow = 5
+        expected.maxContinuationFrames = 3
+        expected.maxGlitches = 100
+        expected.stallTimeout = 12.5
+        #expect(configuration.http2 == expected)
+        let mistakes: [(String, String)] = [
+            (
+                "max_frame_size = 1000",
+                "http2.max_frame_size must be a size of at least 16384 bytes (a number, or e.g. \"512MiB\")"
+            ),
+            ("max_frame_size = 16777216", "http2.max_frame_size must be at most 16777215 (RFC 9113 §6.5.2)"),
+            (
+                "initial_window_size = 2147483648",
+                "http2.initial_window_size must be at most 2147483647 (RFC 9113 §6.9.2)"
+            ),
+            ("max_concurrent_streams = 0", "http2.max_concurrent_streams must be a whole number of at least 1"),
+            ("streams = 5", "unknown configuration key: http2.streams"),
+        ]
+        for (line, message) in mistakes {
+            #expect(throws: ConfigurationError(message)) { try ConfigurationLoader.parse("[http2]\n" + line) }
+        }
+    }
+
     @Test("consistent-hash peers: cluster.self, peers (self added when left out), health checks, local copies")
     func peers() throws {
         let configuration = try ConfigurationLoader.parse(

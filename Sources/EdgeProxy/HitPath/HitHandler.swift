@@ -50,10 +50,18 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// passes, instead of in a handler of its own (a handler costs a cast per part).
     private let boundaries: RequestBoundaries?
 
-    init(state: LoopHitState, timeouts: ConnectionTimeoutHandler?, boundaries: RequestBoundaries? = nil) {
+    /// On an HTTP/2 stream: requests come as HTTP/2.0 from NIO's codec, and heads go out as
+    /// fields for HPACK, never as serialised HTTP/1.1 bytes.
+    private let http2: Bool
+
+    init(
+        state: LoopHitState, timeouts: ConnectionTimeoutHandler?, boundaries: RequestBoundaries? = nil,
+        http2: Bool = false
+    ) {
         self.state = state
         self.timeouts = timeouts
         self.boundaries = boundaries
+        self.http2 = http2
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -166,7 +174,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The answer to a request when the store alone can give it; nil sends it to the pipeline.
     private func answer(_ head: HTTPRequestHead) -> Answer? {
-        guard head.version == .http1_1, head.method == .GET || head.method == .HEAD,
+        guard head.version == (http2 ? .http2 : .http1_1), head.method == .GET || head.method == .HEAD,
             !head.headers.contains(name: "content-length"), !head.headers.contains(name: "transfer-encoding"),
             !state.registry.isDraining
         else { return nil }
@@ -276,7 +284,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 (responseHead, closes) = ChannelResponseSink.head(
                     status: 206, headers: fields, version: head.version, keepAlive: keepAlive,
                     stripSurrogateKeys: strip)
-            } else if let prefix = prepared.serialised {
+            } else if !http2, let prefix = prepared.serialised {
                 responseHead = PreparedResponse.head
                 var bytes = state.allocator.buffer(capacity: prefix.readableBytes + 128)
                 bytes.writeImmutableBuffer(prefix)

@@ -27,7 +27,9 @@ final class KeepAliveConnection {
                             try NIOSSLClientHandler(context: tls, serverHostname: serverName), recorder,
                         ])
                     }
-                    return (try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel), handshake)
+                    return (
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel), handshake
+                    )
                 }
             }
         self.channel = channel

@@ -10,6 +10,8 @@ final class OutpostProcess: Sendable {
     let process: ChildProcess
     let port: Int
     let adminPort: Int
+    /// The TLS listener's port, when `server.tls_listen` is set.
+    let tlsPort: Int?
 
     /// `outpost serve` with this origin and store, listening on free loopback ports.
     static func start(origin: String, store: String) async throws -> OutpostProcess {
@@ -71,6 +73,7 @@ final class OutpostProcess: Sendable {
         self.process = process
         self.port = ports[0]
         self.adminPort = ports[1]
+        self.tlsPort = ports.count > 2 ? ports[2] : nil
     }
 
     /// SIGKILL and wait for the exit.
@@ -102,6 +105,14 @@ final class OutpostProcess: Sendable {
     func terminateWithoutWaiting() { process.signal(SIGTERM) }
 
     func signal(_ number: Int32) { process.signal(number) }
+
+    /// The process's resident memory, bytes (VmRSS).
+    var residentBytes: Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]).map { $0 * 1024 }
+    }
 
     private static func onDispatchThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
