@@ -140,6 +140,7 @@ let package = Package(
             name: "outpost",
             dependencies: [
                 "EdgeProxy",
+                "CacheTransaction",
                 "OutpostConfig",
                 "EdgeAdmin",
                 "CacheStore",

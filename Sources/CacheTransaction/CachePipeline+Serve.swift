@@ -2,6 +2,7 @@ import CacheStore
 import ContentCoding
 import HTTPCaching
 import NIOCore
+import OutpostConfig
 
 extension CachePipeline {
     /// Answers from a stored response (RFC 9111 §4): the representation the client accepts
@@ -136,11 +137,17 @@ extension CachePipeline {
     /// The header fields of a representation and its view of the stored response: its own
     /// entity tag and coding, which conditions and If-Range compare against.
     package func representationView(_ record: ObjectRecord, _ representation: Representation) -> StoredResponse {
+        Self.representationView(record, representation, compression: configuration.compression)
+    }
+
+    /// ``representationView(_:_:)`` from the compression settings alone.
+    package static func representationView(
+        _ record: ObjectRecord, _ representation: Representation, compression: OutpostConfiguration.Compression
+    ) -> StoredResponse {
         StoredResponse(
             status: record.response.status,
             headers: representation.headers(
-                from: record.response.headers,
-                varies: Representation.variesByCoding(record, compression: configuration.compression)),
+                from: record.response.headers, varies: Representation.variesByCoding(record, compression: compression)),
             requestTime: record.response.requestTime, responseTime: record.response.responseTime)
     }
 

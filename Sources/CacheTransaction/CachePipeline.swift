@@ -172,6 +172,15 @@ package final class CachePipeline: Sendable, TransactionRules {
         _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
         directives: RequestDirectives
     ) -> ReuseDecision {
+        Self.reuseDecision(record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
+    }
+
+    /// ``reuseDecision(_:cacheControl:lifetime:age:directives:)`` without a pipeline (it needs
+    /// none): for `outpost inspect explain`.
+    package static func reuseDecision(
+        _ record: ObjectRecord, cacheControl: CacheControl, lifetime: FreshnessLifetime, age: Double,
+        directives: RequestDirectives
+    ) -> ReuseDecision {
         let decision = Reuse.decide(
             age: age, responseCacheControl: cacheControl, lifetime: lifetime, request: directives)
         guard record.softPurgedAt != nil else { return decision }
@@ -219,9 +228,17 @@ package final class CachePipeline: Sendable, TransactionRules {
     /// - Parameter cacheControl: `governingCacheControl(record.response)` when the caller
     ///   has it already (parsing it is most of the cost).
     package func lifetime(of record: ObjectRecord, cacheControl: CacheControl? = nil) -> FreshnessLifetime {
+        Self.lifetime(
+            of: record, cacheControl: cacheControl ?? governingCacheControl(record.response),
+            configuration: configuration)
+    }
+
+    /// ``lifetime(of:cacheControl:)`` from a configuration alone.
+    package static func lifetime(
+        of record: ObjectRecord, cacheControl: CacheControl, configuration: OutpostConfiguration
+    ) -> FreshnessLifetime {
         let lifetime = FreshnessLifetime.of(
-            record.response, cacheControl: cacheControl ?? governingCacheControl(record.response),
-            configuration: configuration.freshness)
+            record.response, cacheControl: cacheControl, configuration: configuration.freshness)
         guard let purgedAt = record.softPurgedAt else { return lifetime }
         return Reuse.softPurged(lifetime, stored: record.response, purgedAt: purgedAt)
     }

@@ -38,7 +38,7 @@ public struct TLSCertificateSet: Sendable {
                 problems.append(error.message)
             }
         }
-        guard problems.isEmpty else { throw ConfigurationError(problems.joined(separator: "\n")) }
+        guard problems.isEmpty else { throw ConfigurationError(problems: problems) }
         guard let first = entries.first else {
             throw ConfigurationError("server.tls_listen needs at least one [[server.certificates]] entry")
         }

@@ -33,7 +33,13 @@ package final class PeerTelemetry: Sendable {
             }
             peers = next
         }
-        for member in members { up(member.url).record(member.live ? 1 : 0) }
+        for member in members {
+            up(member.url).record(member.live ? 1 : 0)
+            // The counters are exported from the start, at 0, so that a rate over them is
+            // defined before the first request or error (and a dashboard finds them).
+            _ = requestsCounter(member.url)
+            _ = errorsCounter(member.url)
+        }
     }
 
     package func setLive(_ url: String, live: Bool) {
@@ -47,12 +53,16 @@ package final class PeerTelemetry: Sendable {
             peers[url]?.requests += 1
             if failed { peers[url]?.errors += 1 }
         }
+        requestsCounter(url).increment()
+        if failed { errorsCounter(url).increment() }
+    }
+
+    private func requestsCounter(_ url: String) -> Metrics.Counter {
         Metrics.Counter(label: "outpost_peer_requests_total", dimensions: [("peer", url)], factory: factory)
-            .increment()
-        if failed {
-            Metrics.Counter(label: "outpost_peer_errors_total", dimensions: [("peer", url)], factory: factory)
-                .increment()
-        }
+    }
+
+    private func errorsCounter(_ url: String) -> Metrics.Counter {
+        Metrics.Counter(label: "outpost_peer_errors_total", dimensions: [("peer", url)], factory: factory)
     }
 
     /// `peers` in /stats: one object per member, keyed by URL.

@@ -3,10 +3,14 @@ import Foundation
 import HTTPCaching
 import TOMLKit
 
-/// A configuration problem, naming the key and what was wrong with it.
+/// A configuration problem, naming the key and what was wrong with it; or several, one per
+/// line (the loader and `outpost check-config` list every problem they find, not only the
+/// first).
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
+    public let problems: [String]
+    public var message: String { problems.joined(separator: "\n") }
+    public init(_ message: String) { problems = [message] }
+    public init(problems: [String]) { self.problems = problems }
     public var description: String { message }
 }
 
@@ -48,6 +52,28 @@ public enum ConfigurationLoader {
     }
 
     public static func parse(_ text: String, source: String = "configuration") throws -> OutpostConfiguration {
+        let (configuration, problems) = try parseCollecting(text, source: source)
+        guard problems.isEmpty else { throw ConfigurationError(problems: problems) }
+        return configuration
+    }
+
+    /// The file read as far as it can be: the configuration with every key that was read
+    /// right, and the problems with the others (for `outpost check-config`, which lists them
+    /// all and goes on to check what it has). Throws only when the file cannot be read or is
+    /// not TOML at all.
+    public static func loadCollecting(path: String) throws -> (OutpostConfiguration, [String]) {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read configuration file \(path): \(error.localizedDescription)")
+        }
+        return try parseCollecting(text, source: path)
+    }
+
+    public static func parseCollecting(
+        _ text: String, source: String = "configuration"
+    ) throws -> (OutpostConfiguration, [String]) {
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -55,7 +81,7 @@ public enum ConfigurationLoader {
             throw ConfigurationError("\(source):\(error.source.begin.line): invalid TOML: \(error.description)")
         }
         var configuration = OutpostConfiguration()
-        var reader = TableReader(table, path: "")
+        var reader = TableReader(table, path: "", problems: TableReader.Problems())
         try reader.table("server") { server in
             try server.address("listen") { configuration.server.listen = $0 }
             try server.seconds("idle_timeout") { configuration.server.idleTimeout = $0 }
@@ -230,179 +256,8 @@ public enum ConfigurationLoader {
             try log.bool("access") { configuration.log.access = $0 }
             try log.oneOf("format", LogFormat.self) { configuration.log.format = $0 }
         }
-        try reader.finish()
-        return configuration
-    }
-}
-
-/// Walks one TOML table, remembering which keys were read so that unknown ones are reported.
-package struct TableReader {
-    private let values: TOMLTable
-    private let path: String
-    private var seen: Set<String> = []
-
-    init(_ values: TOMLTable, path: String) {
-        self.values = values
-        self.path = path
-    }
-
-    var remainingKeys: [String] { values.keys.filter { !seen.contains($0) }.sorted() }
-
-    /// Whether `key` holds a table (read it with ``table(_:_:)``).
-    func isTable(_ key: String) -> Bool { values[key]?.table != nil }
-
-    /// Letters, digits and `-._~`: what a name written into a header list may hold.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-            UInt8(ascii: "~"):
-            return true
-        default: return false
-        }
-    }
-
-    private func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
-
-    private mutating func value(_ key: String) -> TOMLValueConvertible? {
-        seen.insert(key)
-        return values[key]
-    }
-
-    mutating func table(_ key: String, _ body: (inout TableReader) throws -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let nested = raw.table else { throw ConfigurationError("\(name(key)) must be a table") }
-        var reader = TableReader(nested, path: name(key))
-        try body(&reader)
-        try reader.finish()
-    }
-
-    /// An array of tables (`[[key]]`); each is read in turn with its label (`key[0]`, ...).
-    mutating func tables(_ key: String, _ body: (inout TableReader, String) throws -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let array = raw.array else { throw ConfigurationError("\(name(key)) must be an array of tables") }
-        for (index, element) in array.enumerated() {
-            let label = "\(name(key))[\(index)]"
-            guard let nested = element.table else { throw ConfigurationError("\(label) must be a table") }
-            var reader = TableReader(nested, path: label)
-            try body(&reader, label)
-            try reader.finish()
-        }
-    }
-
-    mutating func string(_ key: String, _ apply: (String) throws -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let text = raw.string else { throw ConfigurationError("\(name(key)) must be a string") }
-        try apply(text)
-    }
-
-    /// A string naming one of `Choice`'s cases; anything else is an error listing them.
-    mutating func oneOf<Choice: RawRepresentable & CaseIterable>(
-        _ key: String, _ type: Choice.Type, _ apply: (Choice) -> Void
-    ) throws where Choice.RawValue == String {
-        let qualified = name(key)
-        try string(key) { value in
-            guard let choice = Choice(rawValue: value) else {
-                throw ConfigurationError(
-                    "\(qualified): \"\(value)\" is not one of "
-                        + Choice.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            apply(choice)
-        }
-    }
-
-    mutating func stringArray(_ key: String, _ apply: ([String]) -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let array = raw.array else { throw ConfigurationError("\(name(key)) must be an array of strings") }
-        var strings: [String] = []
-        for element in array {
-            guard let text = element.string else {
-                throw ConfigurationError("\(name(key)) must be an array of strings")
-            }
-            strings.append(text)
-        }
-        apply(strings)
-    }
-
-    /// An array of origin URLs.
-    mutating func origins(_ key: String, _ apply: ([OriginURL]) -> Void) throws {
-        let label = name(key)
-        var texts: [String]?
-        try stringArray(key) { texts = $0 }
-        guard let texts else { return }
-        var origins: [OriginURL] = []
-        for text in texts {
-            guard let origin = OriginURL(parsing: text) else {
-                throw ConfigurationError("\(label): \"\(text)\" is not an http:// or https:// URL")
-            }
-            origins.append(origin)
-        }
-        apply(origins)
-    }
-
-    mutating func bool(_ key: String, _ apply: (Bool) -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let flag = raw.bool else { throw ConfigurationError("\(name(key)) must be true or false") }
-        apply(flag)
-    }
-
-    mutating func integer(_ key: String, minimum: Int, _ apply: (Int) -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let number = raw.int, number >= minimum else {
-            throw ConfigurationError("\(name(key)) must be a whole number of at least \(minimum)")
-        }
-        apply(number)
-    }
-
-    mutating func number(_ key: String, range: ClosedRange<Double>, _ apply: (Double) -> Void) throws {
-        guard let raw = value(key) else { return }
-        guard let number = raw.double ?? raw.int.map(Double.init), range.contains(number) else {
-            throw ConfigurationError("\(name(key)) must be a number from \(range.lowerBound) to \(range.upperBound)")
-        }
-        apply(number)
-    }
-
-    mutating func seconds(_ key: String, _ apply: (Double) -> Void) throws {
-        try number(key, range: 0...86_400 * 365, apply)
-    }
-
-    /// A byte count: a whole number, or a string with a unit (`"512MiB"`, `"1GB"`, `"64k"`).
-    mutating func size(_ key: String, minimum: Int, _ apply: (Int) throws -> Void) throws {
-        guard let raw = value(key) else { return }
-        let parsed = raw.int ?? raw.string.flatMap(ByteSize.parse)
-        guard let bytes = parsed, bytes >= minimum else {
-            throw ConfigurationError(
-                "\(name(key)) must be a size of at least \(minimum) bytes (a number, or e.g. \"512MiB\")")
-        }
-        try apply(bytes)
-    }
-
-    mutating func address(_ key: String, _ apply: (SocketAddressSpec) -> Void) throws {
-        let label = name(key)
-        try string(key) { text in
-            guard let address = SocketAddressSpec(parsing: text) else {
-                throw ConfigurationError("\(label): \"\(text)\" is not HOST:PORT")
-            }
-            apply(address)
-        }
-    }
-
-    mutating func origin(_ key: String, _ apply: (OriginURL) -> Void) throws {
-        let label = name(key)
-        try string(key) { text in
-            guard let origin = OriginURL(parsing: text) else {
-                throw ConfigurationError("\(label): \"\(text)\" is not an http:// or https:// origin URL")
-            }
-            apply(origin)
-        }
-    }
-
-    func finish() throws {
-        let unknown = remainingKeys
-        guard unknown.isEmpty else {
-            throw ConfigurationError(
-                "unknown configuration key\(unknown.count > 1 ? "s" : ""): \(unknown.map(name).joined(separator: ", "))"
-            )
-        }
+        reader.finish()
+        return (configuration, reader.problems.list)
     }
 }
 

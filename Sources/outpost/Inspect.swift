@@ -8,7 +8,7 @@ import OutpostConfig
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look inside a store: what is held, for which URL, and why.",
-        subcommands: [List.self, Show.self, Stats.self, Verify.self])
+        subcommands: [List.self, Show.self, Explain.self, Stats.self, Verify.self])
 
     struct StoreOptions: ParsableArguments {
         @Option(help: "Store directory (store.path of the running server).")
@@ -58,6 +58,49 @@ struct Inspect: ParsableCommand {
                 prefix: prefix ?? "", tag: tag, limit: limit)
             print(
                 options.json ? try Inspection.json(entries) : Inspection.table(entries),
+                terminator: options.json ? "\n" : "")
+        }
+    }
+
+    struct Explain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say what Outpost would do with a request, and why, from the store as it is now.",
+            discussion: """
+                Which variant the request selects (and which Vary field decided), fresh or stale and by \
+                which directive and how many seconds, whether stale-while-revalidate or stale-if-error \
+                would apply, which coding and range would be served, or why it would go upstream.
+                """)
+
+        @Argument(help: "The URL as clients reach it, e.g. http://example.com/path?q.")
+        var url: String
+
+        @Option(
+            name: [.customShort("H"), .customLong("header")], help: "A request header, 'Name: value' (repeatable).")
+        var headers: [String] = []
+
+        @Option(help: "The request method (GET, HEAD, ...).")
+        var method = "GET"
+
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            var fields: [(String, String)] = []
+            for header in headers {
+                guard let colon = header.firstIndex(of: ":"), colon != header.startIndex else {
+                    throw ValidationError("-H \"\(header)\": expected 'Name: value'")
+                }
+                fields.append(
+                    (
+                        String(header[..<colon]).trimmingCharacters(in: .whitespaces),
+                        String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                    ))
+            }
+            let (store, configuration) = try options.open()
+            defer { store.close() }
+            let explanation = try Inspection(store: store, configuration: configuration).explain(
+                url: url, method: method.uppercased(), headers: fields)
+            print(
+                options.json ? try Inspection.json(explanation) : Inspection.table(explanation),
                 terminator: options.json ? "\n" : "")
         }
     }

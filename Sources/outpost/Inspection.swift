@@ -1,4 +1,5 @@
 import CacheStore
+import CacheTransaction
 import EdgeAdmin
 import Foundation
 import HTTPCaching
@@ -131,6 +132,81 @@ public struct Inspection {
             tags: record.tags,
             hits: access?.hits ?? 0,
             lastAccess: access.map { HTTPDate.format(Int64($0.lastAccess)) })
+    }
+
+    // MARK: explain
+
+    /// What the node would do with this request now (``RequestExplanation``).
+    func explain(url: String, method: String, headers: [(String, String)]) throws -> RequestExplanation {
+        let key = PurgeRequest.cacheKey(url) ?? url
+        let requestHeaders = HeaderFields(headers)
+        let variants = try store.variants(key)
+        var selected: ObjectRecord?
+        if case .found(let record, _) = try store.lookup(key, requestHeaders: requestHeaders) { selected = record }
+        return RequestExplanation.explain(
+            url: key, method: method, requestHeaders: requestHeaders, variants: variants, selected: selected,
+            configuration: configuration, now: now)
+    }
+
+    static func table(_ explanation: RequestExplanation) -> String {
+        var rows: [[String]] = [
+            ["request", "\(explanation.method) \(explanation.url)"],
+            [
+                "action",
+                explanation.action + (explanation.forward.map { " (fwd=\($0))" } ?? "")
+                    + (explanation.status.map { ", status \($0)" } ?? ""),
+            ],
+        ]
+        if let index = explanation.selectedVariant {
+            let fields = explanation.selectedBy ?? []
+            rows.append([
+                "variant",
+                "\(index) of \(explanation.variants)"
+                    + (fields.isEmpty
+                        ? " (no Vary)"
+                        : ", selected by "
+                            + fields.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(
+                                separator: ", ")),
+            ])
+        } else if explanation.variants > 0 {
+            rows.append(["variant", "none of \(explanation.variants) matches"])
+        }
+        for mismatch in explanation.varyMismatches ?? [] {
+            rows.append([
+                "  variant \(mismatch.variant)",
+                "\(mismatch.field): stored for \(mismatch.stored.map { "\"\($0)\"" } ?? "(absent)"), "
+                    + "this request has \(mismatch.request.map { "\"\($0)\"" } ?? "(absent)")",
+            ])
+        }
+        if let freshness = explanation.freshness {
+            rows.append([
+                "freshness",
+                freshness.fresh
+                    ? "fresh for \(freshness.left) s of \(freshness.lifetime) s (\(freshness.source)), age \(freshness.age) s"
+                    : "stale by \(-freshness.left) s (lifetime \(freshness.lifetime) s, \(freshness.source)), age \(freshness.age) s",
+            ])
+        }
+        func window(_ window: RequestExplanation.Window?) -> String {
+            guard let window else { return "-" }
+            return "\(window.seconds) s" + (window.applies ? " (applies now)" : "")
+        }
+        if explanation.freshness != nil {
+            rows.append([
+                "stale windows",
+                "while-revalidate \(window(explanation.staleWhileRevalidate)), if-error \(window(explanation.staleIfError))",
+            ])
+        }
+        if let coding = explanation.coding { rows.append(["coding", coding]) }
+        if let range = explanation.range { rows.append(["range", range]) }
+        if let conditional = explanation.revalidateWith, !conditional.isEmpty {
+            rows.append([
+                "revalidate with", conditional.map { "\($0.field): \($0.value ?? "")" }.joined(separator: ", "),
+            ])
+        }
+        var out = align(rows)
+        out += "why:\n"
+        for reason in explanation.reasons { out += "  - \(reason)\n" }
+        return out
     }
 
     // MARK: stats

@@ -23,7 +23,7 @@ struct Outpost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "outpost",
         abstract: "Outpost: a caching CDN edge node.",
-        subcommands: [Serve.self, Inspect.self, PurgeCommand.self])
+        subcommands: [Serve.self, CheckConfig.self, Inspect.self, PurgeCommand.self])
 }
 
 /// The CPUs the process is allowed on (the `Cpus_allowed` mask of /proc/self/status, which

@@ -8,12 +8,8 @@ import OutpostConfig
 import ServiceLifecycle
 import UnixSignals
 
-/// `outpost serve`: runs the edge node until SIGTERM or SIGINT.
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run Outpost in front of an origin.",
-        discussion: "Flags override the configuration file; see docs/configuration.md for every key.")
-
+/// The configuration file and the flags over it, as `serve` and `check-config` take them.
+struct ServeOptions: ParsableArguments {
     @Option(help: "Configuration file (TOML).")
     var config: String?
 
@@ -38,19 +34,104 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (log.level).")
     var logLevel: String?
 
-    /// The configuration file, then the flags over it, then the admin token: at start and on
-    /// every SIGHUP.
-    private func loadConfiguration() throws -> OutpostConfiguration {
-        var configuration = try config.map(ConfigurationLoader.load(path:)) ?? OutpostConfiguration()
-        try applyFlags(to: &configuration)
-        try AdminToken.resolve(&configuration, environment: ProcessInfo.processInfo.environment)
+    /// What the file, the flags and the admin token make: the configuration as far as it could
+    /// be read (nil when the file is unreadable or not TOML), every problem found on the way,
+    /// and where the admin token came from.
+    func collect(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> (configuration: OutpostConfiguration?, problems: [String], tokenSource: String?) {
+        var configuration = OutpostConfiguration()
+        var problems: [String] = []
+        if let config {
+            do {
+                (configuration, problems) = try ConfigurationLoader.loadCollecting(path: config)
+            } catch let error as ConfigurationError {
+                return (nil, error.problems, nil)
+            } catch {
+                return (nil, ["\(config): \(error)"], nil)
+            }
+        }
+        problems += applyFlags(to: &configuration)
+        var tokenSource: String?
+        do {
+            try AdminToken.resolve(&configuration, environment: environment)
+            if environment[AdminToken.environmentVariable].map({ !$0.isEmpty }) == true {
+                tokenSource = "from \(AdminToken.environmentVariable)"
+            } else if let file = configuration.admin.tokenFile {
+                tokenSource = "from \(file)"
+            }
+        } catch let error as ConfigurationError {
+            problems += error.problems
+        } catch {
+            problems.append("\(error)")
+        }
+        return (configuration, problems, tokenSource)
+    }
+
+    /// The configuration to serve with, after the same checks as `check-config`: at start
+    /// and on every SIGHUP. Throws every problem at once.
+    func loadConfiguration() throws -> OutpostConfiguration {
+        let collected = collect()
+        guard let configuration = collected.configuration, collected.problems.isEmpty else {
+            throw ConfigurationError(problems: collected.problems)
+        }
+        let checks = ConfigurationCheck.problems(in: configuration)
+        guard checks.isEmpty else { throw ConfigurationError(problems: checks) }
         return configuration
     }
+
+    /// Applies the flags over the file's values; a problem per flag that is not valid.
+    private func applyFlags(to configuration: inout OutpostConfiguration) -> [String] {
+        var problems: [String] = []
+        func address(_ flag: String, _ text: String?, _ apply: (SocketAddressSpec) -> Void) {
+            guard let text else { return }
+            guard let parsed = SocketAddressSpec(parsing: text) else {
+                problems.append("--\(flag): \"\(text)\" is not HOST:PORT")
+                return
+            }
+            apply(parsed)
+        }
+        address("listen", listen) { configuration.server.listen = $0 }
+        address("tls-listen", tlsListen) { configuration.server.tlsListen = $0 }
+        address("admin-listen", adminListen) { configuration.admin.listen = $0 }
+        if let origin {
+            if let url = OriginURL(parsing: origin) {
+                configuration.upstream.defaultOrigin = url
+            } else {
+                problems.append("--origin: \"\(origin)\" is not an http:// or https:// URL")
+            }
+        }
+        if let store { configuration.store.path = store }
+        if let maxStoreSize {
+            if let bytes = ByteSize.parse(maxStoreSize), bytes >= 1 << 20 {
+                configuration.store.maxStoreSize = bytes
+            } else {
+                problems.append("--max-store-size: \"\(maxStoreSize)\" is not a size of at least 1MiB")
+            }
+        }
+        if let logLevel {
+            if Logger.Level(rawValue: logLevel) != nil {
+                configuration.log.level = logLevel
+            } else {
+                problems.append("--log-level: unknown level \"\(logLevel)\"")
+            }
+        }
+        return problems
+    }
+}
+
+/// `outpost serve`: runs the edge node until SIGTERM or SIGINT.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run Outpost in front of an origin.",
+        discussion: "Flags override the configuration file; see docs/configuration.md for every key.")
+
+    @OptionGroup var options: ServeOptions
 
     func run() async throws {
         let configuration: OutpostConfiguration
         do {
-            configuration = try loadConfiguration()
+            configuration = try options.loadConfiguration()
         } catch let error as ConfigurationError {
             throw ValidationError(error.message)
         }
@@ -85,7 +166,7 @@ struct Serve: AsyncParsableCommand {
         // graceful shutdown of the node, and `run` returns once it is complete; SIGHUP reloads.
         // The group traps the signals before any service starts, and the node prints its
         // "listening" line only then.
-        let command = self
+        let options = self.options
         // SIGHUP is trapped here, before the node says it is listening.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let group = ServiceGroup(
@@ -94,51 +175,11 @@ struct Serve: AsyncParsableCommand {
                     .init(service: EdgeNodeService(server: server)),
                     .init(
                         service: ReloadService(server: server, hangups: hangups, logger: logger) {
-                            try command.loadConfiguration()
+                            try options.loadConfiguration()
                         },
                         successTerminationBehavior: .ignore),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-    }
-
-    private func applyFlags(to configuration: inout OutpostConfiguration) throws {
-        if let listen {
-            guard let address = SocketAddressSpec(parsing: listen) else {
-                throw ValidationError("--listen: \"\(listen)\" is not HOST:PORT")
-            }
-            configuration.server.listen = address
-        }
-        if let tlsListen {
-            guard let address = SocketAddressSpec(parsing: tlsListen) else {
-                throw ValidationError("--tls-listen: \"\(tlsListen)\" is not HOST:PORT")
-            }
-            configuration.server.tlsListen = address
-        }
-        if let adminListen {
-            guard let address = SocketAddressSpec(parsing: adminListen) else {
-                throw ValidationError("--admin-listen: \"\(adminListen)\" is not HOST:PORT")
-            }
-            configuration.admin.listen = address
-        }
-        if let origin {
-            guard let url = OriginURL(parsing: origin) else {
-                throw ValidationError("--origin: \"\(origin)\" is not an http:// or https:// URL")
-            }
-            configuration.upstream.defaultOrigin = url
-        }
-        if let store { configuration.store.path = store }
-        if let maxStoreSize {
-            guard let bytes = ByteSize.parse(maxStoreSize), bytes >= 1 << 20 else {
-                throw ValidationError("--max-store-size: \"\(maxStoreSize)\" is not a size of at least 1MiB")
-            }
-            configuration.store.maxStoreSize = bytes
-        }
-        if let logLevel {
-            guard Logger.Level(rawValue: logLevel) != nil else {
-                throw ValidationError("--log-level: unknown level \"\(logLevel)\"")
-            }
-            configuration.log.level = logLevel
-        }
     }
 }

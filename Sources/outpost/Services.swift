@@ -27,8 +27,9 @@ struct EdgeNodeService: Service {
     }
 }
 
-/// SIGHUP reloads the configuration file (and flags and token) without dropping connections;
-/// a file that does not load is reported and the running configuration stays.
+/// SIGHUP reloads the configuration file (and flags and token) without dropping connections,
+/// after the checks of `outpost check-config`; a file that does not pass is reported, every
+/// problem on the line, and the running configuration stays.
 struct ReloadService: Service {
     let server: OutpostServer
     /// Trapped before the group starts (a SIGHUP's default action would end the process).

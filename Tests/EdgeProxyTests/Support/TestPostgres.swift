@@ -37,16 +37,32 @@ final class TestPostgres: Sendable {
         if geteuid() == 0 {
             _ = try await run("/bin/chown", ["-R", "postgres:postgres", directory])
         }
-        let server = TestPostgres(directory: directory, port: try await freePort(), binaries: binaries)
-        _ = try await server.asServerUser(
+        let initialising = TestPostgres(directory: directory, port: 0, binaries: binaries)
+        _ = try await initialising.asServerUser(
             binaries + "/initdb",
             [
                 "-D", directory + "/data", "-U", user, "--pwfile=" + directory + "/pw", "-A", "scram-sha-256",
                 "--auth-local=trust", "-E", "UTF8", "--no-locale", "--no-sync",
             ])
-        try await server.startServer()
-        _ = try await server.sql("CREATE DATABASE journal", database: "postgres")
-        return server
+        // The port was free when it was read back, but another test's listener may take it
+        // before the server binds it: then the server exits at start, and another port is
+        // tried.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let server = TestPostgres(directory: directory, port: try await freePort(), binaries: binaries)
+            do {
+                try await server.startServer()
+            } catch {
+                let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+                guard attempt < 4, log.contains("Address already in use") || log.contains("could not bind") else {
+                    throw Failure(description: "\(error)\nserver.log:\n\(log)")
+                }
+                continue
+            }
+            _ = try await server.sql("CREATE DATABASE journal", database: "postgres")
+            return server
+        }
     }
 
     /// Starts the server (again) on its port.
