@@ -44,12 +44,9 @@ struct FleetTests {
     }
 
     /// The address of an Outpost that has stopped: connecting to it is refused.
-    static func unreachableParent(origin: TestOrigin) async throws -> String {
-        let gone = try await TestOutpost.start(origin: origin.url)
-        await gone.stop()
-        gone.removeStore()
-        return gone.base
-    }
+    /// A parent that refuses connections (a port bound but not listening, held until the
+    /// returned object goes).
+    static func unreachableParent() throws -> ClosedPort { try ClosedPort() }
 
     @Test(
         "misses go to the parent with the client's Host: the origin is asked once for two edges; both caches' Cache-Status entries appear, the parent's first"
@@ -107,7 +104,8 @@ struct FleetTests {
         let origin = try await TestOrigin.start { _ in
             OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "direct")
         }
-        let goneBase = try await Self.unreachableParent(origin: origin)
+        let gone = try Self.unreachableParent()
+        let goneBase = gone.base
         for fallback in [true, false] {
             let edge = try await TestOutpost.start(origin: origin.url) {
                 $0.upstream.parent = OriginURL(parsing: goneBase)
@@ -136,6 +134,7 @@ struct FleetTests {
             edge.removeStore()
         }
         await origin.stop()
+        withExtendedLifetime(gone) {}
     }
 
     @Test("with the parent unreachable, a revalidation the origin answers 304 says so too; an https parent loads TLS")
@@ -146,8 +145,10 @@ struct FleetTests {
             }
             return OriginResponse(headers: [("Cache-Control", "no-cache"), ("ETag", "\"v1\"")], body: "v1")
         }
-        let goneBase = try await Self.unreachableParent(origin: origin)
-        let edge = try await TestOutpost.start(origin: origin.url) { $0.upstream.parent = OriginURL(parsing: goneBase) }
+        let gone = try Self.unreachableParent()
+        let edge = try await TestOutpost.start(origin: origin.url) {
+            $0.upstream.parent = OriginURL(parsing: gone.base)
+        }
         let client = TestClient()
         _ = try await client.get(edge.base + "/r")
         #expect(try await edge.stored("/r"))
@@ -159,6 +160,7 @@ struct FleetTests {
         await edge.stop()
         edge.removeStore()
         await origin.stop()
+        withExtendedLifetime(gone) {}
 
         var upstream = OutpostConfiguration().upstream
         upstream.defaultOrigin = OriginURL(parsing: "http://origin.test")

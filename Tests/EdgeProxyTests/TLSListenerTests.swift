@@ -238,4 +238,51 @@ struct TLSListenerTests {
             #expect(text.contains("Reused, TLSv1.2"), "\(text)")
         }
     }
+
+    @Test(
+        "outpost serve: kill -HUP after a renewal serves the new certificate to new connections; an open one finishes")
+    func sighupRenewal() async throws {
+        let origin = try await TestOrigin.start(staticOrigin([("Cache-Control", "max-age=600")]))
+        let files = try CertificateFilesOnDisk()
+        let site = try files.write("a", EdgeCertificates.siteA)
+        let config = files.directory + "/outpost.toml"
+        try """
+        [server]
+        listen = "127.0.0.1:0"
+        tls_listen = "127.0.0.1:0"
+        [[server.certificates]]
+        cert = "\(site.cert)"
+        key = "\(site.key)"
+        [upstream]
+        default = "\(origin.url)"
+        [store]
+        path = "\(files.directory)/store"
+        sync_commits = false
+        [admin]
+        listen = "127.0.0.1:0"
+        [log]
+        level = "error"
+        access = false
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let node = try await OutpostProcess.start(arguments: ["serve", "--config", config])
+        let port = try #require(node.tlsPort)
+        let old = try await KeepAliveConnection(port: port, tls: Self.clientContext(), serverName: "a.test")
+        #expect(try await old.get("/before", host: "a.test").body == "body of /before")
+        try files.write("a", EdgeCertificates.siteARenewed)
+        node.signal(SIGHUP)
+        let renewed = try Self.serial(EdgeCertificates.siteARenewed.cert)
+        #expect(
+            try await eventually {
+                let fresh = try await KeepAliveConnection(port: port, tls: Self.clientContext(), serverName: "a.test")
+                let serial = try await fresh.peerCertificate()?.serialNumber
+                await fresh.close()
+                return serial == renewed
+            })
+        // The connection opened before the reload goes on, with the certificate it had.
+        #expect(try await old.get("/after", host: "a.test").body == "body of /after")
+        #expect(try await old.peerCertificate()?.serialNumber == Self.serial(EdgeCertificates.siteA.cert))
+        await old.close()
+        await node.stop()
+        await origin.stop()
+    }
 }
