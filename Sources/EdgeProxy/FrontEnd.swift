@@ -132,18 +132,13 @@ extension OutpostServer.FrontEnd {
         try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
         // Right after the codec: every response part, the hit path's too, passes it.
         try sync.addHandler(StallGuard(timeout: stallTimeout, logger: logger))
-        // The whole header block has arrived with the stream: only a request body's pace is
-        // timed here (the connection's idle time is HTTP2StreamCount's).
-        let timeoutHandler =
-            timeouts
-            ? ConnectionTimeoutHandler(
-                idleTimeout: server.idleTimeout, headerTimeout: server.requestHeaderTimeout,
-                bodyTimeout: server.requestBodyTimeout, logger: logger) : nil
+        // The whole header block has arrived with the stream, and the connection's idle time is
+        // HTTP2StreamCount's: only a request body's pace is timed here.
         if let hitState = hitPath?.state(for: stream.eventLoop) {
-            try sync.addHandler(HitHandler(state: hitState, timeouts: timeoutHandler, http2: true))
+            try sync.addHandler(HitHandler(state: hitState, timeouts: nil, http2: true))
         }
-        try sync.addHandler(ProtocolErrorHandler(logger: logger))
-        if let timeoutHandler { try sync.addHandler(timeoutHandler) }
+        // No ProtocolErrorHandler: a stream's protocol errors are NIO's to answer (RST_STREAM).
+        if timeouts { try sync.addHandler(StreamBodyTimeout(timeout: server.requestBodyTimeout, logger: logger)) }
         try sync.addHandler(PassHandler(requests: passed, registry: registry))
     }
 }

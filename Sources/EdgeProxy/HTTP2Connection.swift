@@ -90,8 +90,13 @@ final class HTTP2ConnectionErrors: ChannelInboundHandler, RemovableChannelHandle
 /// A response that makes no progress for `http2.stall_timeout` seconds (its frames wait for a
 /// flow-control window the client keeps shut, or for a client that stopped reading) is reset:
 /// a zero-window stall must not hold the stream, its buffers and the stored body forever.
-/// Progress is a write of this stream reaching the connection (NIO completes a DATA frame's
-/// write when the window lets it out).
+///
+/// Stuck is either of: the stream's buffer is full (the channel is not writable: a long body
+/// waits), or the response's end has been flushed and not gone out (a short response sits
+/// whole in the buffer behind a shut window; NIO completes a write when its frame leaves).
+/// Progress is the channel becoming writable again or the end going out. The clock runs only
+/// while one of the two holds: a response that goes out as it is flushed starts no timer, and
+/// only the end's write carries a promise of ours.
 final class StallGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -100,8 +105,8 @@ final class StallGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let timeout: TimeAmount
     private let logger: Logger
-    /// Writes not out yet, and the timer that runs while there are any.
-    private var pending = 0
+    private var endPending = false
+    private var lastProgress = NIODeadline.now()
     private var timer: Scheduled<Void>?
 
     init(timeout: Double, logger: Logger) {
@@ -110,19 +115,35 @@ final class StallGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
         let written = promise ?? context.eventLoop.makePromise()
-        pending += 1
-        if pending == 1 { arm(context: context) }
+        endPending = true
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         written.futureResult.whenComplete { _ in
             let (guardian, context) = bound.value
-            guardian.pending -= 1
-            // Something went out: the clock starts again for what is still waiting.
-            guardian.timer?.cancel()
-            guardian.timer = nil
-            if guardian.pending > 0 { guardian.arm(context: context) }
+            guardian.endPending = false
+            guardian.progressed(context: context)
         }
         context.write(data, promise: written)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        context.flush()
+        // What the flush could not send waits for the client's window.
+        if endPending && timer == nil { arm(context: context, in: timeout) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            progressed(context: context)
+        } else if timer == nil {
+            lastProgress = .now()
+            arm(context: context, in: timeout)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -130,18 +151,85 @@ final class StallGuard: ChannelDuplexHandler, RemovableChannelHandler {
         timer = nil
     }
 
-    private func arm(context: ChannelHandlerContext) {
+    private func progressed(context: ChannelHandlerContext) {
+        lastProgress = .now()
+        if !endPending && context.channel.isWritable {
+            timer?.cancel()
+            timer = nil
+        }
+    }
+
+    private func arm(context: ChannelHandlerContext, in delay: TimeAmount) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: timeout) {
+        timer = context.eventLoop.scheduleTask(in: delay) {
             let (guardian, context) = bound.value
-            guard guardian.pending > 0 else { return }
+            guardian.timer = nil
+            guard guardian.endPending || !context.channel.isWritable else { return }
+            // Something went out since the timer was set: wait the rest of the timeout from then.
+            let quiet = NIODeadline.now() - guardian.lastProgress
+            guard quiet >= guardian.timeout else {
+                guardian.arm(context: context, in: guardian.timeout - quiet)
+                return
+            }
             guardian.logger.notice(
                 "HTTP/2 stream reset: the client let no data through for the stall timeout",
-                metadata: [
-                    "peer": "\(context.channel.parent?.remoteAddress?.ipAddress ?? "-")",
-                    "pending_writes": "\(guardian.pending)",
-                ])
+                metadata: ["peer": "\(context.channel.parent?.remoteAddress?.ipAddress ?? "-")"])
             context.close(promise: nil)
         }
+    }
+}
+
+/// `server.request_body_timeout` on an HTTP/2 stream: a request body that stops arriving
+/// while the server reads it resets the stream. The timer runs only while a body is being
+/// read (a GET's stream, whose header block ends it, never starts one); the connection's
+/// own idle time is ``HTTP2StreamCount``'s.
+final class StreamBodyTimeout: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let timeout: TimeAmount?
+    private let logger: Logger
+    private var readingBody = false
+    private var timer: Scheduled<Void>?
+
+    init(timeout: Double, logger: Logger) {
+        self.timeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: readingBody = true
+        case .body: disarm()
+        case .end:
+            readingBody = false
+            disarm()
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// The server asks for more of the body: the client has the timeout to send some.
+    func read(context: ChannelHandlerContext) {
+        if readingBody, timer == nil, let timeout {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: timeout) {
+                let (handler, context) = bound.value
+                handler.timer = nil
+                handler.logger.notice(
+                    "HTTP/2 stream reset: the request body stalled",
+                    metadata: ["peer": "\(context.channel.parent?.remoteAddress?.ipAddress ?? "-")"])
+                context.close(promise: nil)
+            }
+        }
+        context.read()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+
+    private func disarm() {
+        timer?.cancel()
+        timer = nil
     }
 }

@@ -199,4 +199,26 @@ struct HTTP2Tests {
         outpost.removeStore()
         await origin.stop()
     }
+
+    @Test("a request body that stops arriving resets its stream after server.request_body_timeout; others go on")
+    func stalledBody() async throws {
+        try await Self.withH2Outpost(configure: { $0.server.requestBodyTimeout = 1 }) { _, _, port in
+            let client = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
+            let stream = client.openStream()
+            try await client.send(
+                RawHTTP2.frame(
+                    RawHTTP2.Frame.headers, RawHTTP2.Frame.endHeaders, stream,
+                    try client.headerBlock(method: "POST", path: "/upload", [("Content-Length", "100")])))
+            try await client.send(RawHTTP2.frame(RawHTTP2.Frame.data, 0, stream, ByteBuffer(string: "ten bytes!")))
+            let started = ContinuousClock.now
+            var reset = false
+            while !reset && ContinuousClock.now - started < .seconds(15) {
+                reset = try await client.nextFrame(on: stream).type == RawHTTP2.Frame.rstStream
+            }
+            #expect(reset, "the stalled upload was not reset")
+            #expect(ContinuousClock.now - started >= .milliseconds(900), "reset before the body timeout")
+            #expect(try await client.get("/after-stall").status == 200)
+            await client.close()
+        }
+    }
 }
