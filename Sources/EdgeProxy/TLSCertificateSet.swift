@@ -12,7 +12,6 @@ public struct TLSCertificateSet: Sendable {
         let names: [String]
         let chain: [NIOSSLCertificate]
         let key: NIOSSLPrivateKey
-        let notAfter: time_t
         let source: String
     }
 
@@ -85,12 +84,6 @@ public struct TLSCertificateSet: Sendable {
         return entries[0]
     }
 
-    /// The names each certificate answers, in order (the first entry's first is the default):
-    /// for /stats and `check-config`.
-    public var summary: [(source: String, names: [String], notAfter: Date)] {
-        entries.map { ($0.source, $0.names, Date(timeIntervalSince1970: TimeInterval($0.notAfter))) }
-    }
-
     private static func loadEntry(_ file: CertificateFiles, label: String, now: Date) throws -> Entry {
         let chain: [NIOSSLCertificate]
         do {
@@ -133,7 +126,7 @@ public struct TLSCertificateSet: Sendable {
         guard !names.isEmpty else {
             throw ConfigurationError("\(label).cert \(file.cert): has no DNS names; list them in hosts")
         }
-        return Entry(names: names, chain: chain, key: key, notAfter: leaf.notValidAfter, source: file.cert)
+        return Entry(names: names, chain: chain, key: key, source: file.cert)
     }
 
     private static func readFile(_ path: String, label: String) throws -> [UInt8] {
