@@ -95,51 +95,11 @@ package struct RequestExplanation: Codable, Equatable, Sendable {
             return explanation
         }
         guard let record = selected, let index = variants.firstIndex(where: { $0.id == record.id }) else {
-            explanation.forward = CacheStatus.Forward.varyMiss.rawValue
-            explanation.varyMismatches = mismatches(variants, requestHeaders: requestHeaders)
-            let fields = Set(explanation.varyMismatches?.map(\.field) ?? []).sorted().joined(separator: ", ")
-            explanation.reasons.append(
-                "\(variants.count) variant\(variants.count == 1 ? " is" : "s are") stored, none for this request's "
-                    + "\(fields.isEmpty ? "Vary fields" : fields) (RFC 9111 §4.1): it is fetched upstream")
+            explanation.noteVaryMiss(variants, requestHeaders: requestHeaders)
             return explanation
         }
-        explanation.selectedVariant = index + 1
-        let vary = Vary(record.response.headers)
-        explanation.selectedBy =
-            vary.fieldNames.isEmpty
-            ? []
-            : Vary.selectingValues(fromSecondaryKey: record.secondaryKey).map { Field(field: $0.name, value: $0.value) }
-        explanation.reasons.append(
-            vary.fieldNames.isEmpty
-                ? "variant \(index + 1) of \(variants.count) is selected (the response has no Vary)"
-                : "variant \(index + 1) of \(variants.count) is selected by Vary: "
-                    + explanation.selectedBy!.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }
-                    .joined(separator: ", "))
-
-        // Freshness and the stale windows, as the pipeline and the hit path decide them.
-        let cacheControl = TargetedCacheControl.governing(
-            record.response.headers, targets: configuration.targetedFields)
-        let lifetime = CachePipeline.lifetime(of: record, cacheControl: cacheControl, configuration: configuration)
-        let age = Age.current(of: record.response, now: now)
-        let left = lifetime.remaining(atAge: age)
-        explanation.freshness = Freshness(
-            fresh: left > 0, source: lifetime.source.rawValue, lifetime: lifetime.seconds,
-            age: Int64(age.rounded(.down)), left: left)
-        let forbidsStale = Reuse.forbidsStale(cacheControl)
-        if case .value(let window) = cacheControl.seconds("stale-while-revalidate") {
-            explanation.staleWhileRevalidate = Window(
-                seconds: window + min(left, 0), applies: !forbidsStale && left <= 0 && -left < window)
-        }
-        let staleIfError = Reuse.staleIfErrorAllows(
-            stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
-            operatorWindow: configuration.cache.staleIfError, now: now)
-        if case .value(let window) = cacheControl.seconds("stale-if-error") {
-            explanation.staleIfError = Window(seconds: window + min(left, 0), applies: staleIfError)
-        } else if configuration.cache.staleIfError > 0 {
-            explanation.staleIfError = Window(
-                seconds: configuration.cache.staleIfError + min(left, 0), applies: staleIfError)
-        }
-
+        explanation.noteSelection(record, index: index)
+        let state = explanation.noteFreshness(record, directives: directives, configuration: configuration, now: now)
         if record.response.status == 206 {
             explanation.action = "partial"
             explanation.forward = CacheStatus.Forward.partial.rawValue
@@ -148,28 +108,105 @@ package struct RequestExplanation: Codable, Equatable, Sendable {
                     + "a single Range inside it is served from it; anything else fetches the rest")
             return explanation
         }
+        explanation.noteDecision(record, state: state, directives: directives)
+        explanation.noteAnswer(
+            record, method: requestMethod, requestHeaders: requestHeaders, configuration: configuration)
+        return explanation
+    }
+
+    /// What ``noteFreshness(_:directives:configuration:now:)`` worked out, for the decision.
+    private struct FreshnessState {
+        var cacheControl: CacheControl
+        var lifetime: FreshnessLifetime
+        var age: Double
+        var left: Int64
+        var staleIfError: Bool
+    }
+
+    /// No stored variant matches: for each, the Vary field whose value differs (RFC 9111 §4.1).
+    private mutating func noteVaryMiss(_ variants: [ObjectRecord], requestHeaders: HeaderFields) {
+        forward = CacheStatus.Forward.varyMiss.rawValue
+        varyMismatches = Self.mismatches(variants, requestHeaders: requestHeaders)
+        let fields = Set(varyMismatches?.map(\.field) ?? []).sorted().joined(separator: ", ")
+        reasons.append(
+            "\(variants.count) variant\(variants.count == 1 ? " is" : "s are") stored, none for this request's "
+                + "\(fields.isEmpty ? "Vary fields" : fields) (RFC 9111 §4.1): it is fetched upstream")
+    }
+
+    private mutating func noteSelection(_ record: ObjectRecord, index: Int) {
+        selectedVariant = index + 1
+        let vary = Vary(record.response.headers)
+        let fields =
+            vary.fieldNames.isEmpty
+            ? []
+            : Vary.selectingValues(fromSecondaryKey: record.secondaryKey).map { Field(field: $0.name, value: $0.value) }
+        selectedBy = fields
+        reasons.append(
+            fields.isEmpty
+                ? "variant \(index + 1) of \(variants) is selected (the response has no Vary)"
+                : "variant \(index + 1) of \(variants) is selected by Vary: "
+                    + fields.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(separator: ", ")
+        )
+    }
+
+    /// Freshness and the stale windows, as the pipeline and the hit path work them out.
+    private mutating func noteFreshness(
+        _ record: ObjectRecord, directives: RequestDirectives, configuration: OutpostConfiguration, now: Double
+    ) -> FreshnessState {
+        let cacheControl = TargetedCacheControl.governing(
+            record.response.headers, targets: configuration.targetedFields)
+        let lifetime = CachePipeline.lifetime(of: record, cacheControl: cacheControl, configuration: configuration)
+        let age = Age.current(of: record.response, now: now)
+        let left = lifetime.remaining(atAge: age)
+        freshness = Freshness(
+            fresh: left > 0, source: lifetime.source.rawValue, lifetime: lifetime.seconds,
+            age: Int64(age.rounded(.down)), left: left)
+        let forbidsStale = Reuse.forbidsStale(cacheControl)
+        if case .value(let window) = cacheControl.seconds("stale-while-revalidate") {
+            staleWhileRevalidate = Window(
+                seconds: window + min(left, 0), applies: !forbidsStale && left <= 0 && -left < window)
+        }
+        let staleIfErrorApplies = Reuse.staleIfErrorAllows(
+            stored: record.response, responseCacheControl: cacheControl, lifetime: lifetime, request: directives,
+            operatorWindow: configuration.cache.staleIfError, now: now)
+        if case .value(let window) = cacheControl.seconds("stale-if-error") {
+            staleIfError = Window(seconds: window + min(left, 0), applies: staleIfErrorApplies)
+        } else if configuration.cache.staleIfError > 0 {
+            staleIfError = Window(
+                seconds: configuration.cache.staleIfError + min(left, 0), applies: staleIfErrorApplies)
+        }
+        return FreshnessState(
+            cacheControl: cacheControl, lifetime: lifetime, age: age, left: left, staleIfError: staleIfErrorApplies)
+    }
+
+    /// Served as it is, stale because allowed, stale while revalidated, or revalidated first.
+    private mutating func noteDecision(
+        _ record: ObjectRecord, state: FreshnessState, directives: RequestDirectives
+    ) {
+        let left = state.left
         let decision = CachePipeline.reuseDecision(
-            record, cacheControl: cacheControl, lifetime: lifetime, age: age, directives: directives)
+            record, cacheControl: state.cacheControl, lifetime: state.lifetime, age: state.age,
+            directives: directives)
         switch decision {
         case .fresh:
-            explanation.action = "hit"
-            explanation.reasons.append(
-                "fresh: \(left) s of its \(lifetime.seconds) s lifetime (\(lifetime.source.rawValue)) left at age "
-                    + "\(Int64(age)) s")
+            action = "hit"
+            reasons.append(
+                "fresh: \(left) s of its \(state.lifetime.seconds) s lifetime (\(state.lifetime.source.rawValue)) "
+                    + "left at age \(Int64(state.age)) s")
         case .staleAllowed(let reason):
-            explanation.action = "stale-hit"
-            explanation.reasons.append("stale by \(-left) s, served because the request allows it (\(reason.rawValue))")
+            action = "stale-hit"
+            reasons.append("stale by \(-left) s, served because the request allows it (\(reason.rawValue))")
         case .staleWhileRevalidate:
-            explanation.action = "stale-while-revalidate"
-            explanation.reasons.append(
+            action = "stale-while-revalidate"
+            reasons.append(
                 "stale by \(-left) s, within stale-while-revalidate (RFC 5861 §3): served now, refreshed "
                     + "upstream behind the client")
         case .mustValidate(let reason):
-            explanation.action = "revalidate"
-            explanation.forward =
+            action = "revalidate"
+            forward =
                 [ValidationReason.requestNoCache, .requestMaxAge, .requestMinFresh].contains(reason)
                 ? CacheStatus.Forward.request.rawValue : CacheStatus.Forward.stale.rawValue
-            explanation.reasons.append(Self.validationReason(reason, left: left))
+            reasons.append(Self.validationReason(reason, left: left))
             var conditional: [Field] = []
             if let etag = record.response.headers["ETag"] {
                 conditional.append(Field(field: "If-None-Match", value: etag))
@@ -177,52 +214,55 @@ package struct RequestExplanation: Codable, Equatable, Sendable {
             if let modified = record.response.headers["Last-Modified"] {
                 conditional.append(Field(field: "If-Modified-Since", value: modified))
             }
-            explanation.revalidateWith = conditional
-            explanation.reasons.append(
+            revalidateWith = conditional
+            reasons.append(
                 conditional.isEmpty
                     ? "it has no validator: the request is fetched whole, and its answer replaces the copy"
                     : "revalidated upstream with \(conditional.map(\.field).joined(separator: " and ")); a 304 "
                         + "refreshes the copy and it is served")
-            if staleIfError {
-                explanation.reasons.append(
+            if state.staleIfError {
+                reasons.append(
                     "if the origin fails (5xx, or no answer), the stale copy is served instead (stale-if-error)")
             }
         }
+    }
 
-        // Which bytes, in which coding, with which status.
+    /// Which bytes, in which coding, with which status (RFC 9110 §12.5.3, §13, §14).
+    private mutating func noteAnswer(
+        _ record: ObjectRecord, method: RequestMethod, requestHeaders: HeaderFields,
+        configuration: OutpostConfiguration
+    ) {
         guard let representation = Representation.choose(for: record, requestHeaders: requestHeaders) else {
-            explanation.status = 406
-            explanation.reasons.append("no coding it is stored in is acceptable to the request: 406")
-            return explanation
+            status = 406
+            reasons.append("no coding it is stored in is acceptable to the request: 406")
+            return
         }
         switch representation.source {
-        case .primary: explanation.coding = representation.coding?.rawValue ?? "as stored"
-        case .alternate(let alternate): explanation.coding = alternate.coding
-        case .decoded(let coding): explanation.coding = "identity decoded from \(coding)"
+        case .primary: coding = representation.coding?.rawValue ?? "as stored"
+        case .alternate(let alternate): coding = alternate.coding
+        case .decoded(let from): coding = "identity decoded from \(from)"
         }
         let view = CachePipeline.representationView(record, representation, compression: configuration.compression)
         let length = StoredBytes(record, representation, inline: nil)?.length
         let answer = ClientAnswer.decide(
-            method: requestMethod, requestHeaders: requestHeaders, selected: view, rangeLength: length,
+            method: method, requestHeaders: requestHeaders, selected: view, rangeLength: length,
             maxRanges: configuration.server.maxRanges)
         switch answer {
         case .whole:
-            explanation.status = record.response.status
+            status = record.response.status
         case .range(let lower, let upper):
-            explanation.status = 206
-            explanation.range = "bytes \(lower)-\(upper)/\(length ?? 0)"
+            status = 206
+            range = "bytes \(lower)-\(upper)/\(length ?? 0)"
         case .multipart(let ranges):
-            explanation.status = 206
-            explanation.range = "\(ranges.count) ranges, as multipart/byteranges"
-        case .rangeNotSatisfiable: explanation.status = 416
-        case .notModified: explanation.status = 304
-        case .preconditionFailed: explanation.status = 412
-        case .notAcceptable: explanation.status = 406
+            status = 206
+            range = "\(ranges.count) ranges, as multipart/byteranges"
+        case .rangeNotSatisfiable: status = 416
+        case .notModified: status = 304
+        case .preconditionFailed: status = 412
+        case .notAcceptable: status = 406
         }
-        explanation.reasons.append(
-            "answered \(explanation.status ?? 0) with the \(explanation.coding ?? "stored") body"
-                + (explanation.range.map { ", \($0)" } ?? ""))
-        return explanation
+        reasons.append(
+            "answered \(status ?? 0) with the \(coding ?? "stored") body" + (range.map { ", \($0)" } ?? ""))
     }
 
     static func validationReason(_ reason: ValidationReason, left: Int64) -> String {
