@@ -87,19 +87,7 @@ struct AccessLogTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let config = directory + "/outpost.toml"
-        try """
-        [server]
-        listen = "127.0.0.1:0"
-        [upstream]
-        default = "\(origin.url)"
-        [store]
-        path = "\(directory)/store"
-        sync_commits = false
-        [admin]
-        listen = "127.0.0.1:0"
-        [log]
-        format = "json"
-        """.write(toFile: config, atomically: true, encoding: .utf8)
+        try writeNodeConfig(config, origin: origin.url, store: directory + "/store", log: ["format = \"json\""])
         let stderr = directory + "/stderr"
         let server = try await OutpostProcess.start(arguments: ["serve", "--config", config], stderrFile: stderr)
         let client = TestClient()

@@ -99,7 +99,7 @@ struct CheckConfigTests {
         let files = try TLSListenerTests.CertificateFilesOnDisk()
         let store = files.directory + "/store"
         let config = files.directory + "/outpost.toml"
-        try CommandLineTests.writeConfig(config, origin: first.url, store: store)
+        try writeNodeConfig(config, origin: first.url, store: store)
         let stderr = files.directory + "/stderr"
         let server = try await OutpostProcess.start(arguments: ["serve", "--config", config], stderrFile: stderr)
         let client = TestClient()

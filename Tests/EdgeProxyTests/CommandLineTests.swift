@@ -37,24 +37,6 @@ private func runOutpostBlocking(
 
 @Suite("outpost command line: serve, inspect, purge, SIGHUP")
 struct CommandLineTests {
-    static func writeConfig(_ path: String, origin: String, store: String, tag: String = "") throws {
-        try """
-        # \(tag)
-        [server]
-        listen = "127.0.0.1:0"
-        [upstream]
-        default = "\(origin)"
-        [store]
-        path = "\(store)"
-        sync_commits = false
-        [admin]
-        listen = "127.0.0.1:0"
-        [log]
-        level = "error"
-        access = false
-        """.write(toFile: path, atomically: true, encoding: .utf8)
-    }
-
     @Test("inspect list/show/stats read the store of a running server; outpost purge works; SIGHUP switches origin")
     func endToEnd() async throws {
         let origin = try await TestOrigin.start(taggedOrigin())
@@ -65,7 +47,7 @@ struct CommandLineTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let store = directory + "/store"
         let config = directory + "/outpost.toml"
-        try Self.writeConfig(config, origin: origin.url, store: store)
+        try writeNodeConfig(config, origin: origin.url, store: store)
         let server = try await OutpostProcess.start(config: config, environment: ["OUTPOST_ADMIN_TOKEN": "cli-token"])
         let client = TestClient()
         defer {
@@ -132,7 +114,7 @@ struct CommandLineTests {
         let connection = try await KeepAliveConnection(port: server.port)
         let before = try await connection.get("/fresh-1", host: "127.0.0.1:\(server.port)")
         #expect(before.body == "body of /fresh-1")
-        try Self.writeConfig(config, origin: second.url, store: store, tag: "reloaded")
+        try writeNodeConfig(config, origin: second.url, store: store, tag: "reloaded")
         server.signal(SIGHUP)
         #expect(
             try await eventually {

@@ -25,29 +25,11 @@ struct HTTP2FloodTests {
         let files = try TLSListenerTests.CertificateFilesOnDisk()
         let site = try files.write("a", EdgeCertificates.siteA)
         let config = files.directory + "/outpost.toml"
-        try """
-        [server]
-        listen = "127.0.0.1:0"
-        tls_listen = "127.0.0.1:0"
-        [[server.certificates]]
-        cert = "\(site.cert)"
-        key = "\(site.key)"
-        [http2]
-        max_resets = 100
-        max_control_frames = 100
-        max_continuation_frames = 5
-        stall_timeout = 1.5
-        [upstream]
-        default = "\(origin.url)"
-        [store]
-        path = "\(files.directory)/store"
-        sync_commits = false
-        [admin]
-        listen = "127.0.0.1:0"
-        [log]
-        level = "error"
-        access = false
-        """.write(toFile: config, atomically: true, encoding: .utf8)
+        try writeNodeConfig(
+            config, origin: origin.url, store: files.directory + "/store", server: ["tls_listen = \"127.0.0.1:0\""],
+            tables: certificateTable(site)
+                + "[http2]\nmax_resets = 100\nmax_control_frames = 100\nmax_continuation_frames = 5\nstall_timeout = 1.5\n"
+        )
         let node = try await OutpostProcess.start(arguments: ["serve", "--config", config])
         do {
             try await body(node, try #require(node.tlsPort))

@@ -246,24 +246,9 @@ struct TLSListenerTests {
         let files = try CertificateFilesOnDisk()
         let site = try files.write("a", EdgeCertificates.siteA)
         let config = files.directory + "/outpost.toml"
-        try """
-        [server]
-        listen = "127.0.0.1:0"
-        tls_listen = "127.0.0.1:0"
-        [[server.certificates]]
-        cert = "\(site.cert)"
-        key = "\(site.key)"
-        [upstream]
-        default = "\(origin.url)"
-        [store]
-        path = "\(files.directory)/store"
-        sync_commits = false
-        [admin]
-        listen = "127.0.0.1:0"
-        [log]
-        level = "error"
-        access = false
-        """.write(toFile: config, atomically: true, encoding: .utf8)
+        try writeNodeConfig(
+            config, origin: origin.url, store: files.directory + "/store", server: ["tls_listen = \"127.0.0.1:0\""],
+            tables: certificateTable(site))
         let node = try await OutpostProcess.start(arguments: ["serve", "--config", config])
         let port = try #require(node.tlsPort)
         let old = try await KeepAliveConnection(port: port, tls: Self.clientContext(), serverName: "a.test")

@@ -117,21 +117,8 @@ struct DescriptorExhaustionTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let config = directory + "/outpost.toml"
         // max_connections above what 128 descriptors allow: accepting itself runs out.
-        try """
-        [server]
-        listen = "127.0.0.1:0"
-        max_connections = 10000
-        [upstream]
-        default = "\(origin.url)"
-        [store]
-        path = "\(directory)/store"
-        sync_commits = false
-        [admin]
-        listen = "127.0.0.1:0"
-        [log]
-        level = "error"
-        access = false
-        """.write(toFile: config, atomically: true, encoding: .utf8)
+        try writeNodeConfig(
+            config, origin: origin.url, store: directory + "/store", server: ["max_connections = 10000"])
         let server = try await OutpostProcess.start(arguments: ["serve", "--config", config], openFiles: 128)
         var held: [Channel] = []
         for _ in 0..<160 {
