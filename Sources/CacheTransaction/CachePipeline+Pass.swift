@@ -78,8 +78,9 @@ extension CachePipeline {
         _ request: ClientRequest, to destination: OriginURL, method: String, headers: HeaderFields,
         body: RequestBody?, sink: any ResponseSink
     ) async throws -> UpstreamResponse {
+        let timing = UpstreamTiming.current
         let started = ContinuousClock.now
-        defer { UpstreamTiming.current?.add(ContinuousClock.now - started) }
+        defer { timing?.add(ContinuousClock.now - started) }
         return try await upstream.execute(
             UpstreamRequest(
                 origin: destination, method: method, pathAndQuery: request.pathAndQuery, headers: headers, body: body,

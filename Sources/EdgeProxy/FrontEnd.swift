@@ -113,7 +113,7 @@ extension OutpostServer.FrontEnd {
         stream.streamResetFrameRateLimit.windowLength = .milliseconds(Int64(limits.resetWindow * 1000))
         let server = configuration.server
         let streams = HTTP2StreamCount(
-            channel: channel, registry: registry, idleTimeout: server.idleTimeout, logger: logger)
+            channel: channel, registry: registry, idleTimeout: server.idleTimeout)
         let front = self
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: streams

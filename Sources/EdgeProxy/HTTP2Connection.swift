@@ -13,15 +13,13 @@ final class HTTP2StreamCount: NIOHTTP2StreamDelegate, @unchecked Sendable {
     private let channel: any Channel
     private let registry: ConnectionRegistry
     private let idleTimeout: Double
-    private let logger: Logger
     private var open = 0
     private var idle: Scheduled<Void>?
 
-    init(channel: any Channel, registry: ConnectionRegistry, idleTimeout: Double, logger: Logger) {
+    init(channel: any Channel, registry: ConnectionRegistry, idleTimeout: Double) {
         self.channel = channel
         self.registry = registry
         self.idleTimeout = idleTimeout
-        self.logger = logger
     }
 
     /// The connection is ready: idle until its first stream.

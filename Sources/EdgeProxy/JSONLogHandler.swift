@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import OutpostConfig
 
 /// `log.format = "json"`: every log line one JSON object (docs/operations.md), for a log
 /// pipeline: `time` (UTC, milliseconds), `level`, `logger`, `message`, then the metadata as
@@ -43,12 +44,12 @@ public struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
         if let own = event.metadata { fields.merge(own) { $1 } }
         var line = "{\"time\":\"\(Self.timestamp())\",\"level\":\"\(event.level.rawValue)\",\"logger\":"
-        Self.appendString(label, to: &line)
+        QuotedString.append(label, to: &line)
         line += ",\"message\":"
-        Self.appendString(event.message.description, to: &line)
+        QuotedString.append(event.message.description, to: &line)
         for key in fields.keys.sorted() where !["time", "level", "logger", "message"].contains(key) {
             line += ","
-            Self.appendString(key, to: &line)
+            QuotedString.append(key, to: &line)
             line += ":"
             Self.append(fields[key]!, to: &line)
         }
@@ -58,11 +59,11 @@ public struct JSONLogHandler: LogHandler {
 
     static func append(_ value: Logger.Metadata.Value, to line: inout String) {
         switch value {
-        case .string(let text): appendString(text, to: &line)
+        case .string(let text): QuotedString.append(text, to: &line)
         case .stringConvertible(let number as any BinaryInteger): line += "\(number)"
         case .stringConvertible(let number as Double) where number.isFinite: line += "\(number)"
         case .stringConvertible(let flag as Bool): line += flag ? "true" : "false"
-        case .stringConvertible(let other): appendString(other.description, to: &line)
+        case .stringConvertible(let other): QuotedString.append(other.description, to: &line)
         case .array(let values):
             line += "["
             for (index, element) in values.enumerated() {
@@ -74,31 +75,12 @@ public struct JSONLogHandler: LogHandler {
             line += "{"
             for (index, key) in entries.keys.sorted().enumerated() {
                 if index > 0 { line += "," }
-                appendString(key, to: &line)
+                QuotedString.append(key, to: &line)
                 line += ":"
                 append(entries[key]!, to: &line)
             }
             line += "}"
         }
-    }
-
-    /// A JSON string (RFC 8259 §7): quote, backslash and control characters escaped.
-    static func appendString(_ text: String, to line: inout String) {
-        line += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            case "\u{0}"..."\u{1F}":
-                let hex = String(scalar.value, radix: 16)
-                line += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        line += "\""
     }
 
     /// Now as `2026-12-04T16:05:09.123Z`.

@@ -263,17 +263,12 @@ public final class OutpostServer: Sendable {
 
     /// What every connection of a listener is served with.
     struct FrontEnd: Sendable {
-        let live: NIOLockedValueBox<OutpostConfiguration>
         let logger: Logger
         let timeouts: Bool
         /// The hit path (traffic listeners); nil on the admin listener.
         let hitPath: LoopHitStates?
         let passed: PassedRequests
         let registry: ConnectionRegistry
-        /// `server.max_connections` (traffic listeners).
-        let gate: ConnectionGate?
-        /// The certificates, on the TLS listener.
-        let tls: NIOLockedValueBox<TLSCertificateSet>?
     }
 
     private static func bind(
@@ -282,8 +277,7 @@ public final class OutpostServer: Sendable {
         tls: NIOLockedValueBox<TLSCertificateSet>? = nil
     ) async throws -> NIOAsyncChannel<Void, Never> {
         let front = FrontEnd(
-            live: live, logger: logger, timeouts: timeouts, hitPath: hitPath, passed: passed, registry: registry,
-            gate: gate, tls: tls)
+            logger: logger, timeouts: timeouts, hitPath: hitPath, passed: passed, registry: registry)
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in

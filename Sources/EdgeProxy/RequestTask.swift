@@ -39,7 +39,8 @@ struct RequestTask {
         interim: @escaping @Sendable (HTTPResponseHead) -> Void, peer: String?
     ) async throws -> Bool {
         let started = ContinuousClock.now
-        let timing = UpstreamTiming()
+        // Only the access log reads it.
+        let timing = accessLog.enabled ? UpstreamTiming() : nil
         let pipeline = pipelines.current
         let configuration = pipeline.configuration
         let strip = !configuration.cache.exposeSurrogateKeys
@@ -60,7 +61,7 @@ struct RequestTask {
                 + Double((ContinuousClock.now - started).components.seconds)
             accessLog.record(
                 method: method, url: url, status: outcome.status, bytes: outcome.bytes, seconds: seconds,
-                cacheStatus: outcome.cacheStatus, peer: peer, upstreamSeconds: timing.seconds)
+                cacheStatus: outcome.cacheStatus, peer: peer, upstreamSeconds: timing?.seconds)
             pipeline.telemetry.record(status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
         }
 
@@ -139,7 +140,7 @@ struct RequestTask {
             // The response was cut short (client gone, origin failed mid-body): still one line.
             accessLog.record(
                 method: method, url: key.description, status: 0, bytes: 0, seconds: 0, cacheStatus: nil,
-                note: "aborted: \(error)", peer: peer, upstreamSeconds: timing.seconds)
+                note: "aborted: \(error)", peer: peer, upstreamSeconds: timing?.seconds)
             throw error
         }
         log(outcome, url: key.description)

@@ -66,8 +66,8 @@ public enum ConfigurationRenderer {
                 let origin = upstream.hosts[host]!.description
                 if let parent = upstream.hostParents[host] {
                     out.line(
-                        "\(TOMLWriter.quoted(host)) = { origin = \(TOMLWriter.quoted(origin)), "
-                            + "parent = \(TOMLWriter.quoted(parent.description)) }")
+                        "\(QuotedString.quoted(host)) = { origin = \(QuotedString.quoted(origin)), "
+                            + "parent = \(QuotedString.quoted(parent.description)) }")
                 } else {
                     out.key(host, string: origin)
                 }
@@ -145,7 +145,8 @@ public enum ConfigurationRenderer {
     }
 }
 
-/// Writes TOML lines: tables, keys and values, strings quoted as TOML basic strings.
+/// Writes TOML lines: tables, keys and values, strings quoted as TOML basic strings
+/// (``QuotedString``).
 private struct TOMLWriter {
     var text = ""
 
@@ -163,7 +164,7 @@ private struct TOMLWriter {
 
     mutating func comment(_ comment: String) { line("# " + comment) }
 
-    mutating func key(_ key: String, string value: String) { line("\(Self.bare(key)) = \(Self.quoted(value))") }
+    mutating func key(_ key: String, string value: String) { line("\(Self.bare(key)) = \(QuotedString.quoted(value))") }
     mutating func key(_ key: String, integer value: Int) { line("\(Self.bare(key)) = \(value)") }
     mutating func key(_ key: String, bool value: Bool) { line("\(Self.bare(key)) = \(value)") }
 
@@ -173,7 +174,7 @@ private struct TOMLWriter {
     }
 
     mutating func key(_ key: String, strings values: [String]) {
-        line("\(Self.bare(key)) = [\(values.map(Self.quoted).joined(separator: ", "))]")
+        line("\(Self.bare(key)) = [\(values.map(QuotedString.quoted).joined(separator: ", "))]")
     }
 
     /// A key as written: bare when it is letters, digits, `-` and `_`; else quoted.
@@ -184,24 +185,6 @@ private struct TOMLWriter {
                 (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
                     || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
             }
-        return plain ? key : quoted(key)
-    }
-
-    /// A TOML basic string: `"` and `\` escaped, control characters as `\uXXXX`.
-    static func quoted(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\u{0}"..."\u{1F}", "\u{7F}":
-                let hex = String(scalar.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        return plain ? key : QuotedString.quoted(key)
     }
 }
