@@ -190,20 +190,24 @@ struct SharedFailureTests {
     )
     func poolFull() async throws {
         try await withOutpost(
-            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(3))
+            origin: { _ in OriginResponse(headers: [("Cache-Control", "max-age=60")], body: "late", delay: .seconds(6))
             },
             configure: {
-                $0.upstream.responseTimeout = 1
+                $0.upstream.responseTimeout = 3
                 $0.upstream.maxConnectionsPerOrigin = 1
                 $0.upstream.maxQueuedRequests = 1
             }
-        ) { _, outpost, client in
+        ) { origin, outpost, client in
             let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for index in 0..<8 {
                     group.addTask {
                         let response = try await client.get(outpost.base + "/slow/\(index)")
                         return (response.status, response.headers["Proxy-Status"] ?? "")
                     }
+                    // The first holds the only connection before the others come: under load the
+                    // eight could otherwise arrive one response timeout apart, and none find the
+                    // queue full.
+                    if index == 0 { #expect(try await eventually { origin.count("/slow/0") == 1 }) }
                 }
                 var all: [(Int, String)] = []
                 for try await answer in group { all.append(answer) }
