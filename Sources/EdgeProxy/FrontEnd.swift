@@ -88,10 +88,12 @@ extension OutpostServer.FrontEnd {
         channel.closeFuture.whenComplete { _ in deadline.cancel() }
     }
 
-    /// HTTP/2 (RFC 9113): NIO's frame handler with the `[http2]` limits, and on each stream
-    /// the same hit path and pass handler as an HTTP/1.1 request, through NIO's HTTP/2 to
-    /// HTTP/1 codec. The connection is busy (for a graceful shutdown) while it has streams,
-    /// closes after `server.idle_timeout` without any, and at a drain once the last ends.
+    /// HTTP/2 (RFC 9113): NIO's frame handler with the `[http2]` limits; hits answered on the
+    /// connection (``HTTP2HitHandler``); every other stream through NIO's multiplexer to a
+    /// channel of its own with the same hit path and pass handler as an HTTP/1.1 request,
+    /// through NIO's HTTP/2 to HTTP/1 codec. The connection is busy (for a graceful shutdown)
+    /// while it has streams, closes after `server.idle_timeout` without any, and at a drain once
+    /// the last ends.
     func serveHTTP2(_ channel: any Channel, configuration: OutpostConfiguration) throws {
         let limits = configuration.http2
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -102,28 +104,36 @@ extension OutpostServer.FrontEnd {
             HTTP2Setting(parameter: .maxFrameSize, value: limits.maxFrameSize),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.initialWindowSize),
         ]
-        connection.targetWindowSize = limits.connectionWindowSize
         connection.maximumSequentialContinuationFrames = limits.maxContinuationFrames
         connection.maximumConnectionGlitches = limits.maxGlitches
         connection.controlFrameRateLimit.maximumCount = limits.maxControlFrames
         connection.controlFrameRateLimit.windowLength = .milliseconds(Int64(limits.controlWindow * 1000))
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.targetWindowSize = limits.initialWindowSize
         stream.streamResetFrameRateLimit.maximumCount = limits.maxResets
         stream.streamResetFrameRateLimit.windowLength = .milliseconds(Int64(limits.resetWindow * 1000))
         let server = configuration.server
-        let streams = HTTP2StreamCount(
-            channel: channel, registry: registry, idleTimeout: server.idleTimeout)
-        let front = self
-        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: streams
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try front.serveStream(stream, server: server, stallTimeout: limits.stallTimeout)
-            }
+        let sync = channel.pipeline.syncOperations
+        // The frames come out of NIO's handler on the connection (no inline multiplexer), so
+        // that the hit path sees each stream's header block before any stream channel exists.
+        try sync.addHandler(
+            NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: stream))
+        try sync.addHandler(HTTP2StreamCount(registry: registry, idleTimeout: server.idleTimeout))
+        try sync.addHandler(HTTP2ConnectionWindow(target: limits.connectionWindowSize))
+        if let hitState = hitPath?.state(for: channel.eventLoop) {
+            try sync.addHandler(HTTP2HitHandler(state: hitState, stallTimeout: limits.stallTimeout))
         }
-        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrors(logger: logger))
-        streams.start()
+        let front = self
+        try sync.addHandler(
+            HTTP2StreamMultiplexer(
+                mode: .server, channel: channel, targetWindowSize: limits.initialWindowSize,
+                outboundBufferSizeHighWatermark: stream.outboundBufferSizeHighWatermark,
+                outboundBufferSizeLowWatermark: stream.outboundBufferSizeLowWatermark
+            ) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try front.serveStream(stream, server: server, stallTimeout: limits.stallTimeout)
+                }
+            })
+        try sync.addHandler(HTTP2ConnectionErrors(logger: logger))
     }
 
     /// One HTTP/2 stream: one request, answered as an HTTP/1.1 one would be.

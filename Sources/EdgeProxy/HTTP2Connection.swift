@@ -3,55 +3,58 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// Counts an HTTP/2 connection's open streams (NIO tells it of each stream's start and end,
-/// on the connection's event loop): the connection is busy for a graceful shutdown while it
-/// has any, closes after `server.idle_timeout` with none, and closes during a drain once the
-/// last one ends.
-final class HTTP2StreamCount: NIOHTTP2StreamDelegate, @unchecked Sendable {
-    // @unchecked: every property but the constants is touched on `channel.eventLoop` only
-    // (NIO calls the delegate there, and `start` is called there).
-    private let channel: any Channel
+/// Counts an HTTP/2 connection's open streams (from NIO's stream events, on the connection's
+/// event loop; streams answered by ``HTTP2HitHandler`` count too): the connection is busy for a
+/// graceful shutdown while it has any, closes after `server.idle_timeout` with none, and
+/// closes during a drain once the last one ends.
+final class HTTP2StreamCount: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
     private let registry: ConnectionRegistry
     private let idleTimeout: Double
     private var open = 0
     private var idle: Scheduled<Void>?
 
-    init(channel: any Channel, registry: ConnectionRegistry, idleTimeout: Double) {
-        self.channel = channel
+    init(registry: ConnectionRegistry, idleTimeout: Double) {
         self.registry = registry
         self.idleTimeout = idleTimeout
     }
 
     /// The connection is ready: idle until its first stream.
-    func start() {
-        channel.eventLoop.preconditionInEventLoop()
-        armIdle()
-        channel.closeFuture.whenComplete { _ in self.idle?.cancel() }
+    func handlerAdded(context: ChannelHandlerContext) {
+        armIdle(context.channel)
     }
 
-    func streamCreated(_ id: HTTP2StreamID, channel stream: any Channel) {
-        open += 1
-        if open == 1 {
-            idle?.cancel()
-            idle = nil
-            registry.setBusy(ObjectIdentifier(channel), true)
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idle?.cancel()
+        idle = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is NIOHTTP2StreamCreatedEvent {
+            open += 1
+            if open == 1 {
+                idle?.cancel()
+                idle = nil
+                registry.setBusy(ObjectIdentifier(context.channel), true)
+            }
+        } else if event is StreamClosedEvent {
+            open -= 1
+            if open == 0 {
+                registry.setBusy(ObjectIdentifier(context.channel), false)
+                if registry.isDraining {
+                    context.close(promise: nil)
+                } else {
+                    armIdle(context.channel)
+                }
+            }
         }
+        context.fireUserInboundEventTriggered(event)
     }
 
-    func streamClosed(_ id: HTTP2StreamID, channel stream: any Channel) {
-        open -= 1
-        guard open == 0 else { return }
-        registry.setBusy(ObjectIdentifier(channel), false)
-        if registry.isDraining {
-            channel.close(promise: nil)
-        } else {
-            armIdle()
-        }
-    }
-
-    private func armIdle() {
+    private func armIdle(_ channel: any Channel) {
         guard idleTimeout > 0 else { return }
-        let channel = self.channel
         idle = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout * 1000))) {
             channel.close(promise: nil)
         }
@@ -71,6 +74,12 @@ final class HTTP2ConnectionErrors: ChannelInboundHandler, RemovableChannelHandle
     init(logger: Logger) { self.logger = logger }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A frame for a stream NIO has closed, or that HTTP2HitHandler answered on the
+        // connection (a late WINDOW_UPDATE or RST_STREAM): NIO has applied it; nothing to do.
+        if error is NIOHTTP2Errors.NoSuchStream { return }
+        // A stream's own error (RFC 9113 §5.4.2): NIO has reset that stream and told its
+        // channel; the connection goes on.
+        if error is NIOHTTP2Errors.StreamError { return }
         if !logged {
             logged = true
             // The client broke the protocol or a flood limit: worth a line. A connection reset

@@ -131,11 +131,14 @@ struct HTTP2FloodTests {
     @Test("a zero-window stall: the stream is reset after http2.stall_timeout, and the connection serves on")
     func zeroWindowStall() async throws {
         try await Self.withNode { node, port in
-            // The miss first (so the stall is on the hit path too), with windows opened as usual.
+            // The misses first (so the stall is on the hit path too), with windows opened as
+            // usual. A small hit is answered on the connection (HTTP2HitHandler), a large one
+            // streams from the store on a stream channel (StallGuard): both are reset.
             let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
             #expect(try await warm.get("/big").body.count == 512 * 1024)
+            #expect(try await warm.get("/small").text == "body of /small")
             await warm.close()
-            for path in ["/big", "/big?miss"] {
+            for path in ["/big", "/small", "/big?miss"] {
                 // SETTINGS_INITIAL_WINDOW_SIZE = 0: no DATA may come until the client opens it.
                 let stalled = try await RawHTTP2(
                     port: port, tls: RawHTTP2.clientContext(), settings: [(0x4, 0)])
@@ -164,6 +167,27 @@ struct HTTP2FloodTests {
             }
             #expect(try await Self.answers(port))
             #expect(node.residentBytes != nil)
+        }
+    }
+
+    @Test("frames that come after a hit answered on the connection (WINDOW_UPDATE, RST_STREAM) leave the connection up")
+    func lateFramesAfterHit() async throws {
+        try await Self.withNode { _, port in
+            let client = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
+            #expect(try await client.get("/late").text == "body of /late")
+            let hit = try await client.get("/late")
+            #expect(hit.field("cache-status")?.contains("hit") == true)
+            // The stream just answered (RawHTTP2 numbers them 1, 3, 5, ...): the client is still
+            // granting it window and now cancels it, as a browser may.
+            let answered: UInt32 = 3
+            try await client.windowUpdate(stream: answered, by: 4096)
+            var cancel = ByteBuffer()
+            cancel.writeInteger(UInt32(0x8))
+            try await client.send(RawHTTP2.frame(Frame.rstStream, 0, answered, cancel))
+            let next = try await client.get("/late")
+            #expect(next.status == 200 && next.text == "body of /late")
+            #expect(client.goAway == nil)
+            await client.close()
         }
     }
 }

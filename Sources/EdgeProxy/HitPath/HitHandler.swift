@@ -156,33 +156,11 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: deciding
 
-    /// A response decided from the store alone.
-    struct Answer {
-        var head: HTTPResponseHead
-        /// The whole head as bytes (a prepared head with this request's fields), written
-        /// instead of `head`.
-        var serialised: ByteBuffer?
-        var bytes: StoredBytes?
-        var lower: Int64 = 0
-        var upper: Int64 = -1
-        var outcome: RequestOutcome
-        var closes: Bool
-        var method: String
-        var url: String
-        var started: ContinuousClock.Instant?
-    }
-
     /// The answer to a request when the store alone can give it; nil sends it to the pipeline.
-    private func answer(_ head: HTTPRequestHead) -> Answer? {
-        guard head.version == (http2 ? .http2 : .http1_1), head.method == .GET || head.method == .HEAD,
-            !head.headers.contains(name: "content-length"), !head.headers.contains(name: "transfer-encoding"),
-            !state.registry.isDraining
+    private func answer(_ head: HTTPRequestHead) -> HitAnswer? {
+        guard head.version == (http2 ? .http2 : .http1_1),
+            !head.headers.contains(name: "content-length"), !head.headers.contains(name: "transfer-encoding")
         else { return nil }
-        let started: ContinuousClock.Instant? = state.accessLog.enabled ? .now : nil
-        let pipeline = state.pipeline.current
-        let configuration = pipeline.configuration
-        let method = head.method.rawValue
-        let requestMethod: RequestMethod = head.method == .GET ? .get : .head
         var fields: [HeaderFields.Field] = []
         fields.reserveCapacity(head.headers.count)
         for (name, value) in head.headers {
@@ -191,148 +169,16 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if name.utf8.count == 7, name.equalsIgnoringASCIICase("upgrade") { return nil }
             fields.append(HeaderFields.Field(name: name, value: value))
         }
-        let headers = HeaderFields(fields: fields)
-        // Requests the checks would reject are the pipeline's to answer (and log).
-        guard
-            RequestValidation.check(
-                method: method, uri: head.uri, versionMajor: 1, versionMinor: 1, headers: headers,
-                limits: RequestValidation.Limits(configuration.server)) == nil,
-            let target = RequestTarget(uri: head.uri, host: headers["Host"])
-        else { return nil }
-        let key: CacheKey
-        let route: OriginURL?
-        if head.uri.hasPrefix("/") {
-            (key, route) = state.route(host: target.authority, pathAndQuery: target.pathAndQuery, pipeline: pipeline)
-        } else {
-            key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
-            route = configuration.upstream.origin(for: key)
-        }
-        guard let origin = route else { return nil }
-        let directives = RequestDirectives(headers, honour: configuration.cache.honourRequestDirectives)
-        guard !directives.noStore else { return nil }
-        let url = key.description
-        let lookup: StoreReadSession.Lookup
-        do {
-            lookup = try state.session.lookup(url, requestHeaders: headers)
-        } catch {
-            return nil  // the pipeline looks again, logs the failure and bypasses the store
-        }
-        // Stored parts (RFC 9111 §3.4) are the pipeline's.
-        guard case .found(let record, let revision, let inline) = lookup, record.response.status != 206 else {
-            return nil
-        }
-        let object = state.prepared(record, revision: revision, pipeline: pipeline)
-        let now = pipeline.clock.now()
-        let age = object.age(at: now)
-        var cacheStatus = CacheStatus.hit(ttl: object.lifetime.remaining(atAge: age))
-        let decision = pipeline.reuseDecision(
-            record, cacheControl: object.cacheControl, lifetime: object.lifetime, age: age, directives: directives)
-        switch decision {
-        case .fresh: break
-        case .staleAllowed(let reason): cacheStatus.detail = .staleAllowed(reason)
-        case .staleWhileRevalidate: cacheStatus.detail = .staleWhileRevalidate
-        case .mustValidate: return nil
-        }
-        if configuration.cache.debugKey { cacheStatus.key = url }
-        // 406 and decoding on the fly are the pipeline's.
-        guard let representation = object.representation(for: headers, now: now, pipeline: pipeline),
-            let prepared = object.head(for: representation, inline: inline, pipeline: pipeline)
-        else { return nil }
-        let request = ClientRequest(
-            method: requestMethod, target: head.uri, pathAndQuery: target.pathAndQuery, headers: headers, key: key,
-            origin: origin, clientAddress: peer, body: nil)
-        let ageValue = Age.headerValue(age)
-        let keepAlive = head.isKeepAlive
-        let strip = !configuration.cache.exposeSurrogateKeys
-
-        var answer: Answer
-        let clientAnswer = ClientAnswer.decide(
-            method: requestMethod, requestHeaders: headers, selected: prepared.selected,
-            rangeLength: prepared.bytes.length,
-            maxRanges: configuration.server.maxRanges)
-        switch clientAnswer {
-        case .notModified:
-            let fields = pipeline.notModifiedHeaders(prepared.selected.headers, age: ageValue, cacheStatus: cacheStatus)
-            let (responseHead, closes) = ChannelResponseSink.head(
-                status: 304, headers: fields, version: head.version, keepAlive: keepAlive, stripSurrogateKeys: strip)
-            answer = Answer(
-                head: responseHead, outcome: RequestOutcome(status: 304, bytes: 0, cacheStatus: cacheStatus),
-                closes: closes, method: method, url: url, started: started)
-        case .preconditionFailed, .notAcceptable, .multipart, .rangeNotSatisfiable:
-            // Generated answers are the pipeline's.
-            return nil
-        case .whole, .range:
-            let length = prepared.bytes.length
-            var status = record.response.status
-            var lower: Int64 = 0
-            var upper = length - 1
-            var responseHead: HTTPResponseHead
-            var serialised: ByteBuffer?
-            var closes = !keepAlive
-            if case .range(let first, let last) = clientAnswer {
-                status = 206
-                lower = first
-                upper = last
-            }
-            if status == 206 {
-                var fields = prepared.fields
-                fields.add("Age", ageValue)
-                fields.add("Cache-Status", cacheStatus.headerValue)
-                fields.replace(
-                    "Content-Range", with: ContentRange(first: lower, last: upper, completeLength: length).headerValue)
-                fields.replace("Content-Length", with: String(upper - lower + 1))
-                (responseHead, closes) = ChannelResponseSink.head(
-                    status: 206, headers: fields, version: head.version, keepAlive: keepAlive,
-                    stripSurrogateKeys: strip)
-            } else if !http2, let prefix = prepared.serialised {
-                responseHead = PreparedResponse.head
-                var bytes = state.allocator.buffer(capacity: prefix.readableBytes + 128)
-                bytes.writeImmutableBuffer(prefix)
-                bytes.writeStaticString("Age: ")
-                bytes.writeString(ageValue)
-                bytes.writeStaticString("\r\nCache-Status: ")
-                bytes.writeString(cacheStatus.headerValue)
-                bytes.writeStaticString(keepAlive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n")
-                serialised = bytes
-            } else {
-                var headers = prepared.template
-                headers.add(name: "Age", value: ageValue)
-                headers.add(name: "Cache-Status", value: cacheStatus.headerValue)
-                if !keepAlive { headers.add(name: "Connection", value: "close") }
-                responseHead = HTTPResponseHead(
-                    version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
-            }
-            let count = max(0, upper - lower + 1)
-            let sendsBody = requestMethod != .head && count > 0
-            var bytes = prepared.bytes
-            if sendsBody, bytes.inline == nil, bytes.length <= bytes.chunkSize {
-                // A one-chunk body the lookup did not read (a coding, or the identity body of an
-                // object with codings): read and check it before anything is sent, so that a
-                // missing or damaged chunk is the pipeline's to answer, never a cut response.
-                guard let chunk = try? state.session.readChunk(objectID: bytes.owner, index: 0),
-                    Int64(chunk.readableBytes) == bytes.length
-                else { return nil }
-                bytes.inline = chunk
-            }
-            answer = Answer(
-                head: responseHead, serialised: serialised, bytes: sendsBody ? bytes : nil, lower: lower,
-                upper: upper,
-                outcome: RequestOutcome(status: status, bytes: sendsBody ? Int(count) : 0, cacheStatus: cacheStatus),
-                closes: closes, method: method, url: url, started: started)
-        }
-        // Committed to answering here: now the side effects.
-        if case .staleWhileRevalidate = decision {
-            // RFC 5861 §3: answer from the stale copy at once; refresh it behind the client.
-            pipeline.refreshInBackground(request, stale: record)
-        }
-        state.touch(record.id, at: now)
-        return answer
+        let request = HitRequest(
+            method: head.method, uri: head.uri, headers: HeaderFields(fields: fields), version: head.version,
+            keepAlive: head.isKeepAlive, peer: peer)
+        return state.answer(request, form: http2 ? .http2Stream : .http1)
     }
 
     // MARK: sending
 
     private struct BodyStream {
-        var answer: Answer
+        var answer: HitAnswer
         var bytes: StoredBytes
         /// The next byte to send and the chunk that holds it.
         var position: Int64
@@ -342,9 +188,17 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bodies up to this size go out in the same buffer as a serialised head (one write).
     static let coalesceLimit = 16 << 10
 
-    private func send(_ answer: Answer, context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
-        var serialised = answer.serialised
+    private func send(_ answer: HitAnswer, context: ChannelHandlerContext) {
+        var serialised: ByteBuffer?
+        switch answer.head {
+        case .parts(let head):
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+        case .serialised(let bytes):
+            context.write(wrapOutboundOut(.head(PreparedResponse.head)), promise: nil)
+            serialised = bytes
+        case .fields:
+            preconditionFailure("HTTP/2 header blocks are HTTP2HitHandler's")
+        }
         guard let bytes = answer.bytes else {
             if let serialised { context.write(wrapOutboundOut(.body(.byteBuffer(serialised))), promise: nil) }
             finish(answer, context: context)
@@ -407,7 +261,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         finish(done.answer, context: context)
     }
 
-    private func finish(_ answer: Answer, context: ChannelHandlerContext) {
+    private func finish(_ answer: HitAnswer, context: ChannelHandlerContext) {
         // The state moves before `.end` is written: writing it can deliver the next pipelined
         // request to this handler at once. A graceful shutdown closes the connection after a
         // response that was under way when it began (no task is there to do it).
@@ -419,7 +273,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             phase = .answering(responseDone: true)
         }
         requestEnded = false
-        record(answer)
+        state.record(answer, peer: peer)
         timeouts?.responseEnded()
         boundaries?.responsesEnded &+= 1
         if closes {
@@ -440,21 +294,5 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closing = true
         state.registry.setBusy(ObjectIdentifier(context.channel), false)
         context.close(promise: nil)
-    }
-
-    private func record(_ answer: Answer) {
-        let outcome = answer.outcome
-        if let started = answer.started {
-            let elapsed = (ContinuousClock.now - started).components
-            state.accessLog.record(
-                method: answer.method, url: answer.url, status: outcome.status, bytes: outcome.bytes,
-                seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
-                cacheStatus: outcome.cacheStatus, peer: peer)
-        }
-        let result = CacheResult(outcome.cacheStatus)
-        if !state.counters.record(status: outcome.status, bytes: outcome.bytes, result: result) {
-            state.pipeline.current.telemetry.record(
-                status: outcome.status, bytes: outcome.bytes, cacheStatus: outcome.cacheStatus)
-        }
     }
 }

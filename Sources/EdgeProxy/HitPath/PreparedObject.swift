@@ -2,6 +2,7 @@ import CacheStore
 import CacheTransaction
 import HTTPCaching
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import OutpostConfig
 
@@ -32,6 +33,8 @@ final class PreparedObject {
         /// The status line and `template` serialised (HTTP/1.1), without the blank line that
         /// ends the head; nil when a field could not be sent (the encoder then refuses it).
         var serialised: ByteBuffer?
+        /// `template` as an HTTP/2 header block (``HitAnswer/Head/fields``).
+        var http2Fields: HPACKHeaders
         var bytes: StoredBytes
     }
 
@@ -118,7 +121,8 @@ final class PreparedObject {
         }
         let head = Head(
             representation: representation, selected: selected, fields: fields, template: template,
-            serialised: serialised, bytes: bytes)
+            serialised: serialised, http2Fields: HPACKHeaders(status: record.response.status, template),
+            bytes: bytes)
         heads[representation.source] = head
         return head.withInline(inline)
     }

@@ -1,0 +1,191 @@
+import HTTPCaching
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+
+/// The hit path on an HTTP/2 connection (docs/performance.md): a request whose header block
+/// ends its stream and which the store alone can answer with a body already in memory is
+/// answered here, on the connection, as a HEADERS frame and a DATA frame written straight to
+/// NIO's HTTP/2 handler — no stream channel, no HTTP/1 conversion. Every other stream's frames
+/// pass on to NIO's stream multiplexer, whose channels run the same ``HitHandler`` (for bodies
+/// streamed from the store) and the pipeline. The decision is ``LoopHitState/answer(_:form:)``,
+/// the same as on HTTP/1.1.
+///
+/// Sits between `NIOHTTP2Handler` and `HTTP2StreamMultiplexer`. NIO's handler has already
+/// checked the header block (RFC 9113 §8.2, §8.3), applied flow control and the flood limits;
+/// it buffers a DATA frame its window cannot take yet, and closes the stream once the END_STREAM
+/// frame has gone out. Frames that arrive later for a stream answered here (WINDOW_UPDATE,
+/// RST_STREAM) reach the multiplexer as frames of an unknown stream, which
+/// ``HTTP2ConnectionErrors`` ignores.
+///
+/// Zero-window stalls: a response whose DATA frame has not gone out `http2.stall_timeout`
+/// seconds after it was written is reset (RST_STREAM CANCEL), as ``StallGuard`` does on stream
+/// channels. A body answered here is at most ``HitAnswer/http2FrameBodyLimit`` bytes, so a
+/// client that takes it at all takes it well within the timeout.
+final class HTTP2HitHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let state: LoopHitState
+    private let stallTimeout: TimeAmount
+    private var peer: String?
+    /// Responses answered here whose DATA frame has not gone out yet, and when it was written.
+    private var pending: [HTTP2StreamID: NIODeadline] = [:]
+    private var stallTimer: Scheduled<Void>?
+    private var wrote = false
+
+    init(state: LoopHitState, stallTimeout: Double) {
+        self.state = state
+        self.stallTimeout = .milliseconds(Int64(stallTimeout * 1000))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        peer = context.channel.remoteAddress?.ipAddress
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stallTimer?.cancel()
+        stallTimer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .headers(let headers) = frame.payload, headers.endStream, let answer = answer(headers.headers) {
+            send(answer, on: frame.streamID, context: context)
+            return
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if wrote {
+            // Every answer of this read in one flush (one TLS record where they fit).
+            wrote = false
+            context.flush()
+            if !pending.isEmpty { armStallTimer(context: context) }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    // MARK: deciding
+
+    /// The request in an HTTP/2 header block, answered from the store if it can be; nil
+    /// passes the stream on. As NIO's HTTP/2-to-HTTP/1 codec does, `:authority` stands for a
+    /// missing Host field (RFC 9113 §8.3.1).
+    private func answer(_ block: HPACKHeaders) -> HitAnswer? {
+        var method: HTTPMethod?
+        var path: String?
+        var authority: String?
+        var hasHost = false
+        var fields: [HeaderFields.Field] = []
+        fields.reserveCapacity(block.count)
+        for (name, value, _) in block {
+            if name.utf8.first == UInt8(ascii: ":") {
+                switch name {
+                case ":method":
+                    switch value {
+                    case "GET": method = .GET
+                    case "HEAD": method = .HEAD
+                    default: return nil
+                    }
+                case ":path": path = value
+                case ":authority": authority = value
+                case ":scheme": break
+                default: return nil
+                }
+                continue
+            }
+            // A body announced on a stream that has ended is the pipeline's to refuse.
+            if name == "content-length" { return nil }
+            if name == "host" { hasHost = true }
+            fields.append(HeaderFields.Field(name: name, value: value))
+        }
+        guard let method, let path else { return nil }
+        if !hasHost, let authority { fields.insert(HeaderFields.Field(name: "host", value: authority), at: 0) }
+        let request = HitRequest(
+            method: method, uri: path, headers: HeaderFields(fields: fields), version: .http2, keepAlive: true,
+            peer: peer)
+        return state.answer(request, form: .http2Frames)
+    }
+
+    // MARK: sending
+
+    private func send(_ answer: HitAnswer, on stream: HTTP2StreamID, context: ChannelHandlerContext) {
+        guard case .fields(let fields) = answer.head else {
+            preconditionFailure("the hit path answers HTTP/2 frames with a header block")
+        }
+        wrote = true
+        state.record(answer, peer: peer)
+        guard let bytes = answer.bytes else {
+            let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: true)
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
+            return
+        }
+        // The decision only answers here bodies in memory (HitAnswer.Form.http2Frames).
+        let body = bytes.inline!.getSlice(
+            at: bytes.inline!.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))!
+        let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: false)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
+        // NIO completes the DATA frame's promise when it leaves (or fails it when the stream is
+        // reset): until then the response may be waiting on the client's window.
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        pending[stream] = .now()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        sent.futureResult.whenComplete { _ in handler.value.pending.removeValue(forKey: stream) }
+        let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(body), endStream: true)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .data(data))), promise: sent)
+    }
+
+    private func armStallTimer(context: ChannelHandlerContext) {
+        guard stallTimer == nil, let oldest = pending.values.min() else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        stallTimer = context.eventLoop.scheduleTask(deadline: oldest + stallTimeout) {
+            let (handler, context) = bound.value
+            handler.stallTimer = nil
+            handler.resetStalled(context: context)
+        }
+    }
+
+    private func resetStalled(context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        var reset = false
+        for (stream, since) in pending where now - since >= stallTimeout {
+            pending.removeValue(forKey: stream)
+            reset = true
+            state.logger.notice(
+                "HTTP/2 stream reset: the client let no data through for the stall timeout",
+                metadata: ["peer": "\(peer ?? "-")", "stream": "\(stream)"])
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .rstStream(.cancel))), promise: nil)
+        }
+        if reset { context.flush() }
+        armStallTimer(context: context)
+    }
+}
+
+/// Keeps the connection's inbound flow-control window at `http2.connection_window_size`
+/// (RFC 9113 §6.9.1): when NIO reports that it has fallen to half, a WINDOW_UPDATE on stream 0
+/// tops it up. (NIO's stream multiplexer keeps the per-stream windows; its own connection
+/// window target is the stream one, which it only acts on below half of that — a window kept
+/// above half of a larger target never gets there.)
+final class HTTP2ConnectionWindow: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let target: Int
+
+    init(target: Int) { self.target = target }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let update = event as? NIOHTTP2WindowUpdatedEvent, update.streamID == .rootStream,
+            let size = update.inboundWindowSize, size <= target / 2
+        {
+            let frame = HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: target - size))
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
