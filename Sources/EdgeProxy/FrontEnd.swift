@@ -104,6 +104,10 @@ extension OutpostServer.FrontEnd {
             HTTP2Setting(parameter: .maxFrameSize, value: limits.maxFrameSize),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.initialWindowSize),
         ]
+        // Received header blocks are checked by HTTP2RequestCheck. Sent ones are not checked
+        // again: their fields come from HTTP/1.1 responses whose parser checked them, lower-cased
+        // on the way (HPACKHeaders(httpHeaders:)), or are Outpost's own.
+        connection.headerBlockValidation = .disabled
         connection.maximumSequentialContinuationFrames = limits.maxContinuationFrames
         connection.maximumConnectionGlitches = limits.maxGlitches
         connection.controlFrameRateLimit.maximumCount = limits.maxControlFrames
@@ -117,6 +121,7 @@ extension OutpostServer.FrontEnd {
         // that the hit path sees each stream's header block before any stream channel exists.
         try sync.addHandler(
             NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: stream))
+        try sync.addHandler(HTTP2RequestCheck(logger: logger))
         try sync.addHandler(HTTP2StreamCount(registry: registry, idleTimeout: server.idleTimeout))
         try sync.addHandler(HTTP2ConnectionWindow(target: limits.connectionWindowSize))
         if let hitState = hitPath?.state(for: channel.eventLoop) {

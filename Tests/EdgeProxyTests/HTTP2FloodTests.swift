@@ -190,4 +190,39 @@ struct HTTP2FloodTests {
             await client.close()
         }
     }
+
+    @Test("a malformed request header block resets its stream with PROTOCOL_ERROR; the connection serves on")
+    func malformedHeaderBlocks() async throws {
+        let base = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/m")]
+        let malformed: [(String, [(String, String)])] = [
+            ("upper-case name", base + [("X-Upper", "1")]),
+            ("connection-specific field", base + [("connection", "close")]),
+            ("TE other than trailers", base + [("te", "gzip")]),
+            ("missing :path", Array(base.prefix(3))),
+            ("pseudo-header after a field", [("accept", "*/*")] + base),
+            ("repeated :path", base + [(":path", "/n")]),
+            ("unknown pseudo-header", base + [(":protocol", "websocket")]),
+            ("empty :path", Array(base.prefix(3)) + [(":path", "")]),
+            ("space in a field name", base + [("x y", "1")]),
+        ]
+        try await Self.withNode { _, port in
+            let client = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
+            #expect(try await client.get("/m").status == 200)  // stored: a malformed hit is refused too
+            for (name, fields) in malformed {
+                let stream = client.openStream()
+                try await client.send(
+                    RawHTTP2.frame(
+                        Frame.headers, Frame.endHeaders | Frame.endStream, stream, try client.exactHeaderBlock(fields)))
+                let frame = try await client.nextFrame(on: stream)
+                var payload = frame.payload
+                #expect(
+                    frame.type == Frame.rstStream && payload.readInteger(as: UInt32.self) == 0x1,
+                    "\(name): \(frame)")
+            }
+            let next = try await client.get("/m")
+            #expect(next.status == 200 && next.text == "body of /m")
+            #expect(client.goAway == nil)
+            await client.close()
+        }
+    }
 }

@@ -178,8 +178,8 @@ extension LoopHitState {
                     head = .serialised(bytes)
                 case .http2Frames:
                     var fields = prepared.http2Fields
-                    fields.add(name: "age", value: ageValue)
-                    fields.add(name: "cache-status", value: cacheStatus.headerValue)
+                    fields.add(name: "age", value: ageValue, indexing: .nonIndexable)
+                    fields.add(name: "cache-status", value: cacheStatus.headerValue, indexing: .nonIndexable)
                     head = .fields(fields)
                 case .http1, .http2Stream:
                     var headers = prepared.template
@@ -244,6 +244,12 @@ extension LoopHitState {
 extension HPACKHeaders {
     /// An HTTP/2 response header block: `:status`, then the fields lower-cased and without the
     /// connection-specific ones (RFC 9113 §8.2.2), as NIO's HTTP/2-to-HTTP/1 codec makes them.
+    ///
+    /// The fields are indexable (RFC 7541 §6.2.1): an object's fields are the same in every
+    /// response, so after the first on a connection each is one index byte, where a literal
+    /// costs NIO's encoder a Huffman coding of its value every time. The hit adds Age and
+    /// Cache-Status without indexing (§6.2.2): they change every second and would only churn
+    /// the table (tools/bench-instructions --h2).
     init(status: Int, _ headers: HTTPHeaders) {
         self.init()
         reserveCapacity(headers.count + 3)

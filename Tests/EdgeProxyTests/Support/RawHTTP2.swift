@@ -125,6 +125,13 @@ final class RawHTTP2: @unchecked Sendable {
         return block
     }
 
+    /// A header block with exactly these fields, in this order (for malformed requests).
+    func exactHeaderBlock(_ fields: [(String, String)]) throws -> ByteBuffer {
+        var block = ByteBuffer()
+        try encoder.encode(headers: HPACKHeaders(fields), to: &block)
+        return block
+    }
+
     /// Sends a request without a body and reads its response whole, opening the windows as
     /// DATA arrives.
     func get(_ path: String, _ fields: [(String, String)] = [], method: String = "GET") async throws -> Response {
