@@ -104,7 +104,7 @@ extension OutpostServer.FrontEnd {
             HTTP2Setting(parameter: .maxFrameSize, value: limits.maxFrameSize),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.initialWindowSize),
         ]
-        // Received header blocks are checked by HTTP2RequestCheck. Sent ones are not checked
+        // Received header blocks are checked by HTTP2ConnectionHandler. Sent ones are not checked
         // again: their fields come from HTTP/1.1 responses whose parser checked them, lower-cased
         // on the way (HPACKHeaders(httpHeaders:)), or are Outpost's own.
         connection.headerBlockValidation = .disabled
@@ -121,12 +121,15 @@ extension OutpostServer.FrontEnd {
         // that the hit path sees each stream's header block before any stream channel exists.
         try sync.addHandler(
             NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: stream))
-        try sync.addHandler(HTTP2RequestCheck(logger: logger))
-        try sync.addHandler(HTTP2StreamCount(registry: registry, idleTimeout: server.idleTimeout))
-        try sync.addHandler(HTTP2ConnectionWindow(target: limits.connectionWindowSize))
-        if let hitState = hitPath?.state(for: channel.eventLoop) {
-            try sync.addHandler(HTTP2HitHandler(state: hitState, stallTimeout: limits.stallTimeout))
+        let hits = hitPath?.state(for: channel.eventLoop).map {
+            HTTP2HitHandler(
+                state: $0, stallTimeout: limits.stallTimeout,
+                peer: channel.remoteAddress?.ipAddress)
         }
+        try sync.addHandler(
+            HTTP2ConnectionHandler(
+                streams: HTTP2StreamCount(registry: registry, idleTimeout: server.idleTimeout), hits: hits,
+                connectionWindow: limits.connectionWindowSize, logger: logger))
         let front = self
         try sync.addHandler(
             HTTP2StreamMultiplexer(
@@ -138,7 +141,6 @@ extension OutpostServer.FrontEnd {
                     try front.serveStream(stream, server: server, stallTimeout: limits.stallTimeout)
                 }
             })
-        try sync.addHandler(HTTP2ConnectionErrors(logger: logger))
     }
 
     /// One HTTP/2 stream: one request, answered as an HTTP/1.1 one would be.

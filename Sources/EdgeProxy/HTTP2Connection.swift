@@ -3,14 +3,11 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// Counts an HTTP/2 connection's open streams (from NIO's stream events, on the connection's
-/// event loop; streams answered by ``HTTP2HitHandler`` count too): the connection is busy for a
-/// graceful shutdown while it has any, closes after `server.idle_timeout` with none, and
-/// closes during a drain once the last one ends.
-final class HTTP2StreamCount: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias InboundOut = HTTP2Frame
-
+/// Counts an HTTP/2 connection's open streams (told by ``HTTP2ConnectionHandler`` of NIO's
+/// stream events, on the connection's event loop; streams answered on the connection count
+/// too): the connection is busy for a graceful shutdown while it has any, closes after
+/// `server.idle_timeout` with none, and closes during a drain once the last one ends.
+final class HTTP2StreamCount {
     private let registry: ConnectionRegistry
     private let idleTimeout: Double
     private var open = 0
@@ -22,35 +19,29 @@ final class HTTP2StreamCount: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The connection is ready: idle until its first stream.
-    func handlerAdded(context: ChannelHandlerContext) {
-        armIdle(context.channel)
-    }
+    func start(_ channel: any Channel) { armIdle(channel) }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    func stop() {
         idle?.cancel()
         idle = nil
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is NIOHTTP2StreamCreatedEvent {
-            open += 1
-            if open == 1 {
-                idle?.cancel()
-                idle = nil
-                registry.setBusy(ObjectIdentifier(context.channel), true)
-            }
-        } else if event is StreamClosedEvent {
-            open -= 1
-            if open == 0 {
-                registry.setBusy(ObjectIdentifier(context.channel), false)
-                if registry.isDraining {
-                    context.close(promise: nil)
-                } else {
-                    armIdle(context.channel)
-                }
-            }
+    func opened(_ channel: any Channel) {
+        open += 1
+        guard open == 1 else { return }
+        stop()
+        registry.setBusy(ObjectIdentifier(channel), true)
+    }
+
+    func closed(_ channel: any Channel) {
+        open -= 1
+        guard open == 0 else { return }
+        registry.setBusy(ObjectIdentifier(channel), false)
+        if registry.isDraining {
+            channel.close(promise: nil)
+        } else {
+            armIdle(channel)
         }
-        context.fireUserInboundEventTriggered(event)
     }
 
     private func armIdle(_ channel: any Channel) {
@@ -58,39 +49,6 @@ final class HTTP2StreamCount: ChannelInboundHandler, RemovableChannelHandler {
         idle = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout * 1000))) {
             channel.close(promise: nil)
         }
-    }
-}
-
-/// Ends an HTTP/2 connection on an error of the connection (a stream's own errors stay on its
-/// channel): a flood limit of `[http2]` (rapid reset, CONTINUATION, control frames,
-/// glitches) or a protocol error, for which NIO has sent GOAWAY but leaves the close to us,
-/// and logs why.
-final class HTTP2ConnectionErrors: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame
-
-    private let logger: Logger
-    private var logged = false
-
-    init(logger: Logger) { self.logger = logger }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A frame for a stream NIO has closed, or that HTTP2HitHandler answered on the
-        // connection (a late WINDOW_UPDATE or RST_STREAM): NIO has applied it; nothing to do.
-        if error is NIOHTTP2Errors.NoSuchStream { return }
-        // A stream's own error (RFC 9113 §5.4.2): NIO has reset that stream and told its
-        // channel; the connection goes on.
-        if error is NIOHTTP2Errors.StreamError { return }
-        if !logged {
-            logged = true
-            // The client broke the protocol or a flood limit: worth a line. A connection reset
-            // or a TLS close is ordinary.
-            logger.log(
-                level: error is any NIOHTTP2Error ? .notice : .debug, "HTTP/2 connection closed",
-                metadata: [
-                    "peer": "\(context.channel.remoteAddress?.ipAddress ?? "-")", "error": "\(error)",
-                ])
-        }
-        context.close(promise: nil)
     }
 }
 

@@ -13,61 +13,53 @@ import NIOHTTP2
 /// streamed from the store) and the pipeline. The decision is ``LoopHitState/answer(_:form:)``,
 /// the same as on HTTP/1.1.
 ///
-/// Sits between `NIOHTTP2Handler` and `HTTP2StreamMultiplexer`. NIO's handler has already
-/// checked the header block (RFC 9113 §8.2, §8.3), applied flow control and the flood limits;
+/// Run by ``HTTP2ConnectionHandler``, between `NIOHTTP2Handler` and `HTTP2StreamMultiplexer`,
+/// once the header block has been checked (RFC 9113 §8.2, §8.3). NIO has applied flow control
+/// and the flood limits;
 /// it buffers a DATA frame its window cannot take yet, and closes the stream once the END_STREAM
 /// frame has gone out. Frames that arrive later for a stream answered here (WINDOW_UPDATE,
-/// RST_STREAM) reach the multiplexer as frames of an unknown stream, which
-/// ``HTTP2ConnectionErrors`` ignores.
+/// RST_STREAM) reach the multiplexer as frames of an unknown stream, an error the connection
+/// handler ignores.
 ///
 /// Zero-window stalls: a response whose DATA frame has not gone out `http2.stall_timeout`
 /// seconds after it was written is reset (RST_STREAM CANCEL), as ``StallGuard`` does on stream
 /// channels. A body answered here is at most ``HitAnswer/http2FrameBodyLimit`` bytes, so a
 /// client that takes it at all takes it well within the timeout.
-final class HTTP2HitHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias InboundOut = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
-
+final class HTTP2HitHandler {
     private let state: LoopHitState
     private let stallTimeout: TimeAmount
-    private var peer: String?
+    private let peer: String?
     /// Responses answered here whose DATA frame has not gone out yet, and when it was written.
     private var pending: [HTTP2StreamID: NIODeadline] = [:]
     private var stallTimer: Scheduled<Void>?
     private var wrote = false
 
-    init(state: LoopHitState, stallTimeout: Double) {
+    init(state: LoopHitState, stallTimeout: Double, peer: String?) {
         self.state = state
         self.stallTimeout = .milliseconds(Int64(stallTimeout * 1000))
+        self.peer = peer
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        peer = context.channel.remoteAddress?.ipAddress
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
+    func stop() {
         stallTimer?.cancel()
         stallTimer = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        if case .headers(let headers) = frame.payload, headers.endStream, let answer = answer(headers.headers) {
-            send(answer, on: frame.streamID, context: context)
-            return
-        }
-        context.fireChannelRead(data)
+    /// Answers the request whose whole header block this is, if the store can; false passes
+    /// the stream on.
+    func answered(_ block: HPACKHeaders, on stream: HTTP2StreamID, context: ChannelHandlerContext) -> Bool {
+        guard let answer = answer(block) else { return false }
+        send(answer, on: stream, context: context)
+        return true
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if wrote {
-            // Every answer of this read in one flush (one TLS record where they fit).
-            wrote = false
-            context.flush()
-            if !pending.isEmpty { armStallTimer(context: context) }
-        }
-        context.fireChannelReadComplete()
+    /// The end of a read: every answer of it goes out in one flush (one TLS record where they
+    /// fit).
+    func readComplete(context: ChannelHandlerContext) {
+        guard wrote else { return }
+        wrote = false
+        context.flush()
+        if !pending.isEmpty { armStallTimer(context: context) }
     }
 
     // MARK: deciding
@@ -121,14 +113,14 @@ final class HTTP2HitHandler: ChannelInboundHandler, RemovableChannelHandler {
         state.record(answer, peer: peer)
         guard let bytes = answer.bytes else {
             let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: true)
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
+            context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
             return
         }
         // The decision only answers here bodies in memory (HitAnswer.Form.http2Frames).
         let body = bytes.inline!.getSlice(
             at: bytes.inline!.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))!
         let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: false)
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
+        context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
         // NIO completes the DATA frame's promise when it leaves (or fails it when the stream is
         // reset): until then the response may be waiting on the client's window.
         let sent = context.eventLoop.makePromise(of: Void.self)
@@ -136,7 +128,7 @@ final class HTTP2HitHandler: ChannelInboundHandler, RemovableChannelHandler {
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         sent.futureResult.whenComplete { _ in handler.value.pending.removeValue(forKey: stream) }
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(body), endStream: true)
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .data(data))), promise: sent)
+        context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .data(data))), promise: sent)
     }
 
     private func armStallTimer(context: ChannelHandlerContext) {
@@ -158,34 +150,9 @@ final class HTTP2HitHandler: ChannelInboundHandler, RemovableChannelHandler {
             state.logger.notice(
                 "HTTP/2 stream reset: the client let no data through for the stall timeout",
                 metadata: ["peer": "\(peer ?? "-")", "stream": "\(stream)"])
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .rstStream(.cancel))), promise: nil)
+            context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .rstStream(.cancel))), promise: nil)
         }
         if reset { context.flush() }
         armStallTimer(context: context)
-    }
-}
-
-/// Keeps the connection's inbound flow-control window at `http2.connection_window_size`
-/// (RFC 9113 §6.9.1): when NIO reports that it has fallen to half, a WINDOW_UPDATE on stream 0
-/// tops it up. (NIO's stream multiplexer keeps the per-stream windows; its own connection
-/// window target is the stream one, which it only acts on below half of that — a window kept
-/// above half of a larger target never gets there.)
-final class HTTP2ConnectionWindow: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias InboundOut = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
-
-    private let target: Int
-
-    init(target: Int) { self.target = target }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let update = event as? NIOHTTP2WindowUpdatedEvent, update.streamID == .rootStream,
-            let size = update.inboundWindowSize, size <= target / 2
-        {
-            let frame = HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: target - size))
-            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -1,10 +1,7 @@
-import Logging
-import NIOCore
 import NIOHPACK
-import NIOHTTP2
 
 /// The checks RFC 9113 §8.2 and §8.3 ask of a request's header block (and §8.1 of a trailer
-/// block), done here instead of by NIO's HTTP/2 handler, whose header-block validation is
+/// block), done by ``HTTP2ConnectionHandler`` instead of by NIO's HTTP/2 handler, whose header-block validation is
 /// turned off: NIO validates every block it sends as well as every one it receives, and
 /// checking Outpost's own responses — fields parsed from HTTP/1.1 or written by Outpost —
 /// cost more than a fifth of an HTTP/2 hit (tools/bench-instructions --h2). The rules are
@@ -68,41 +65,5 @@ enum HTTP2RequestBlock {
         case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x30...0x39, 0x5E...0x7A, 0x7C, 0x7E: true
         default: false
         }
-    }
-}
-
-/// Resets (RST_STREAM PROTOCOL_ERROR, RFC 9113 §8.1.1) every stream whose request or trailer
-/// block is malformed (``HTTP2RequestBlock``), before anything else sees it. First after NIO's
-/// HTTP/2 handler.
-final class HTTP2RequestCheck: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias InboundOut = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
-
-    private let logger: Logger
-    /// Client streams are numbered upwards (RFC 9113 §5.1.1): a HEADERS frame on a stream above
-    /// this opens a request; on one at or below it, it carries trailers.
-    private var lastStream = HTTP2StreamID(0)
-
-    init(logger: Logger) { self.logger = logger }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        if case .headers(let headers) = frame.payload {
-            let opens = frame.streamID > lastStream
-            if opens { lastStream = frame.streamID }
-            if let problem = HTTP2RequestBlock.problem(headers.headers, trailers: !opens) {
-                logger.debug(
-                    "HTTP/2 stream reset: malformed header block",
-                    metadata: [
-                        "peer": "\(context.channel.remoteAddress?.ipAddress ?? "-")", "problem": "\(problem)",
-                    ])
-                context.writeAndFlush(
-                    wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .rstStream(.protocolError))),
-                    promise: nil)
-                return
-            }
-        }
-        context.fireChannelRead(data)
     }
 }

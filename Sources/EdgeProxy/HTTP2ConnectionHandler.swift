@@ -1,0 +1,116 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+
+/// Everything an HTTP/2 connection needs between NIO's HTTP/2 handler and its stream
+/// multiplexer, in one handler: every frame and every event of NIO's passes through each
+/// handler on the way, and on a 1 KiB hit a handler more cost as much as the TLS record
+/// (tools/bench-instructions --h2). In the order a request meets them:
+///
+/// - a malformed request or trailer block (``HTTP2RequestBlock``) resets its stream with
+///   PROTOCOL_ERROR (RFC 9113 §8.1.1) before anything else sees it;
+/// - a hit is answered on the connection (``HTTP2HitHandler``); every other stream passes on
+///   to the multiplexer and a stream channel of its own;
+/// - NIO's stream events keep the stream count (``HTTP2StreamCount``: busy, idle timeout,
+///   drain) and the connection's inbound window at `http2.connection_window_size`;
+/// - an error of the connection (a flood limit, a protocol error: NIO has sent GOAWAY and
+///   leaves the close to the user) closes it, logged once.
+final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let streams: HTTP2StreamCount
+    private let hits: HTTP2HitHandler?
+    private let connectionWindow: Int
+    private let logger: Logger
+    /// Client streams are numbered upwards (RFC 9113 §5.1.1): a HEADERS frame on a stream above
+    /// this opens a request; on one at or below it, it carries trailers.
+    private var lastStream = HTTP2StreamID(0)
+    private var loggedError = false
+
+    init(streams: HTTP2StreamCount, hits: HTTP2HitHandler?, connectionWindow: Int, logger: Logger) {
+        self.streams = streams
+        self.hits = hits
+        self.connectionWindow = connectionWindow
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { streams.start(context.channel) }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        streams.stop()
+        hits?.stop()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .headers(let headers) = frame.payload {
+            let opens = frame.streamID > lastStream
+            if opens { lastStream = frame.streamID }
+            if let problem = HTTP2RequestBlock.problem(headers.headers, trailers: !opens) {
+                logger.debug(
+                    "HTTP/2 stream reset: malformed header block",
+                    metadata: [
+                        "peer": "\(context.channel.remoteAddress?.ipAddress ?? "-")", "problem": "\(problem)",
+                    ])
+                context.writeAndFlush(
+                    wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .rstStream(.protocolError))),
+                    promise: nil)
+                return
+            }
+            if opens, headers.endStream, let hits, hits.answered(headers.headers, on: frame.streamID, context: context)
+            {
+                return
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        hits?.readComplete(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is NIOHTTP2StreamCreatedEvent:
+            streams.opened(context.channel)
+        case is StreamClosedEvent:
+            streams.closed(context.channel)
+        case let update as NIOHTTP2WindowUpdatedEvent:
+            // RFC 9113 §6.9.1: top the connection's window up once it has fallen to half. (The
+            // multiplexer keeps the stream windows; its own connection target is the stream one,
+            // which it acts on only below half of that, never reached above half of a larger one.)
+            if update.streamID == .rootStream, let size = update.inboundWindowSize, size <= connectionWindow / 2 {
+                let increment = HTTP2Frame(
+                    streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
+                context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
+            }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A frame for a stream NIO has closed, or that was answered on the connection (a late
+        // WINDOW_UPDATE or RST_STREAM): NIO has applied it. A stream's own error (RFC 9113
+        // §5.4.2): NIO has reset that stream and tells its channel. The connection goes on.
+        if error is NIOHTTP2Errors.NoSuchStream || error is NIOHTTP2Errors.StreamError {
+            context.fireErrorCaught(error)
+            return
+        }
+        if !loggedError {
+            loggedError = true
+            // The client broke the protocol or a flood limit: worth a line. A connection reset
+            // or a TLS close is ordinary.
+            logger.log(
+                level: error is any NIOHTTP2Error ? .notice : .debug, "HTTP/2 connection closed",
+                metadata: [
+                    "peer": "\(context.channel.remoteAddress?.ipAddress ?? "-")", "error": "\(error)",
+                ])
+        }
+        context.close(promise: nil)
+    }
+}
