@@ -42,6 +42,8 @@ public final class OutpostServer: Sendable {
     /// request can still be using them).
     private let upstreams: NIOLockedValueBox<(current: UpstreamPool, retired: [UpstreamPool])>
     private let registry = ConnectionRegistry()
+    /// The event loops serving connections (``EventLoops``), the origin clients' too.
+    private let group: MultiThreadedEventLoopGroup
     private let passed = PassedRequests()
     private let adminRequests = PassedRequests()
     /// Counts the traffic listener's connections against `server.max_connections`.
@@ -99,7 +101,14 @@ public final class OutpostServer: Sendable {
                 "damaged store value found and not served; removing what holds it",
                 metadata: ["damage": "\(corruption)"])
         }
-        let group = MultiThreadedEventLoopGroup.singleton
+        let group = EventLoops.group(configured: configuration.server.eventLoops)
+        self.group = group
+        logger.info(
+            "event loops",
+            metadata: [
+                "count": "\(EventLoops.count(configured: configuration.server.eventLoops))",
+                "cpus_allowed": "\(EventLoops.affinityCount().map(String.init) ?? "-")",
+            ])
         let upstream: UpstreamPool
         do {
             upstream = try UpstreamPool(
@@ -130,12 +139,12 @@ public final class OutpostServer: Sendable {
                     accessLog: accessLog, logger: logger)
             }
             traffic = try await OutpostServer.bind(
-                configuration.server.listen, live: live, logger: logger, timeouts: true, hitPath: hitPath,
+                configuration.server.listen, group: group, live: live, logger: logger, timeouts: true, hitPath: hitPath,
                 passed: passed, registry: registry, gate: gate)
             // The TLS listener: the same front end, the same hit path, the same connection limit.
             if let address = configuration.server.tlsListen, let certificates {
                 tlsTraffic = try await OutpostServer.bind(
-                    address, live: live, logger: logger, timeouts: true, hitPath: hitPath, passed: passed,
+                    address, group: group, live: live, logger: logger, timeouts: true, hitPath: hitPath, passed: passed,
                     registry: registry, gate: gate, tls: certificates)
             } else {
                 tlsTraffic = nil
@@ -143,7 +152,7 @@ public final class OutpostServer: Sendable {
             // The admin listener: the same front end (timeouts, validation, a task per
             // request), without the hit path or a connection limit.
             admin = try await OutpostServer.bind(
-                configuration.admin.listen, live: live, logger: logger, timeouts: true, hitPath: nil,
+                configuration.admin.listen, group: group, live: live, logger: logger, timeouts: true, hitPath: nil,
                 passed: adminRequests, registry: registry, gate: nil)
         } catch {
             await upstream.shutdown()
@@ -190,6 +199,10 @@ public final class OutpostServer: Sendable {
         if next.server.listen != current.server.listen {
             notes.append("server.listen needs a restart; still \(current.server.listen)")
             next.server.listen = current.server.listen
+        }
+        if next.server.eventLoops != current.server.eventLoops {
+            notes.append("server.event_loops needs a restart; still \(current.server.eventLoops)")
+            next.server.eventLoops = current.server.eventLoops
         }
         if next.server.tlsListen != current.server.tlsListen {
             notes.append("server.tls_listen needs a restart; still \(current.server.tlsListen?.description ?? "none")")
@@ -241,7 +254,7 @@ public final class OutpostServer: Sendable {
         var upstream = upstreams.withLockedValue { $0.current }
         if next.upstream != current.upstream {
             let replacement = try UpstreamPool(
-                configuration: next.upstream, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                configuration: next.upstream, eventLoopGroup: group,
                 telemetry: telemetry)
             upstreams.withLockedValue { pools in
                 pools.retired.append(pools.current)
@@ -272,14 +285,15 @@ public final class OutpostServer: Sendable {
     }
 
     private static func bind(
-        _ address: SocketAddressSpec, live: NIOLockedValueBox<OutpostConfiguration>, logger: Logger, timeouts: Bool,
+        _ address: SocketAddressSpec, group: MultiThreadedEventLoopGroup, live: NIOLockedValueBox<OutpostConfiguration>,
+        logger: Logger, timeouts: Bool,
         hitPath: LoopHitStates?, passed: PassedRequests, registry: ConnectionRegistry, gate: ConnectionGate?,
         tls: NIOLockedValueBox<TLSCertificateSet>? = nil
     ) async throws -> NIOAsyncChannel<Void, Never> {
         let front = FrontEnd(
             logger: logger, timeouts: timeouts, hitPath: hitPath, passed: passed, registry: registry)
         let derivedLimit = OpenFileLimit.defaultMaxConnections(openFiles: OpenFileLimit.current)
-        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        return try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -425,7 +439,7 @@ public final class OutpostServer: Sendable {
         registry.beginDrain()
         let registry = self.registry
         let grace = configuration.server.shutdownGrace
-        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .milliseconds(Int64(grace * 1000))) {
+        group.any().scheduleTask(in: .milliseconds(Int64(grace * 1000))) {
             registry.closeAll()
         }
     }

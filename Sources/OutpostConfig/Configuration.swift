@@ -31,6 +31,9 @@ public struct OutpostConfiguration: Sendable, Equatable {
         /// `server.max_ranges`: ranges served as multipart/byteranges in one response; more
         /// (or overlapping ones) get the whole representation as a 200.
         public var maxRanges = 16
+        /// `server.event_loops`: threads that serve connections (one event loop each); 0: one per
+        /// CPU the process may run on (its CPU affinity, within a cgroup CPU quota).
+        public var eventLoops = 0
         /// `server.shutdown_grace`: seconds in-flight requests get to finish on SIGTERM.
         public var shutdownGrace: Double = 30
         /// `server.preserve_host`: send the client's Host upstream (else the origin's authority).

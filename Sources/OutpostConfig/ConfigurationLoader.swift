@@ -93,6 +93,7 @@ public enum ConfigurationLoader {
             try server.size("max_uri_length", minimum: 256) { configuration.server.maxURILength = $0 }
             try server.size("max_request_body_size", minimum: 0) { configuration.server.maxRequestBodySize = $0 }
             try server.integer("max_ranges", minimum: 1) { configuration.server.maxRanges = $0 }
+            try server.integer("event_loops", minimum: 0) { configuration.server.eventLoops = $0 }
             try server.seconds("shutdown_grace") { configuration.server.shutdownGrace = $0 }
             try server.bool("preserve_host") { configuration.server.preserveHost = $0 }
             try server.string("via_pseudonym") { configuration.server.viaPseudonym = $0 }

@@ -21,6 +21,7 @@ public enum ConfigurationRenderer {
         out.key("max_uri_length", integer: server.maxURILength)
         out.key("max_request_body_size", integer: server.maxRequestBodySize)
         out.key("max_ranges", integer: server.maxRanges)
+        out.key("event_loops", integer: server.eventLoops)
         out.key("shutdown_grace", number: server.shutdownGrace)
         out.key("preserve_host", bool: server.preserveHost)
         out.key("via_pseudonym", string: server.viaPseudonym)

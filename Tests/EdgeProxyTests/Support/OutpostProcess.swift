@@ -33,32 +33,30 @@ final class OutpostProcess: Sendable {
     ///     cannot grow past it: a full disk for the store's data file).
     static func start(
         arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, fileSizeLimit: Int? = nil,
-        stderrFile: String? = nil
+        cpus: String? = nil, stderrFile: String? = nil
     ) async throws -> OutpostProcess {
         try await onDispatchThread {
             try OutpostProcess(
                 arguments: arguments, environment: environment, openFiles: openFiles, fileSizeLimit: fileSizeLimit,
-                stderr: stderrFile.map { .file($0) } ?? .null)
+                cpus: cpus, stderr: stderrFile.map { .file($0) } ?? .null)
         }
     }
 
+    /// `cpus`: run it under `taskset -c` with this CPU list.
     private init(
-        arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?,
+        arguments: [String], environment: [String: String], openFiles: Int?, fileSizeLimit: Int?, cpus: String?,
         stderr: ChildProcess.Stream
     ) throws {
+        var command = [try outpostExecutable().path] + arguments
         var limits: [String] = []
         if let openFiles { limits.append("--nofile=\(openFiles):\(openFiles)") }
         if let fileSizeLimit { limits.append("--fsize=\(fileSizeLimit):\(fileSizeLimit)") }
-        let executable = try outpostExecutable().path
-        let process =
-            limits.isEmpty
-            ? try ChildProcess(
-                executable, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
-                stdout: .pipe, stderr: stderr)
-            : try ChildProcess(
-                "/usr/bin/prlimit", limits + ["--", executable] + arguments,
-                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: .pipe,
-                stderr: stderr)
+        if !limits.isEmpty { command = ["/usr/bin/prlimit"] + limits + ["--"] + command }
+        if let cpus { command = ["/usr/bin/taskset", "-c", cpus] + command }
+        let process = try ChildProcess(
+            command[0], Array(command.dropFirst()),
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: .pipe,
+            stderr: stderr)
         // "outpost listening on http://127.0.0.1:PORT (admin http://127.0.0.1:PORT)"
         var line = Data()
         let handle = process.output!
