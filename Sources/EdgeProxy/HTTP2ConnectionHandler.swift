@@ -73,25 +73,30 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case is NIOHTTP2StreamCreatedEvent:
+        // Three of these per stream: compared by type first, since a failed cast of an Any costs
+        // as much as the rest of this handler's work on them.
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == Self.created {
             streams.opened(context.channel)
-        case is StreamClosedEvent:
+        } else if type == Self.closed, let closed = event as? StreamClosedEvent {
+            hits?.streamClosed(closed.streamID)
             streams.closed(context.channel)
-        case let update as NIOHTTP2WindowUpdatedEvent:
+        } else if type == Self.windowUpdated, let update = event as? NIOHTTP2WindowUpdatedEvent,
+            update.streamID == .rootStream, let size = update.inboundWindowSize, size <= connectionWindow / 2
+        {
             // RFC 9113 §6.9.1: top the connection's window up once it has fallen to half. (The
             // multiplexer keeps the stream windows; its own connection target is the stream one,
             // which it acts on only below half of that, never reached above half of a larger one.)
-            if update.streamID == .rootStream, let size = update.inboundWindowSize, size <= connectionWindow / 2 {
-                let increment = HTTP2Frame(
-                    streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
-                context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
-            }
-        default:
-            break
+            let increment = HTTP2Frame(
+                streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
+            context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
     }
+
+    private static let created = ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self)
+    private static let closed = ObjectIdentifier(StreamClosedEvent.self)
+    private static let windowUpdated = ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self)
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A frame for a stream NIO has closed, or that was answered on the connection (a late

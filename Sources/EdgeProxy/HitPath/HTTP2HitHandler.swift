@@ -21,8 +21,8 @@ import NIOHTTP2
 /// RST_STREAM) reach the multiplexer as frames of an unknown stream, an error the connection
 /// handler ignores.
 ///
-/// Zero-window stalls: a response whose DATA frame has not gone out `http2.stall_timeout`
-/// seconds after it was written is reset (RST_STREAM CANCEL), as ``StallGuard`` does on stream
+/// Zero-window stalls: a response whose DATA frame has not left NIO's flow-control buffer
+/// (its stream is not closed) `http2.stall_timeout` seconds after it was written is reset (RST_STREAM CANCEL), as ``StallGuard`` does on stream
 /// channels. A body answered here is at most ``HitAnswer/http2FrameBodyLimit`` bytes, so a
 /// client that takes it at all takes it well within the timeout.
 final class HTTP2HitHandler {
@@ -121,14 +121,17 @@ final class HTTP2HitHandler {
             at: bytes.inline!.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))!
         let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: false)
         context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
-        // NIO completes the DATA frame's promise when it leaves (or fails it when the stream is
-        // reset): until then the response may be waiting on the client's window.
-        let sent = context.eventLoop.makePromise(of: Void.self)
+        // Pending until NIO closes the stream, which it does once this END_STREAM frame has left
+        // its flow-control buffer (``streamClosed(_:)``): until then the response may be waiting
+        // on the client's window.
         pending[stream] = .now()
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        sent.futureResult.whenComplete { _ in handler.value.pending.removeValue(forKey: stream) }
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(body), endStream: true)
-        context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .data(data))), promise: sent)
+        context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .data(data))), promise: nil)
+    }
+
+    /// NIO closed a stream (its last frame went out, or it was reset).
+    func streamClosed(_ stream: HTTP2StreamID) {
+        if !pending.isEmpty { pending.removeValue(forKey: stream) }
     }
 
     private func armStallTimer(context: ChannelHandlerContext) {

@@ -115,9 +115,10 @@ extension LoopHitState {
         if configuration.cache.debugKey { cacheStatus.key = url }
         // 406 and decoding on the fly are the pipeline's.
         guard let representation = object.representation(for: headers, now: now, pipeline: pipeline),
-            let prepared = object.head(for: representation, inline: inline, pipeline: pipeline)
+            let (prepared, preparedBytes) = object.head(for: representation, inline: inline, pipeline: pipeline)
         else { return nil }
         let ageValue = Age.headerValue(age)
+        let cacheStatusValue = object.cacheStatusValue(cacheStatus)
         let keepAlive = request.keepAlive
         let strip = !configuration.cache.exposeSurrogateKeys
         // A head built from fields (not prepared): as the pipeline's sink builds it.
@@ -132,7 +133,7 @@ extension LoopHitState {
         var answer: HitAnswer
         let clientAnswer = ClientAnswer.decide(
             method: requestMethod, requestHeaders: headers, selected: prepared.selected,
-            rangeLength: prepared.bytes.length,
+            rangeLength: preparedBytes.length,
             maxRanges: configuration.server.maxRanges)
         switch clientAnswer {
         case .notModified:
@@ -145,7 +146,7 @@ extension LoopHitState {
             // Generated answers are the pipeline's.
             return nil
         case .whole, .range:
-            let length = prepared.bytes.length
+            let length = preparedBytes.length
             var status = record.response.status
             var lower: Int64 = 0
             var upper = length - 1
@@ -159,7 +160,7 @@ extension LoopHitState {
             if status == 206 {
                 var fields = prepared.fields
                 fields.add("Age", ageValue)
-                fields.add("Cache-Status", cacheStatus.headerValue)
+                fields.add("Cache-Status", cacheStatusValue)
                 fields.replace(
                     "Content-Range", with: ContentRange(first: lower, last: upper, completeLength: length).headerValue)
                 fields.replace("Content-Length", with: String(upper - lower + 1))
@@ -173,18 +174,18 @@ extension LoopHitState {
                     bytes.writeStaticString("Age: ")
                     bytes.writeString(ageValue)
                     bytes.writeStaticString("\r\nCache-Status: ")
-                    bytes.writeString(cacheStatus.headerValue)
+                    bytes.writeString(cacheStatusValue)
                     bytes.writeStaticString(keepAlive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n")
                     head = .serialised(bytes)
                 case .http2Frames:
                     var fields = prepared.http2Fields
                     fields.add(name: "age", value: ageValue, indexing: .nonIndexable)
-                    fields.add(name: "cache-status", value: cacheStatus.headerValue, indexing: .nonIndexable)
+                    fields.add(name: "cache-status", value: cacheStatusValue, indexing: .nonIndexable)
                     head = .fields(fields)
                 case .http1, .http2Stream:
                     var headers = prepared.template
                     headers.add(name: "Age", value: ageValue)
-                    headers.add(name: "Cache-Status", value: cacheStatus.headerValue)
+                    headers.add(name: "Cache-Status", value: cacheStatusValue)
                     if !keepAlive && form == .http1 { headers.add(name: "Connection", value: "close") }
                     head = .parts(
                         HTTPResponseHead(
@@ -193,7 +194,7 @@ extension LoopHitState {
             }
             let count = max(0, upper - lower + 1)
             let sendsBody = requestMethod != .head && count > 0
-            var bytes = prepared.bytes
+            var bytes = preparedBytes
             if sendsBody, bytes.inline == nil, bytes.length <= bytes.chunkSize {
                 // A one-chunk body the lookup did not read (a coding, or the identity body of an
                 // object with codings): read and check it before anything is sent, so that a

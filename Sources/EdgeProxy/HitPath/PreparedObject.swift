@@ -23,19 +23,35 @@ final class PreparedObject {
     let initialAge: Double
 
     /// A representation, its view of the response and its head for a whole 200 (or the stored
-    /// status), without Age and Cache-Status, which the hit appends.
-    struct Head {
-        var representation: Representation
-        var selected: StoredResponse
+    /// status), without Age and Cache-Status, which the hit appends. A class: a hit takes a
+    /// reference, not a copy of every field.
+    final class Head {
+        let representation: Representation
+        let selected: StoredResponse
         /// The fields as the pipeline would send them before Age and Cache-Status.
-        var fields: HeaderFields
-        var template: HTTPHeaders
+        let fields: HeaderFields
+        let template: HTTPHeaders
         /// The status line and `template` serialised (HTTP/1.1), without the blank line that
         /// ends the head; nil when a field could not be sent (the encoder then refuses it).
-        var serialised: ByteBuffer?
+        let serialised: ByteBuffer?
         /// `template` as an HTTP/2 header block (``HitAnswer/Head/fields``).
-        var http2Fields: HPACKHeaders
-        var bytes: StoredBytes
+        let http2Fields: HPACKHeaders
+        /// The body's bytes, without the body itself (``PreparedObject/head(for:inline:pipeline:)``
+        /// adds the one that came with a lookup).
+        let bytes: StoredBytes
+
+        init(
+            representation: Representation, selected: StoredResponse, fields: HeaderFields, template: HTTPHeaders,
+            serialised: ByteBuffer?, http2Fields: HPACKHeaders, bytes: StoredBytes
+        ) {
+            self.representation = representation
+            self.selected = selected
+            self.fields = fields
+            self.template = template
+            self.serialised = serialised
+            self.http2Fields = http2Fields
+            self.bytes = bytes
+        }
     }
 
     /// Representations chosen so far, by the request's Accept-Encoding value (nil key: none
@@ -56,6 +72,18 @@ final class PreparedObject {
         lifetime = pipeline.lifetime(of: record, cacheControl: cacheControl)
         initialAge = Age.correctedInitialAge(of: record.response)
         compression = pipeline.configuration.compression
+    }
+
+    /// The last Cache-Status this loop sent for the object, and its field value: hits within
+    /// the same second of TTL send the same one, built once.
+    private var lastCacheStatus: (status: CacheStatus, value: String)?
+
+    /// `status.headerValue`, remembered for the next hit.
+    func cacheStatusValue(_ status: CacheStatus) -> String {
+        if let last = lastCacheStatus, last.status == status { return last.value }
+        let value = status.headerValue
+        lastCacheStatus = (status, value)
+        return value
     }
 
     func age(at now: Double) -> Double {
@@ -89,15 +117,16 @@ final class PreparedObject {
         return choice.representation
     }
 
-    /// The head of a representation stored as bytes (nil for one decoded while sent).
+    /// The head of a representation stored as bytes (nil for one decoded while sent), and its
+    /// bytes with the body that came with this lookup (primary representation only).
     // Inlined into the hit (HitHandler.answer): since the pipeline is another module the
     // optimiser left it out of line, ~200 instructions a hit (tools/bench-instructions).
     @inline(__always)
     func head(
         for representation: Representation, inline: ByteBuffer?, pipeline: CachePipeline
-    ) -> Head? {
+    ) -> (head: Head, bytes: StoredBytes)? {
         if let head = heads[representation.source] {
-            return head.withInline(inline)
+            return (head, head.withInline(inline))
         }
         guard let bytes = StoredBytes(record, representation, inline: nil) else { return nil }
         let selected = pipeline.representationView(record, representation)
@@ -124,17 +153,17 @@ final class PreparedObject {
             serialised: serialised, http2Fields: HPACKHeaders(status: record.response.status, template),
             bytes: bytes)
         heads[representation.source] = head
-        return head.withInline(inline)
+        return (head, head.withInline(inline))
     }
 }
 
 extension PreparedObject.Head {
-    /// The same head with the body that came with this lookup (primary representation only).
-    fileprivate func withInline(_ inline: ByteBuffer?) -> Self {
-        guard case .primary = representation.source else { return self }
-        var head = self
-        head.bytes.inline = inline
-        return head
+    /// The bytes with the body that came with this lookup (primary representation only).
+    fileprivate func withInline(_ inline: ByteBuffer?) -> StoredBytes {
+        guard case .primary = representation.source else { return bytes }
+        var bytes = self.bytes
+        bytes.inline = inline
+        return bytes
     }
 }
 
