@@ -74,22 +74,29 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // Three of these per stream: compared by type first, since a failed cast of an Any costs
-        // as much as the rest of this handler's work on them.
+        // as much as the rest of this handler's work on them. The events of a stream answered on
+        // the connection stop here: the multiplexer has no channel for it.
         let type = ObjectIdentifier(Swift.type(of: event))
-        if type == Self.created {
+        if type == Self.created, let created = event as? NIOHTTP2StreamCreatedEvent {
             streams.opened(context.channel)
+            if let hits, hits.owns(created.streamID) { return }
         } else if type == Self.closed, let closed = event as? StreamClosedEvent {
-            hits?.streamClosed(closed.streamID)
             streams.closed(context.channel)
-        } else if type == Self.windowUpdated, let update = event as? NIOHTTP2WindowUpdatedEvent,
-            update.streamID == .rootStream, let size = update.inboundWindowSize, size <= connectionWindow / 2
-        {
-            // RFC 9113 §6.9.1: top the connection's window up once it has fallen to half. (The
-            // multiplexer keeps the stream windows; its own connection target is the stream one,
-            // which it acts on only below half of that, never reached above half of a larger one.)
-            let increment = HTTP2Frame(
-                streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
-            context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
+            if let hits, hits.streamClosed(closed.streamID) { return }
+        } else if type == Self.windowUpdated, let update = event as? NIOHTTP2WindowUpdatedEvent {
+            if update.streamID == .rootStream {
+                // RFC 9113 §6.9.1: top the connection's window up once it has fallen to half. (The
+                // multiplexer keeps the stream windows; its own connection target is the stream
+                // one, which it acts on only below half of that, never reached above half of a
+                // larger one.)
+                if let size = update.inboundWindowSize, size <= connectionWindow / 2 {
+                    let increment = HTTP2Frame(
+                        streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
+                    context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
+                }
+            } else if let hits, hits.owns(update.streamID) {
+                return
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

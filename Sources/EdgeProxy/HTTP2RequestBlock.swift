@@ -39,11 +39,17 @@ enum HTTP2RequestBlock {
             }
             regular = true
             if bytes.isEmpty || !bytes.allSatisfy(isLowerCaseTokenByte) { return "bad field name" }
-            switch name {
-            case "connection", "transfer-encoding", "proxy-connection", "keep-alive", "upgrade":
-                return "connection-specific field \(name)"
-            case "te" where value != "trailers":
-                return "TE other than trailers"
+            // Compared only at the lengths of the names below (a string switch compares each).
+            switch bytes.count {
+            case 2, 7, 10, 16, 17:
+                switch name {
+                case "connection", "transfer-encoding", "proxy-connection", "keep-alive", "upgrade":
+                    return "connection-specific field \(name)"
+                case "te" where value != "trailers":
+                    return "TE other than trailers"
+                default:
+                    break
+                }
             default:
                 break
             }

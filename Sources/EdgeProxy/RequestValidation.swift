@@ -22,9 +22,11 @@ public enum RequestValidation {
         }
     }
 
-    /// Validates one request head; nil when it may proceed.
+    /// Validates one request head; nil when it may proceed. `fieldsChecked`: the field names
+    /// and values have been checked already (an HTTP/2 header block, ``HTTP2RequestBlock``).
     public static func check(
-        method: String, uri: String, versionMajor: Int, versionMinor: Int, headers: HeaderFields, limits: Limits
+        method: String, uri: String, versionMajor: Int, versionMinor: Int, headers: HeaderFields, limits: Limits,
+        fieldsChecked: Bool = false
     ) -> Rejection? {
         if uri.utf8.count > limits.maxURILength {
             return Rejection(status: 414, reason: "request target longer than \(limits.maxURILength) bytes")
@@ -36,7 +38,7 @@ public enum RequestValidation {
         if headerBytes > limits.maxHeaderBytes {
             return Rejection(status: 431, reason: "header section larger than \(limits.maxHeaderBytes) bytes")
         }
-        for field in headers {
+        for field in headers where !fieldsChecked {
             // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
             if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
                 return Rejection(status: 400, reason: "control character in field \(field.name)")

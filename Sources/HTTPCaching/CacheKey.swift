@@ -29,7 +29,15 @@ public struct CacheKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The key as one string, e.g. `http://example.com/a?b`.
-    public var description: String { "\(scheme)://\(authority)\(pathAndQuery)" }
+    public var description: String {
+        // Appended, not interpolated: this is built on every hit (tools/bench-instructions).
+        var text = scheme
+        text.reserveCapacity(scheme.utf8.count + 3 + authority.utf8.count + pathAndQuery.utf8.count)
+        text += "://"
+        text += authority
+        text += pathAndQuery
+        return text
+    }
 
     /// The host part of the authority (no port).
     public var host: String {

@@ -29,7 +29,8 @@ final class HTTP2HitHandler {
     private let state: LoopHitState
     private let stallTimeout: TimeAmount
     private let peer: String?
-    /// Responses answered here whose DATA frame has not gone out yet, and when it was written.
+    /// Streams answered here that NIO has not closed yet — their last frame is still in its
+    /// flow-control buffer (or the close event has yet to come) — and when they were answered.
     private var pending: [HTTP2StreamID: NIODeadline] = [:]
     private var stallTimer: Scheduled<Void>?
     private var wrote = false
@@ -111,6 +112,10 @@ final class HTTP2HitHandler {
         }
         wrote = true
         state.record(answer, peer: peer)
+        // Until NIO closes the stream, which it does once the END_STREAM frame has left its
+        // flow-control buffer (``streamClosed(_:)``), the response may be waiting on the client's
+        // window.
+        pending[stream] = .now()
         guard let bytes = answer.bytes else {
             let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: true)
             context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
@@ -121,17 +126,17 @@ final class HTTP2HitHandler {
             at: bytes.inline!.readerIndex + Int(answer.lower), length: Int(answer.upper - answer.lower + 1))!
         let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: false)
         context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
-        // Pending until NIO closes the stream, which it does once this END_STREAM frame has left
-        // its flow-control buffer (``streamClosed(_:)``): until then the response may be waiting
-        // on the client's window.
-        pending[stream] = .now()
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(body), endStream: true)
         context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .data(data))), promise: nil)
     }
 
-    /// NIO closed a stream (its last frame went out, or it was reset).
-    func streamClosed(_ stream: HTTP2StreamID) {
-        if !pending.isEmpty { pending.removeValue(forKey: stream) }
+    /// Whether a stream is one answered here and still open.
+    func owns(_ stream: HTTP2StreamID) -> Bool { !pending.isEmpty && pending[stream] != nil }
+
+    /// NIO closed a stream (its last frame went out, or it was reset); whether it was one
+    /// answered here.
+    func streamClosed(_ stream: HTTP2StreamID) -> Bool {
+        !pending.isEmpty && pending.removeValue(forKey: stream) != nil
     }
 
     private func armStallTimer(context: ChannelHandlerContext) {

@@ -75,7 +75,7 @@ extension LoopHitState {
         guard
             RequestValidation.check(
                 method: method, uri: uri, versionMajor: 1, versionMinor: 1, headers: headers,
-                limits: RequestValidation.Limits(configuration.server)) == nil,
+                limits: RequestValidation.Limits(configuration.server), fieldsChecked: form == .http2Frames) == nil,
             let target = RequestTarget(uri: uri, host: headers["Host"])
         else { return nil }
         let key: CacheKey
