@@ -48,7 +48,8 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         if case .headers(let headers) = frame.payload {
             let opens = frame.streamID > lastStream
             if opens { lastStream = frame.streamID }
-            if let problem = HTTP2RequestBlock.problem(headers.headers, trailers: !opens) {
+            switch HTTP2RequestBlock.read(headers.headers, trailers: !opens) {
+            case .malformed(let problem):
                 logger.debug(
                     "HTTP/2 stream reset: malformed header block",
                     metadata: [
@@ -58,10 +59,12 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
                     wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .rstStream(.protocolError))),
                     promise: nil)
                 return
-            }
-            if opens, headers.endStream, let hits, hits.answered(headers.headers, on: frame.streamID, context: context)
-            {
-                return
+            case .request(let request):
+                if headers.endStream, let hits, hits.answered(request, on: frame.streamID, context: context) {
+                    return
+                }
+            case .trailers:
+                break
             }
         }
         context.fireChannelRead(data)

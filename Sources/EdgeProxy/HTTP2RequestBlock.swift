@@ -1,3 +1,4 @@
+import HTTPCaching
 import NIOHPACK
 
 /// The checks RFC 9113 §8.2 and §8.3 ask of a request's header block (and §8.1 of a trailer
@@ -10,43 +11,76 @@ import NIOHPACK
 /// and `:path` present (CONNECT: `:method` and `:authority` only); no connection-specific
 /// field; TE only "trailers"; values free of NUL, CR and LF.
 enum HTTP2RequestBlock {
+    /// A well-formed request block, read in the same pass that checked it.
+    struct Request {
+        var method = ""
+        var path: String?
+        var authority: String?
+        /// The regular fields, in order.
+        var fields: [HeaderFields.Field] = []
+        var hasHost = false
+        var hasContentLength = false
+    }
+
+    enum Reading {
+        case request(Request)
+        case trailers
+        /// Why the block is malformed.
+        case malformed(String)
+    }
+
     /// Why a request (or, with `trailers`, a trailer) block is malformed; nil when it is not.
     static func problem(_ block: HPACKHeaders, trailers: Bool) -> String? {
+        if case .malformed(let problem) = read(block, trailers: trailers) { return problem }
+        return nil
+    }
+
+    /// Checks a request (or, with `trailers`, a trailer) block and reads a request's parts.
+    static func read(_ block: HPACKHeaders, trailers: Bool) -> Reading {
         var seen: UInt8 = 0
         var regular = false
-        var connect = false
+        var request = Request()
+        if !trailers { request.fields.reserveCapacity(block.count) }
         for (name, value, _) in block {
             let bytes = name.utf8
             if bytes.first == UInt8(ascii: ":") {
-                if regular { return "pseudo-header field \(name) after a regular field" }
-                if trailers { return "pseudo-header field \(name) in trailers" }
+                if regular { return .malformed("pseudo-header field \(name) after a regular field") }
+                if trailers { return .malformed("pseudo-header field \(name) in trailers") }
                 let bit: UInt8
                 switch name {
                 case ":method":
                     bit = 1
-                    connect = value == "CONNECT"
+                    request.method = value
                 case ":scheme": bit = 2
-                case ":path": bit = 4
-                case ":authority": bit = 8
-                default: return "unknown pseudo-header field \(name)"
+                case ":path":
+                    bit = 4
+                    request.path = value
+                case ":authority":
+                    bit = 8
+                    request.authority = value
+                default: return .malformed("unknown pseudo-header field \(name)")
                 }
-                if seen & bit != 0 { return "repeated pseudo-header field \(name)" }
+                if seen & bit != 0 { return .malformed("repeated pseudo-header field \(name)") }
                 seen |= bit
                 if value.utf8.isEmpty || value.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
-                    return "bad value for \(name)"
+                    return .malformed("bad value for \(name)")
                 }
                 continue
             }
             regular = true
-            if bytes.isEmpty || !bytes.allSatisfy(isLowerCaseTokenByte) { return "bad field name" }
+            if bytes.isEmpty || !bytes.allSatisfy(isLowerCaseTokenByte) { return .malformed("bad field name") }
             // Compared only at the lengths of the names below (a string switch compares each).
             switch bytes.count {
-            case 2, 7, 10, 16, 17:
+            case 2, 4, 7, 10, 14, 16, 17:
                 switch name {
                 case "connection", "transfer-encoding", "proxy-connection", "keep-alive", "upgrade":
-                    return "connection-specific field \(name)"
+                    return .malformed("connection-specific field \(name)")
                 case "te" where value != "trailers":
-                    return "TE other than trailers"
+                    return .malformed("TE other than trailers")
+                case "host":
+                    request.hasHost = true
+                case "content-length":
+                    request.hasContentLength = true
                 default:
                     break
                 }
@@ -54,14 +88,18 @@ enum HTTP2RequestBlock {
                 break
             }
             if value.utf8.contains(where: { $0 == 0x00 || $0 == 0x0A || $0 == 0x0D }) {
-                return "bad value for \(name)"
+                return .malformed("bad value for \(name)")
             }
+            if !trailers { request.fields.append(HeaderFields.Field(name: name, value: value)) }
         }
-        if trailers { return nil }
+        if trailers { return .trailers }
+        let connect = request.method == "CONNECT"
         let required: UInt8 = connect ? 1 | 8 : 1 | 2 | 4
         let allowed: UInt8 = connect ? 1 | 8 : 1 | 2 | 4 | 8
-        if seen & required != required || seen & ~allowed != 0 { return "missing or extra pseudo-header fields" }
-        return nil
+        if seen & required != required || seen & ~allowed != 0 {
+            return .malformed("missing or extra pseudo-header fields")
+        }
+        return .request(request)
     }
 
     /// A token character (RFC 9110 §5.6.2) that is not an upper-case letter.

@@ -30,8 +30,10 @@ final class HTTP2HitHandler {
     private let stallTimeout: TimeAmount
     private let peer: String?
     /// Streams answered here that NIO has not closed yet — their last frame is still in its
-    /// flow-control buffer (or the close event has yet to come) — and when they were answered.
-    private var pending: [HTTP2StreamID: NIODeadline] = [:]
+    /// flow-control buffer (or the close event has yet to come) — and when they were answered,
+    /// oldest first. A few at a time (at most the concurrent streams): an array searched from
+    /// the front costs less than hashing.
+    private var pending: [(stream: HTTP2StreamID, since: NIODeadline)] = []
     private var stallTimer: Scheduled<Void>?
     private var wrote = false
 
@@ -48,8 +50,12 @@ final class HTTP2HitHandler {
 
     /// Answers the request whose whole header block this is, if the store can; false passes
     /// the stream on.
-    func answered(_ block: HPACKHeaders, on stream: HTTP2StreamID, context: ChannelHandlerContext) -> Bool {
-        guard let answer = answer(block) else { return false }
+    func answered(
+        _ request: HTTP2RequestBlock.Request, on stream: HTTP2StreamID, context: ChannelHandlerContext
+    )
+        -> Bool
+    {
+        guard let answer = answer(request) else { return false }
         send(answer, on: stream, context: context)
         return true
     }
@@ -65,39 +71,22 @@ final class HTTP2HitHandler {
 
     // MARK: deciding
 
-    /// The request in an HTTP/2 header block, answered from the store if it can be; nil
-    /// passes the stream on. As NIO's HTTP/2-to-HTTP/1 codec does, `:authority` stands for a
-    /// missing Host field (RFC 9113 §8.3.1).
-    private func answer(_ block: HPACKHeaders) -> HitAnswer? {
-        var method: HTTPMethod?
-        var path: String?
-        var authority: String?
-        var hasHost = false
-        var fields: [HeaderFields.Field] = []
-        fields.reserveCapacity(block.count)
-        for (name, value, _) in block {
-            if name.utf8.first == UInt8(ascii: ":") {
-                switch name {
-                case ":method":
-                    switch value {
-                    case "GET": method = .GET
-                    case "HEAD": method = .HEAD
-                    default: return nil
-                    }
-                case ":path": path = value
-                case ":authority": authority = value
-                case ":scheme": break
-                default: return nil
-                }
-                continue
-            }
-            // A body announced on a stream that has ended is the pipeline's to refuse.
-            if name == "content-length" { return nil }
-            if name == "host" { hasHost = true }
-            fields.append(HeaderFields.Field(name: name, value: value))
+    /// The request of a (checked) HTTP/2 header block, answered from the store if it can be;
+    /// nil passes the stream on. As NIO's HTTP/2-to-HTTP/1 codec does, `:authority` stands for
+    /// a missing Host field (RFC 9113 §8.3.1).
+    private func answer(_ block: HTTP2RequestBlock.Request) -> HitAnswer? {
+        let method: HTTPMethod
+        switch block.method {
+        case "GET": method = .GET
+        case "HEAD": method = .HEAD
+        default: return nil
         }
-        guard let method, let path else { return nil }
-        if !hasHost, let authority { fields.insert(HeaderFields.Field(name: "host", value: authority), at: 0) }
+        // A body announced on a stream that has ended is the pipeline's to refuse.
+        guard let path = block.path, !block.hasContentLength else { return nil }
+        var fields = block.fields
+        if !block.hasHost, let authority = block.authority {
+            fields.insert(HeaderFields.Field(name: "host", value: authority), at: 0)
+        }
         let request = HitRequest(
             method: method, uri: path, headers: HeaderFields(fields: fields), version: .http2, keepAlive: true,
             peer: peer)
@@ -115,7 +104,7 @@ final class HTTP2HitHandler {
         // Until NIO closes the stream, which it does once the END_STREAM frame has left its
         // flow-control buffer (``streamClosed(_:)``), the response may be waiting on the client's
         // window.
-        pending[stream] = .now()
+        pending.append((stream, .now()))
         guard let bytes = answer.bytes else {
             let headers = HTTP2Frame.FramePayload.Headers(headers: fields, endStream: true)
             context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .headers(headers))), promise: nil)
@@ -131,16 +120,18 @@ final class HTTP2HitHandler {
     }
 
     /// Whether a stream is one answered here and still open.
-    func owns(_ stream: HTTP2StreamID) -> Bool { !pending.isEmpty && pending[stream] != nil }
+    func owns(_ stream: HTTP2StreamID) -> Bool { pending.contains { $0.stream == stream } }
 
     /// NIO closed a stream (its last frame went out, or it was reset); whether it was one
     /// answered here.
     func streamClosed(_ stream: HTTP2StreamID) -> Bool {
-        !pending.isEmpty && pending.removeValue(forKey: stream) != nil
+        guard let index = pending.firstIndex(where: { $0.stream == stream }) else { return false }
+        pending.remove(at: index)
+        return true
     }
 
     private func armStallTimer(context: ChannelHandlerContext) {
-        guard stallTimer == nil, let oldest = pending.values.min() else { return }
+        guard stallTimer == nil, let oldest = pending.first?.since else { return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         stallTimer = context.eventLoop.scheduleTask(deadline: oldest + stallTimeout) {
             let (handler, context) = bound.value
@@ -152,8 +143,8 @@ final class HTTP2HitHandler {
     private func resetStalled(context: ChannelHandlerContext) {
         let now = NIODeadline.now()
         var reset = false
-        for (stream, since) in pending where now - since >= stallTimeout {
-            pending.removeValue(forKey: stream)
+        while let (stream, since) = pending.first, now - since >= stallTimeout {
+            pending.removeFirst()
             reset = true
             state.logger.notice(
                 "HTTP/2 stream reset: the client let no data through for the stall timeout",

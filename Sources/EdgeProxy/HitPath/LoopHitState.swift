@@ -90,8 +90,8 @@ final class LoopHitState {
 
     /// Notes a hit for the LRU order and the object's hit counter.
     func touch(_ id: UInt64, at time: Double) {
-        let previous = touches[id]
-        touches[id] = ((previous?.count ?? 0) + 1, max(previous?.last ?? 0, time))
+        // One hash of the id: the entry is changed in place.
+        Self.bump(&touches[id, default: (0, 0)], at: time)
         if touches.count >= LoopHitState.lruBatch || time - lastHandOver >= LoopHitState.lruInterval {
             handOver(at: time)
         } else if !handOverScheduled {
@@ -103,6 +103,11 @@ final class LoopHitState {
                 state.value.handOver(at: state.value.lastHandOver + LoopHitState.lruInterval)
             }
         }
+    }
+
+    private static func bump(_ entry: inout (count: Int, last: Double), at time: Double) {
+        entry.count += 1
+        entry.last = max(entry.last, time)
     }
 
     private func handOver(at time: Double) {
