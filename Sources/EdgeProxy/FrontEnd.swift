@@ -66,6 +66,8 @@ extension OutpostServer.FrontEnd {
     ) throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(NIOSSLServerHandler(context: certificates.withLockedValue { $0.context }))
+        // One TLS record for the small writes of one flush, not one each.
+        try sync.addHandler(TLSRecordCoalescer())
         let deadline = channel.eventLoop.scheduleTask(
             in: .milliseconds(Int64(configuration.server.requestHeaderTimeout * 1000))
         ) {
