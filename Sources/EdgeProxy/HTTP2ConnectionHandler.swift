@@ -97,7 +97,7 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
                         streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
                     context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
                 }
-            } else if let hits, hits.owns(update.streamID) {
+            } else if let hits, hits.windowMoved(update.streamID) {
                 return
             }
         }

@@ -16,6 +16,8 @@ final class TLSRecordCoalescer: ChannelOutboundHandler, RemovableChannelHandler 
     static let recordSize = 16 * 1024
 
     private var gathered: ByteBuffer?
+    /// Whether `gathered` is a buffer of ours (else the one write it holds, not copied).
+    private var joined = false
     /// The promises of the writes in `gathered`, completed with its write.
     private var promises: [EventLoopPromise<Void>] = []
 
@@ -29,10 +31,18 @@ final class TLSRecordCoalescer: ChannelOutboundHandler, RemovableChannelHandler 
         }
         if let gathered, gathered.readableBytes + size > Self.recordSize { emit(context: context) }
         if gathered == nil {
-            var joined = context.channel.allocator.buffer(capacity: Self.recordSize)
-            joined.writeBuffer(&buffer)
-            gathered = joined
+            // Kept as it is until a second write comes: a lone write is never copied.
+            gathered = buffer
+            joined = false
         } else {
+            if !joined {
+                var first = gathered!
+                var copy = context.channel.allocator.buffer(
+                    capacity: min(Self.recordSize, 4 * (first.readableBytes + size)))
+                copy.writeBuffer(&first)
+                gathered = copy
+                joined = true
+            }
             gathered!.writeBuffer(&buffer)
         }
         if let promise { promises.append(promise) }

@@ -15,6 +15,11 @@ struct HTTP2FloodTests {
     /// An Outpost process with a TLS listener, low flood limits and a short stall timeout.
     static func withNode(_ body: (OutpostProcess, Int) async throws -> Void) async throws {
         let origin = try await TestOrigin.start { request in
+            if request.path == "/medium" {
+                return OriginResponse(
+                    headers: [("Cache-Control", "max-age=600"), ("Content-Type", "application/octet-stream")],
+                    bytes: Array(repeating: 0x62, count: 200 * 1024))
+            }
             if request.path == "/big" {
                 return OriginResponse(
                     headers: [("Cache-Control", "max-age=600"), ("Content-Type", "application/octet-stream")],
@@ -223,6 +228,43 @@ struct HTTP2FloodTests {
             #expect(next.status == 200 && next.text == "body of /m")
             #expect(client.goAway == nil)
             await client.close()
+        }
+    }
+
+    @Test("a slow client that keeps opening its window is not reset, however long the response takes")
+    func slowButMoving() async throws {
+        try await Self.withNode { _, port in
+            let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
+            #expect(try await warm.get("/medium").body.count == 200 * 1024)  // stored: one chunk, a hit on the connection
+            await warm.close()
+            // Windows of 48 KiB, opened by 48 KiB a second: about four seconds for 200 KiB,
+            // more than twice the stall timeout (1.5 s), with progress every second.
+            let slow = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext(), settings: [(0x4, 48 * 1024)])
+            let stream = slow.openStream()
+            try await slow.send(
+                RawHTTP2.frame(
+                    Frame.headers, Frame.endHeaders | Frame.endStream, stream, try slow.headerBlock(path: "/medium")))
+            let started = ContinuousClock.now
+            var received = 0
+            var granted = 48 * 1024
+            var ended = false
+            while !ended && ContinuousClock.now - started < .seconds(20) {
+                let frame = try await slow.nextFrame(on: stream)
+                #expect(frame.type != Frame.rstStream, "reset after \(received) bytes")
+                if frame.type == Frame.rstStream { break }
+                if frame.type == Frame.data { received += frame.payload.readableBytes }
+                ended = frame.flags & Frame.endStream != 0
+                if !ended && received >= granted {
+                    // The window is used up: open it a second later.
+                    try await Task.sleep(for: .seconds(1))
+                    try await slow.windowUpdate(stream: stream, by: 48 * 1024)
+                    try await slow.windowUpdate(stream: 0, by: 48 * 1024)
+                    granted += 48 * 1024
+                }
+            }
+            #expect(ended && received == 200 * 1024)
+            #expect(ContinuousClock.now - started > .milliseconds(1500), "not slower than the stall timeout")
+            await slow.close()
         }
     }
 }

@@ -21,18 +21,19 @@ import NIOHTTP2
 /// RST_STREAM) reach the multiplexer as frames of an unknown stream, an error the connection
 /// handler ignores.
 ///
-/// Zero-window stalls: a response whose DATA frame has not left NIO's flow-control buffer
-/// (its stream is not closed) `http2.stall_timeout` seconds after it was written is reset (RST_STREAM CANCEL), as ``StallGuard`` does on stream
-/// channels. A body answered here is at most ``HitAnswer/http2FrameBodyLimit`` bytes, so a
-/// client that takes it at all takes it well within the timeout.
+/// Zero-window stalls: a response still in NIO's flow-control buffer (its stream not closed)
+/// whose window has not moved for `http2.stall_timeout` seconds is reset (RST_STREAM CANCEL),
+/// as ``StallGuard`` does on stream channels. A body answered here is one already in memory
+/// (one stored chunk, at most ``HitAnswer/http2FrameBodyLimit`` bytes), so what NIO buffers is
+/// a slice of it, never a copy.
 final class HTTP2HitHandler {
     private let state: LoopHitState
     private let stallTimeout: TimeAmount
     private let peer: String?
     /// Streams answered here that NIO has not closed yet — their last frame is still in its
-    /// flow-control buffer (or the close event has yet to come) — and when they were answered,
-    /// oldest first. A few at a time (at most the concurrent streams): an array searched from
-    /// the front costs less than hashing.
+    /// flow-control buffer (or the close event has yet to come) — and when they last made
+    /// progress (were answered, or their window moved). A few at a time (at most the
+    /// concurrent streams): an array searched from the front costs less than hashing.
     private var pending: [(stream: HTTP2StreamID, since: NIODeadline)] = []
     private var stallTimer: Scheduled<Void>?
     private var wrote = false
@@ -122,6 +123,14 @@ final class HTTP2HitHandler {
     /// Whether a stream is one answered here and still open.
     func owns(_ stream: HTTP2StreamID) -> Bool { pending.contains { $0.stream == stream } }
 
+    /// A stream's flow-control window moved (NIO sent some of it, or the client opened it):
+    /// progress, if it is one answered here; whether it is.
+    func windowMoved(_ stream: HTTP2StreamID) -> Bool {
+        guard let index = pending.firstIndex(where: { $0.stream == stream }) else { return false }
+        pending[index].since = .now()
+        return true
+    }
+
     /// NIO closed a stream (its last frame went out, or it was reset); whether it was one
     /// answered here.
     func streamClosed(_ stream: HTTP2StreamID) -> Bool {
@@ -131,7 +140,7 @@ final class HTTP2HitHandler {
     }
 
     private func armStallTimer(context: ChannelHandlerContext) {
-        guard stallTimer == nil, let oldest = pending.first?.since else { return }
+        guard stallTimer == nil, let oldest = pending.lazy.map(\.since).min() else { return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         stallTimer = context.eventLoop.scheduleTask(deadline: oldest + stallTimeout) {
             let (handler, context) = bound.value
@@ -143,14 +152,14 @@ final class HTTP2HitHandler {
     private func resetStalled(context: ChannelHandlerContext) {
         let now = NIODeadline.now()
         var reset = false
-        while let (stream, since) = pending.first, now - since >= stallTimeout {
-            pending.removeFirst()
+        for (stream, since) in pending where now - since >= stallTimeout {
             reset = true
             state.logger.notice(
                 "HTTP/2 stream reset: the client let no data through for the stall timeout",
                 metadata: ["peer": "\(peer ?? "-")", "stream": "\(stream)"])
             context.write(NIOAny(HTTP2Frame(streamID: stream, payload: .rstStream(.cancel))), promise: nil)
         }
+        pending.removeAll { now - $0.since >= stallTimeout }
         if reset { context.flush() }
         armStallTimer(context: context)
     }

@@ -27,14 +27,14 @@ struct HitAnswer {
         case http1
         /// An HTTP/2 stream channel behind NIO's HTTP/2-to-HTTP/1 codec.
         case http2Stream
-        /// HTTP/2 frames written on the connection: only bodies in memory and of at most
-        /// ``HitAnswer/http2FrameBodyLimit`` bytes (longer ones stream from the store on a stream
-        /// channel, with its back-pressure).
+        /// HTTP/2 frames written on the connection: only bodies in memory (one stored chunk) of
+        /// at most ``HitAnswer/http2FrameBodyLimit`` bytes; longer ones stream from the store,
+        /// chunk by chunk, on a stream channel with its back-pressure.
         case http2Frames
     }
 
     /// The longest body ``HTTP2HitHandler`` answers on the connection.
-    static let http2FrameBodyLimit: Int64 = 64 << 10
+    static let http2FrameBodyLimit: Int64 = 1 << 20
 
     var head: Head
     var bytes: StoredBytes?
