@@ -91,7 +91,7 @@ extension OutpostServer.FrontEnd {
     }
 
     /// HTTP/2 (RFC 9113): NIO's frame handler with the `[http2]` limits; hits answered on the
-    /// connection (``HTTP2HitHandler``); every other stream through NIO's multiplexer to a
+    /// connection (``HTTP2ConnectionHits``); every other stream through NIO's multiplexer to a
     /// channel of its own with the same hit path and pass handler as an HTTP/1.1 request,
     /// through NIO's HTTP/2 to HTTP/1 codec. The connection is busy (for a graceful shutdown)
     /// while it has streams, closes after `server.idle_timeout` without any, and at a drain once
@@ -124,7 +124,7 @@ extension OutpostServer.FrontEnd {
         try sync.addHandler(
             NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: stream))
         let hits = hitPath?.state(for: channel.eventLoop).map {
-            HTTP2HitHandler(
+            HTTP2ConnectionHits(
                 state: $0, stallTimeout: limits.stallTimeout,
                 peer: channel.remoteAddress?.ipAddress)
         }

@@ -9,7 +9,7 @@ import NIOHTTP2
 ///
 /// - a malformed request or trailer block (``HTTP2RequestBlock``) resets its stream with
 ///   PROTOCOL_ERROR (RFC 9113 §8.1.1) before anything else sees it;
-/// - a hit is answered on the connection (``HTTP2HitHandler``); every other stream passes on
+/// - a hit is answered on the connection (``HTTP2ConnectionHits``); every other stream passes on
 ///   to the multiplexer and a stream channel of its own;
 /// - NIO's stream events keep the stream count (``HTTP2StreamCount``: busy, idle timeout,
 ///   drain) and the connection's inbound window at `http2.connection_window_size`;
@@ -21,7 +21,7 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias OutboundOut = HTTP2Frame
 
     private let streams: HTTP2StreamCount
-    private let hits: HTTP2HitHandler?
+    private let hits: HTTP2ConnectionHits?
     private let connectionWindow: Int
     private let logger: Logger
     /// Client streams are numbered upwards (RFC 9113 §5.1.1): a HEADERS frame on a stream above
@@ -29,7 +29,7 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private var lastStream = HTTP2StreamID(0)
     private var loggedError = false
 
-    init(streams: HTTP2StreamCount, hits: HTTP2HitHandler?, connectionWindow: Int, logger: Logger) {
+    init(streams: HTTP2StreamCount, hits: HTTP2ConnectionHits?, connectionWindow: Int, logger: Logger) {
         self.streams = streams
         self.hits = hits
         self.connectionWindow = connectionWindow

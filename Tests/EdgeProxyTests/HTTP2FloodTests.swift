@@ -137,7 +137,7 @@ struct HTTP2FloodTests {
     func zeroWindowStall() async throws {
         try await Self.withNode { node, port in
             // The misses first (so the stall is on the hit path too), with windows opened as
-            // usual. A small hit is answered on the connection (HTTP2HitHandler), a large one
+            // usual. A small hit is answered on the connection (HTTP2ConnectionHits), a large one
             // streams from the store on a stream channel (StallGuard): both are reset.
             let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
             #expect(try await warm.get("/big").body.count == 512 * 1024)

@@ -17,7 +17,7 @@ struct HitAnswer {
         /// written after ``PreparedResponse/head``.
         case serialised(ByteBuffer)
         /// An HTTP/2 header block, `:status` first, names lower-case (RFC 9113 §8.2), for a
-        /// HEADERS frame written by ``HTTP2HitHandler``.
+        /// HEADERS frame written by ``HTTP2ConnectionHits``.
         case fields(HPACKHeaders)
     }
 
@@ -33,7 +33,7 @@ struct HitAnswer {
         case http2Frames
     }
 
-    /// The longest body ``HTTP2HitHandler`` answers on the connection.
+    /// The longest body ``HTTP2ConnectionHits`` answers on the connection.
     static let http2FrameBodyLimit: Int64 = 1 << 20
 
     var head: Head

@@ -197,7 +197,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.head(PreparedResponse.head)), promise: nil)
             serialised = bytes
         case .fields:
-            preconditionFailure("HTTP/2 header blocks are HTTP2HitHandler's")
+            preconditionFailure("HTTP/2 header blocks are HTTP2ConnectionHits's")
         }
         guard let bytes = answer.bytes else {
             if let serialised { context.write(wrapOutboundOut(.body(.byteBuffer(serialised))), promise: nil) }

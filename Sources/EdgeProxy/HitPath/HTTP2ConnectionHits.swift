@@ -26,7 +26,7 @@ import NIOHTTP2
 /// as ``StallGuard`` does on stream channels. A body answered here is one already in memory
 /// (one stored chunk, at most ``HitAnswer/http2FrameBodyLimit`` bytes), so what NIO buffers is
 /// a slice of it, never a copy.
-final class HTTP2HitHandler {
+final class HTTP2ConnectionHits {
     private let state: LoopHitState
     private let stallTimeout: TimeAmount
     private let peer: String?
