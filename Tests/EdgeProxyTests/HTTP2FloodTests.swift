@@ -235,7 +235,8 @@ struct HTTP2FloodTests {
     func slowButMoving() async throws {
         try await Self.withNode { _, port in
             let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
-            #expect(try await warm.get("/medium").body.count == 200 * 1024)  // stored: one chunk, a hit on the connection
+            // Stored as one chunk: its hits are answered on the connection.
+            #expect(try await warm.get("/medium").body.count == 200 * 1024)
             await warm.close()
             // Windows of 48 KiB, opened by 48 KiB a second: about four seconds for 200 KiB,
             // more than twice the stall timeout (1.5 s), with progress every second.
