@@ -15,11 +15,10 @@ import NIOHTTP2
 ///
 /// Run by ``HTTP2ConnectionHandler``, between `NIOHTTP2Handler` and `HTTP2StreamMultiplexer`,
 /// once the header block has been checked (RFC 9113 §8.2, §8.3). NIO has applied flow control
-/// and the flood limits;
-/// it buffers a DATA frame its window cannot take yet, and closes the stream once the END_STREAM
-/// frame has gone out. Frames that arrive later for a stream answered here (WINDOW_UPDATE,
-/// RST_STREAM) reach the multiplexer as frames of an unknown stream, an error the connection
-/// handler ignores.
+/// and the flood limits; it buffers a DATA frame its window cannot take yet, and closes the
+/// stream once the END_STREAM frame has gone out. The stream's events stop at the connection
+/// handler; frames that arrive later for it (WINDOW_UPDATE, RST_STREAM) reach the multiplexer
+/// as frames of a stream it does not know, which it drops with an error nothing acts on.
 ///
 /// Zero-window stalls: a response still in NIO's flow-control buffer (its stream not closed)
 /// whose window has not moved for `http2.stall_timeout` seconds is reset (RST_STREAM CANCEL),
