@@ -37,9 +37,26 @@ package struct RequestExplanation: Codable, Equatable, Sendable {
     /// Conditional fields a revalidation sends upstream.
     package var revalidateWith: [Field]?
 
+    /// A request field and its value (nil: absent), as Vary selected a variant by it or a
+    /// revalidation sends it; `outpost inspect show` and `explain` both report these.
     package struct Field: Codable, Equatable, Sendable {
         package var field: String
         package var value: String?
+
+        package init(field: String, value: String?) {
+            self.field = field
+            self.value = value
+        }
+
+        /// The values a stored variant was selected by (its secondary key; empty: no Vary).
+        package static func selecting(fromSecondaryKey key: String) -> [Field] {
+            Vary.selectingValues(fromSecondaryKey: key).map { Field(field: $0.name, value: $0.value) }
+        }
+
+        /// Fields as the inspect tables show them: `Name="value"`, or `Name=(absent)`.
+        package static func shown(_ fields: [Field]) -> String {
+            fields.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(separator: ", ")
+        }
     }
 
     package struct Mismatch: Codable, Equatable, Sendable {
@@ -139,13 +156,12 @@ package struct RequestExplanation: Codable, Equatable, Sendable {
         let fields =
             vary.fieldNames.isEmpty
             ? []
-            : Vary.selectingValues(fromSecondaryKey: record.secondaryKey).map { Field(field: $0.name, value: $0.value) }
+            : Field.selecting(fromSecondaryKey: record.secondaryKey)
         selectedBy = fields
         reasons.append(
             fields.isEmpty
                 ? "variant \(index + 1) of \(variants) is selected (the response has no Vary)"
-                : "variant \(index + 1) of \(variants) is selected by Vary: "
-                    + fields.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(separator: ", ")
+                : "variant \(index + 1) of \(variants) is selected by Vary: " + Field.shown(fields)
         )
     }
 

@@ -37,12 +37,6 @@ public struct Inspection {
 
     // MARK: show
 
-    public struct SelectingValue: Codable, Equatable, Sendable {
-        public var field: String
-        /// nil: the request that stored it did not have the field.
-        public var value: String?
-    }
-
     public struct StoredCoding: Codable, Equatable, Sendable {
         public var coding: String
         public var bytes: Int
@@ -51,7 +45,8 @@ public struct Inspection {
     public struct VariantReport: Codable, Equatable, Sendable {
         public var objectID: UInt64
         /// The request values Vary selected this variant by (empty: the response has no Vary).
-        public var selectedBy: [SelectingValue]
+        /// nil values: the request that stored it did not have the field.
+        package var selectedBy: [RequestExplanation.Field]
         public var status: Int
         public var headers: [[String]]
         public var etag: String?
@@ -110,9 +105,7 @@ public struct Inspection {
         }
         return VariantReport(
             objectID: record.id,
-            selectedBy: Vary.selectingValues(fromSecondaryKey: record.secondaryKey).map {
-                SelectingValue(field: $0.name, value: $0.value)
-            },
+            selectedBy: RequestExplanation.Field.selecting(fromSecondaryKey: record.secondaryKey),
             status: response.status,
             headers: response.headers.map { [$0.name, $0.value] },
             etag: response.headers["ETag"],
@@ -164,9 +157,7 @@ public struct Inspection {
                 "\(index) of \(explanation.variants)"
                     + (fields.isEmpty
                         ? " (no Vary)"
-                        : ", selected by "
-                            + fields.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(
-                                separator: ", ")),
+                        : ", selected by " + RequestExplanation.Field.shown(fields)),
             ])
         } else if explanation.variants > 0 {
             rows.append(["variant", "none of \(explanation.variants) matches"])
@@ -253,10 +244,7 @@ public struct Inspection {
             out += "\nvariant \(index + 1) (object \(variant.objectID))\n"
             var rows: [[String]] = []
             let selection =
-                variant.selectedBy.isEmpty
-                ? "(no Vary)"
-                : variant.selectedBy.map { "\($0.field)=\($0.value.map { "\"\($0)\"" } ?? "(absent)")" }.joined(
-                    separator: ", ")
+                variant.selectedBy.isEmpty ? "(no Vary)" : RequestExplanation.Field.shown(variant.selectedBy)
             rows.append(["selected by", selection])
             rows.append(["status", String(variant.status) + (variant.part.map { " (part: \($0))" } ?? "")])
             rows.append(["validators", "etag \(variant.etag ?? "-"), last-modified \(variant.lastModified ?? "-")"])
