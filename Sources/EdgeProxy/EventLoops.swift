@@ -18,11 +18,10 @@ enum EventLoops {
         return max(1, min(System.coreCount, affinityCount() ?? System.coreCount))
     }
 
-    /// The group for a `server.event_loops` value: NIO's shared group when it has that many
-    /// loops, else one made for the count and kept for the life of the process (as the shared
+    /// A group of `count` loops (``count(configured:)``): NIO's shared group when it has that
+    /// many, else one made for the count and kept for the life of the process (as the shared
     /// group is), so servers started again in one process (tests, a restart in place) share it.
-    static func group(configured: Int) -> MultiThreadedEventLoopGroup {
-        let count = count(configured: configured)
+    static func group(loops count: Int) -> MultiThreadedEventLoopGroup {
         if count == System.coreCount { return .singleton }
         return groups.withLockedValue { groups in
             if let group = groups[count] { return group }

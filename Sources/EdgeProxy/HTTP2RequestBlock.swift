@@ -16,7 +16,8 @@ enum HTTP2RequestBlock {
         var method = ""
         var path: String?
         var authority: String?
-        /// The regular fields, in order.
+        /// The regular fields, in order; first a Host from `:authority` when the block has no
+        /// Host field, as NIO's HTTP/2-to-HTTP/1 codec makes it (RFC 9113 §8.3.1).
         var fields: [HeaderFields.Field] = []
         var hasHost = false
         var hasContentLength = false
@@ -98,6 +99,9 @@ enum HTTP2RequestBlock {
         let allowed: UInt8 = connect ? 1 | 8 : 1 | 2 | 4 | 8
         if seen & required != required || seen & ~allowed != 0 {
             return .malformed("missing or extra pseudo-header fields")
+        }
+        if !request.hasHost, let authority = request.authority {
+            request.fields.insert(HeaderFields.Field(name: "host", value: authority), at: 0)
         }
         return .request(request)
     }

@@ -101,13 +101,13 @@ public final class OutpostServer: Sendable {
                 "damaged store value found and not served; removing what holds it",
                 metadata: ["damage": "\(corruption)"])
         }
-        let group = EventLoops.group(configured: configuration.server.eventLoops)
+        let loops = EventLoops.count(configured: configuration.server.eventLoops)
+        let group = EventLoops.group(loops: loops)
         self.group = group
         logger.info(
             "event loops",
             metadata: [
-                "count": "\(EventLoops.count(configured: configuration.server.eventLoops))",
-                "cpus_allowed": "\(EventLoops.affinityCount().map(String.init) ?? "-")",
+                "count": "\(loops)", "cpus_allowed": "\(EventLoops.affinityCount().map(String.init) ?? "-")",
             ])
         let upstream: UpstreamPool
         do {

@@ -72,8 +72,8 @@ final class HTTP2ConnectionHits {
     // MARK: deciding
 
     /// The request of a (checked) HTTP/2 header block, answered from the store if it can be;
-    /// nil passes the stream on. As NIO's HTTP/2-to-HTTP/1 codec does, `:authority` stands for
-    /// a missing Host field (RFC 9113 §8.3.1).
+    /// nil passes the stream on. Its fields carry the Host `:authority` stands for
+    /// (``HTTP2RequestBlock/Request/fields``).
     private func answer(_ block: HTTP2RequestBlock.Request) -> HitAnswer? {
         let method: HTTPMethod
         switch block.method {
@@ -83,12 +83,8 @@ final class HTTP2ConnectionHits {
         }
         // A body announced on a stream that has ended is the pipeline's to refuse.
         guard let path = block.path, !block.hasContentLength else { return nil }
-        var fields = block.fields
-        if !block.hasHost, let authority = block.authority {
-            fields.insert(HeaderFields.Field(name: "host", value: authority), at: 0)
-        }
         let request = HitRequest(
-            method: method, uri: path, headers: HeaderFields(fields: fields), version: .http2, keepAlive: true,
+            method: method, uri: path, headers: HeaderFields(fields: block.fields), version: .http2, keepAlive: true,
             peer: peer)
         return state.answer(request, form: .http2Frames)
     }
