@@ -7,7 +7,23 @@ import OutpostConfig
 /// same checks, and each lists every problem it finds (docs/operations.md).
 public enum ConfigurationCheck {
     public static func problems(in configuration: OutpostConfiguration) -> [String] {
+        run(configuration).problems
+    }
+
+    /// The same checks for a node about to start or reload: every problem thrown at once, else
+    /// the TLS certificates the checks loaded (nil without a TLS listener), so that the files
+    /// are read once.
+    static func verified(_ configuration: OutpostConfiguration) throws -> TLSCertificateSet? {
+        let (problems, certificates) = run(configuration)
+        guard problems.isEmpty else { throw ConfigurationError(problems: problems) }
+        return certificates
+    }
+
+    private static func run(
+        _ configuration: OutpostConfiguration
+    ) -> (problems: [String], certificates: TLSCertificateSet?) {
         var problems: [String] = []
+        var certificates: TLSCertificateSet?
         func record(_ check: () throws -> Void) {
             do {
                 try check()
@@ -23,7 +39,8 @@ public enum ConfigurationCheck {
         record { try ConfigurationLoader.checkTLS(configuration.server) }
         if configuration.server.tlsListen != nil && !configuration.server.certificates.isEmpty {
             record {
-                _ = try TLSCertificateSet.load(configuration.server.certificates, http2: configuration.http2.enabled)
+                certificates = try TLSCertificateSet.load(
+                    configuration.server.certificates, http2: configuration.http2.enabled)
             }
         }
         var listeners: [(String, SocketAddressSpec)] = [
@@ -49,7 +66,7 @@ public enum ConfigurationCheck {
         if let problem = storeProblem(configuration.store.path) {
             problems.append("store.path \(configuration.store.path): \(problem)")
         }
-        return problems
+        return (problems, certificates)
     }
 
     /// Why the listener could not bind this address (its host unknown, or not one of this

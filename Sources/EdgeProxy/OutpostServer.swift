@@ -60,16 +60,9 @@ public final class OutpostServer: Sendable {
         configuration: OutpostConfiguration, clock: any CacheClock = SystemClock(), logger: Logger,
         telemetry: Telemetry = Telemetry()
     ) async throws {
-        guard configuration.upstream.defaultOrigin != nil || !configuration.upstream.hosts.isEmpty else {
-            throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
-        }
-        try AdminToken.checkExposure(configuration.admin)
-        // Certificates are checked before anything is opened: a bad one stops the start.
-        try ConfigurationLoader.checkTLS(configuration.server)
-        let certificates = try configuration.server.tlsListen.map { _ in
-            NIOLockedValueBox(
-                try TLSCertificateSet.load(configuration.server.certificates, http2: configuration.http2.enabled))
-        }
+        // The checks of `outpost check-config`, before anything is opened: any problem (a bad
+        // certificate, an exposed admin listener, no origin, …) stops the start.
+        let certificates = try ConfigurationCheck.verified(configuration).map { NIOLockedValueBox($0) }
         self.certificates = certificates
         let files = OpenFileLimit.raise()
         logger.info(
@@ -190,9 +183,10 @@ public final class OutpostServer: Sendable {
         guard !shuttingDown.withLockedValue({ $0 }) else {
             throw ConfigurationError("shutting down: the configuration is not reloaded")
         }
-        guard proposed.upstream.defaultOrigin != nil || !proposed.upstream.hosts.isEmpty else {
-            throw ConfigurationError("no origin configured: set upstream.default or pass --origin")
-        }
+        // The checks of `outpost check-config`; the certificate files are read again (renewed
+        // in place, or others named): new connections get them, open ones keep theirs. A
+        // configuration that does not pass keeps the running one whole.
+        let renewed = try ConfigurationCheck.verified(proposed)
         let current = configuration
         var next = proposed
         var notes: [String] = []
@@ -207,13 +201,6 @@ public final class OutpostServer: Sendable {
         if next.server.tlsListen != current.server.tlsListen {
             notes.append("server.tls_listen needs a restart; still \(current.server.tlsListen?.description ?? "none")")
             next.server.tlsListen = current.server.tlsListen
-        }
-        // The certificate files are read again (renewed in place, or others named): new
-        // connections get them, open ones keep theirs. A set that does not load keeps the
-        // running configuration whole.
-        var renewed: TLSCertificateSet?
-        if next.server.tlsListen != nil {
-            renewed = try TLSCertificateSet.load(next.server.certificates, http2: next.http2.enabled)
         }
         if next.admin.listen != current.admin.listen {
             notes.append("admin.listen needs a restart; still \(current.admin.listen)")
@@ -250,7 +237,6 @@ public final class OutpostServer: Sendable {
             next.log.access = current.log.access
             next.log.format = current.log.format
         }
-        try AdminToken.checkExposure(next.admin)
         var upstream = upstreams.withLockedValue { $0.current }
         if next.upstream != current.upstream {
             let replacement = try UpstreamPool(

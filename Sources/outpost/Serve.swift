@@ -68,15 +68,14 @@ struct ServeOptions: ParsableArguments {
         return (configuration, problems, tokenSource)
     }
 
-    /// The configuration to serve with, after the same checks as `check-config`: at start
-    /// and on every SIGHUP. Throws every problem at once.
+    /// The configuration to serve with, at start and on every SIGHUP; throws every problem of
+    /// the file and flags at once. The node runs the other checks of `check-config` itself when
+    /// it starts or reloads with it (`ConfigurationCheck`), reading the certificates once.
     func loadConfiguration() throws -> OutpostConfiguration {
         let collected = collect()
         guard let configuration = collected.configuration, collected.problems.isEmpty else {
             throw ConfigurationError(problems: collected.problems)
         }
-        let checks = ConfigurationCheck.problems(in: configuration)
-        guard checks.isEmpty else { throw ConfigurationError(problems: checks) }
         return configuration
     }
 
