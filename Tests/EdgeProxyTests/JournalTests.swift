@@ -185,6 +185,10 @@ struct JournalTests {
             let answer = try await fleet.purge(fleet.edges[0], #"{"url": "http://www.example.test/q"}"#)
             #expect(answer["journaled"] as? Bool == true)
             let sequence = try #require(answer["sequence"] as? Int)
+            // The restarted edge's miss goes to the shield, which must have applied the purge
+            // by then (through its own LISTEN, not the edge's replay).
+            let shield = fleet.shield
+            #expect(try await eventually { try shield.server.store.journalApplied() == Int64(sequence) })
 
             // Started again on its store: from its first request on, the old copy is not served
             // (hidden until the replay, removed by it).
