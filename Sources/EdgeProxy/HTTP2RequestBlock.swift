@@ -48,15 +48,16 @@ enum HTTP2RequestBlock {
                 if regular { return .malformed("pseudo-header field \(name) after a regular field") }
                 if trailers { return .malformed("pseudo-header field \(name) in trailers") }
                 let bit: UInt8
-                switch name {
-                case ":method":
+                // By length first: a string switch compares the name with every case in turn.
+                switch bytes.count {
+                case 7 where name == ":method":
                     bit = 1
                     request.method = value
-                case ":scheme": bit = 2
-                case ":path":
+                case 7 where name == ":scheme": bit = 2
+                case 5 where name == ":path":
                     bit = 4
                     request.path = value
-                case ":authority":
+                case 10 where name == ":authority":
                     bit = 8
                     request.authority = value
                 default: return .malformed("unknown pseudo-header field \(name)")
@@ -70,23 +71,15 @@ enum HTTP2RequestBlock {
             }
             regular = true
             if bytes.isEmpty || !bytes.allSatisfy(isLowerCaseTokenByte) { return .malformed("bad field name") }
-            // Compared only at the lengths of the names below (a string switch compares each).
+            // Compared only at the lengths of the names below, each with its own length's.
             switch bytes.count {
-            case 2, 4, 7, 10, 14, 16, 17:
-                switch name {
-                case "connection", "transfer-encoding", "proxy-connection", "keep-alive", "upgrade":
-                    return .malformed("connection-specific field \(name)")
-                case "te" where value != "trailers":
-                    return .malformed("TE other than trailers")
-                case "host":
-                    request.hasHost = true
-                case "content-length":
-                    request.hasContentLength = true
-                default:
-                    break
-                }
-            default:
-                break
+            case 2 where name == "te" && value != "trailers": return .malformed("TE other than trailers")
+            case 4 where name == "host": request.hasHost = true
+            case 14 where name == "content-length": request.hasContentLength = true
+            case 7 where name == "upgrade", 10 where name == "connection" || name == "keep-alive",
+                16 where name == "proxy-connection", 17 where name == "transfer-encoding":
+                return .malformed("connection-specific field \(name)")
+            default: break
             }
             if value.utf8.contains(where: { $0 == 0x00 || $0 == 0x0A || $0 == 0x0D }) {
                 return .malformed("bad value for \(name)")

@@ -34,19 +34,69 @@ public enum RequestValidation {
         if headers.count > limits.maxHeaders {
             return Rejection(status: 431, reason: "more than \(limits.maxHeaders) header fields")
         }
-        let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        // One pass gathers what the checks below need: they run on every request, hits
+        // included, and most requests have no framing field and one Host.
+        var headerBytes = 0
+        var badField: Rejection?
+        var framing = false
+        var hostCount = 0
+        var host: String?
+        for field in headers {
+            let name = field.name.utf8
+            headerBytes += name.count + field.value.utf8.count + 4
+            if !fieldsChecked, badField == nil {
+                // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
+                if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
+                    badField = Rejection(status: 400, reason: "control character in field \(field.name)")
+                } else if name.isEmpty || name.contains(where: { !isTokenByte($0) }) {
+                    badField = Rejection(status: 400, reason: "invalid field name")
+                }
+            }
+            switch name.count {
+            case 4 where field.name.equalsIgnoringASCIICase("Host"):
+                hostCount += 1
+                if host == nil { host = field.value }
+            case 14 where field.name.equalsIgnoringASCIICase("Content-Length"): framing = true
+            case 17 where field.name.equalsIgnoringASCIICase("Transfer-Encoding"): framing = true
+            default: break
+            }
+        }
         if headerBytes > limits.maxHeaderBytes {
             return Rejection(status: 431, reason: "header section larger than \(limits.maxHeaderBytes) bytes")
         }
-        for field in headers where !fieldsChecked {
-            // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
-            if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
-                return Rejection(status: 400, reason: "control character in field \(field.name)")
-            }
-            if field.name.isEmpty || field.name.utf8.contains(where: { !isTokenByte($0) }) {
-                return Rejection(status: 400, reason: "invalid field name")
-            }
+        if let badField { return badField }
+        if framing,
+            let rejection = framingProblem(
+                headers, versionMajor: versionMajor, versionMinor: versionMinor, limits: limits)
+        {
+            return rejection
         }
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
+        if versionMajor == 1 && versionMinor >= 1 && hostCount != 1 {
+            return Rejection(status: 400, reason: hostCount == 0 ? "missing Host" : "several Host fields")
+        }
+        if hostCount > 1 { return Rejection(status: 400, reason: "several Host fields") }
+        if let host, host.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 }) {
+            return Rejection(status: 400, reason: "invalid Host")
+        }
+        // RFC 9110 §9.3.6 / §9.3.8: a reverse proxy opens no tunnels, and TRACE would reflect
+        // the client's credentials (cross-site tracing): both are refused as not implemented
+        // (§15.6.2) rather than passed to an origin that may honour them.
+        if method == "CONNECT" || method == "TRACE" {
+            return Rejection(status: 501, reason: "\(method) is not supported by this reverse proxy")
+        }
+        if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://")
+            || (uri == "*" && method == "OPTIONS"))
+        {
+            return Rejection(status: 400, reason: "invalid request target")
+        }
+        return nil
+    }
+
+    /// Transfer-Encoding and Content-Length (RFC 9112 §6.1, §6.3); nil when they are sound.
+    private static func framingProblem(
+        _ headers: HeaderFields, versionMajor: Int, versionMinor: Int, limits: Limits
+    ) -> Rejection? {
         // RFC 9112 §6.3: Transfer-Encoding with Content-Length is a smuggling vector.
         let transferEncodings = headers.listMembers("Transfer-Encoding")
         let contentLengths = headers.values("Content-Length")
@@ -71,26 +121,6 @@ public enum RequestValidation {
             if length > limits.maxRequestBodySize {
                 return Rejection(status: 413, reason: "request body larger than \(limits.maxRequestBodySize) bytes")
             }
-        }
-        // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
-        let hosts = headers.values("Host")
-        if versionMajor == 1 && versionMinor >= 1 && hosts.count != 1 {
-            return Rejection(status: 400, reason: hosts.isEmpty ? "missing Host" : "several Host fields")
-        }
-        if hosts.count > 1 { return Rejection(status: 400, reason: "several Host fields") }
-        if let host = hosts.first, host.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 }) {
-            return Rejection(status: 400, reason: "invalid Host")
-        }
-        // RFC 9110 §9.3.6 / §9.3.8: a reverse proxy opens no tunnels, and TRACE would reflect
-        // the client's credentials (cross-site tracing): both are refused as not implemented
-        // (§15.6.2) rather than passed to an origin that may honour them.
-        if method == "CONNECT" || method == "TRACE" {
-            return Rejection(status: 501, reason: "\(method) is not supported by this reverse proxy")
-        }
-        if !(uri.hasPrefix("/") || uri.hasPrefix("http://") || uri.hasPrefix("https://")
-            || (uri == "*" && method == "OPTIONS"))
-        {
-            return Rejection(status: 400, reason: "invalid request target")
         }
         return nil
     }

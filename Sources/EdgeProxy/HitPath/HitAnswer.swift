@@ -44,7 +44,10 @@ struct HitAnswer {
     var closes: Bool
     var method: String
     var url: String
-    var started: ContinuousClock.Instant?
+    /// When the hit began (`NIODeadline.now()`), for the access log; nil when it is off. Not a
+    /// `ContinuousClock.Instant?`: the standard library's type is resilient, so every copy of
+    /// the answer copied it through its value witnesses (tools/bench-instructions).
+    var started: NIODeadline?
 }
 
 /// What the hit path needs of a request, whichever protocol brought it.
@@ -64,7 +67,7 @@ extension LoopHitState {
     /// decisions here are the pipeline's own functions (docs/performance.md).
     func answer(_ request: HitRequest, form: HitAnswer.Form) -> HitAnswer? {
         guard request.method == .GET || request.method == .HEAD, !registry.isDraining else { return nil }
-        let started: ContinuousClock.Instant? = accessLog.enabled ? .now : nil
+        let started: NIODeadline? = accessLog.enabled ? .now() : nil
         let pipeline = self.pipeline.current
         let configuration = pipeline.configuration
         let method = request.method.rawValue
@@ -79,17 +82,19 @@ extension LoopHitState {
             let target = RequestTarget(uri: uri, host: headers["Host"])
         else { return nil }
         let key: CacheKey
+        let url: String
         let route: OriginURL?
         if uri.hasPrefix("/") {
-            (key, route) = self.route(host: target.authority, pathAndQuery: target.pathAndQuery, pipeline: pipeline)
+            (key, url, route) = self.route(
+                host: target.authority, pathAndQuery: target.pathAndQuery, pipeline: pipeline)
         } else {
             key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
+            url = key.description
             route = configuration.upstream.origin(for: key)
         }
         guard let origin = route else { return nil }
         let directives = RequestDirectives(headers, honour: configuration.cache.honourRequestDirectives)
         guard !directives.noStore else { return nil }
-        let url = key.description
         let lookup: StoreReadSession.Lookup
         do {
             lookup = try session.lookup(url, requestHeaders: headers)
@@ -179,8 +184,8 @@ extension LoopHitState {
                     head = .serialised(bytes)
                 case .http2Frames:
                     var fields = prepared.http2Fields
-                    fields.add(name: "age", value: ageValue, indexing: .nonIndexable)
-                    fields.add(name: "cache-status", value: cacheStatusValue, indexing: .nonIndexable)
+                    fields.add(name: "age", value: ageValue, indexing: .indexable)
+                    fields.add(name: "cache-status", value: cacheStatusValue, indexing: .indexable)
                     head = .fields(fields)
                 case .http1, .http2Stream:
                     var headers = prepared.template
@@ -228,10 +233,9 @@ extension LoopHitState {
     func record(_ answer: HitAnswer, peer: String?) {
         let outcome = answer.outcome
         if let started = answer.started {
-            let elapsed = (ContinuousClock.now - started).components
             accessLog.record(
                 method: answer.method, url: answer.url, status: outcome.status, bytes: outcome.bytes,
-                seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18,
+                seconds: Double((NIODeadline.now() - started).nanoseconds) / 1e9,
                 cacheStatus: outcome.cacheStatus, peer: peer)
         }
         let result = CacheResult(outcome.cacheStatus)
@@ -249,8 +253,10 @@ extension HPACKHeaders {
     /// The fields are indexable (RFC 7541 §6.2.1): an object's fields are the same in every
     /// response, so after the first on a connection each is one index byte, where a literal
     /// costs NIO's encoder a Huffman coding of its value every time. The hit adds Age and
-    /// Cache-Status without indexing (§6.2.2): they change every second and would only churn
-    /// the table (tools/bench-instructions --h2).
+    /// Cache-Status indexable too: they change at most once a second, so every other response
+    /// in that second sends each as one index byte; the table entries they add push out the
+    /// oldest ones, which come back as literals once (6 400 instructions a hit fewer than
+    /// literals without indexing, tools/bench-instructions --h2).
     init(status: Int, _ headers: HTTPHeaders) {
         self.init()
         reserveCapacity(headers.count + 3)

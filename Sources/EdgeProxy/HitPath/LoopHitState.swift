@@ -24,7 +24,13 @@ final class LoopHitState {
 
     /// Prepared objects by id, and routes by Host, valid for `preparedFor` (a reload drops them).
     private var prepared: [UInt64: PreparedObject] = [:]
-    private var routes: [String: (key: CacheKey, origin: OriginURL?)] = [:]
+    private var routes: [String: Route] = [:]
+    private struct Route {
+        var key: CacheKey
+        /// `scheme://authority`: a hit's key string is this and its path and query.
+        var prefix: String
+        var origin: OriginURL?
+    }
     /// Held (not just its identity), so a later pipeline cannot reuse its address.
     private var preparedFor: CachePipeline?
     static let maxRoutes = 1024
@@ -64,20 +70,30 @@ final class LoopHitState {
         return object
     }
 
-    /// The cache key and origin of an origin-form request target with this Host: the same as
-    /// `CacheKey(scheme:authority:pathAndQuery:)` and `Upstream.origin(for:)` give, with the
-    /// authority's normalisation and the routing done once per Host value.
+    /// The cache key, its string form and the origin of an origin-form request target with
+    /// this Host: the same as `CacheKey(scheme:authority:pathAndQuery:)`, its `description` and
+    /// `Upstream.origin(for:)` give, with the authority's normalisation, the routing and the
+    /// key's `scheme://authority` prefix done once per Host value.
     // Inlined into the hit (HitHandler.answer): since the pipeline is another module the
     // optimiser left it out of line, ~200 instructions a hit (tools/bench-instructions).
     @inline(__always)
-    func route(host: String, pathAndQuery: String, pipeline: CachePipeline) -> (key: CacheKey, origin: OriginURL?) {
+    func route(
+        host: String, pathAndQuery: String, pipeline: CachePipeline
+    ) -> (key: CacheKey, url: String, origin: OriginURL?) {
         follow(pipeline)
-        if let known = routes[host] { return (known.key.replacingPathAndQuery(pathAndQuery), known.origin) }
-        let key = CacheKey(scheme: "http", authority: host, pathAndQuery: "/")
-        let origin = pipeline.configuration.upstream.origin(for: key)
-        if routes.count >= LoopHitState.maxRoutes { routes.removeAll(keepingCapacity: true) }
-        routes[host] = (key, origin)
-        return (key.replacingPathAndQuery(pathAndQuery), origin)
+        let known: Route
+        if let route = routes[host] {
+            known = route
+        } else {
+            let key = CacheKey(scheme: "http", authority: host, pathAndQuery: "/")
+            known = Route(
+                key: key, prefix: key.scheme + "://" + key.authority,
+                origin: pipeline.configuration.upstream.origin(for: key))
+            if routes.count >= LoopHitState.maxRoutes { routes.removeAll(keepingCapacity: true) }
+            routes[host] = known
+        }
+        let key = known.key.replacingPathAndQuery(pathAndQuery)
+        return (key, known.prefix + key.pathAndQuery, known.origin)
     }
 
     /// Drops what was derived under another pipeline (a reload may change any of it).
