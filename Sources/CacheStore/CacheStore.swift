@@ -389,7 +389,8 @@ public final class CacheStore: Sendable {
                 try schema.entry(txn, primaryKey: primaryKey)
             }
             let selection = try select(
-                txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders, removalEpoch: epoch
+                txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders, removalEpoch: epoch,
+                body: { record, _ in try inlineBody(txn, of: record) }
             ) {
                 id in try schema.object(txn, id: id).map { ($0, 0) }
             }
@@ -404,11 +405,15 @@ public final class CacheStore: Sendable {
     /// The stored response a request selects among an entry's variants (RFC 9111 §4.1), newest
     /// first, skipping a variant whose record or body is not (or no longer) there; for
     /// ``lookup(_:requestHeaders:)`` and the read sessions, which decode records differently.
-    /// - Parameter readsBody: whether to read (and check) a one-chunk body with the record;
-    ///   when not, `body` is nil and the caller reads the representation it sends.
+    /// - Parameters:
+    ///   - readsBody: whether to read (and check) a one-chunk body with the record; when not,
+    ///     `body` is nil and the caller reads the representation it sends.
+    ///   - body: how the body is read: ``inlineBody(_:of:)`` in `txn`, or a copy a session
+    ///     kept; nil when the variant must be skipped.
     func select(
         _ txn: LMDBTransaction, entry: EntryRecord?, primaryKey: String, requestHeaders: HeaderFields,
         removalEpoch: Int, readsBody: (ObjectRecord) -> Bool = { _ in true },
+        body: (ObjectRecord, _ revision: UInt64) throws -> InlineBody?,
         object: (UInt64) throws -> (ObjectRecord, revision: UInt64)?
     ) throws -> StoreReadSession.Lookup {
         // A digest collision is a miss, never another URL's object.
@@ -420,16 +425,16 @@ public final class CacheStore: Sendable {
             guard let (record, revision) = found, !awaitsRemoval(record, since: removalEpoch), !hidden(record)
             else { continue }
             guard readsBody(record) else { return .found(record, revision: revision, body: nil) }
-            guard let body = try inlineBody(txn, of: record) else { continue }
-            return .found(record, revision: revision, body: body.buffer)
+            guard let inline = try body(record, revision) else { continue }
+            return .found(record, revision: revision, body: inline.buffer)
         }
         return .noMatchingVariant
     }
 
     /// A new read session for one event loop's hits (see ``StoreReadSession``), keeping up to
-    /// `hotRecords` decoded records of each kind.
-    public func makeReadSession(hotRecords: Int) throws -> StoreReadSession {
-        let session = try StoreReadSession(store: self, capacity: hotRecords)
+    /// `hotRecords` decoded records of each kind and `hotBodyBytes` of one-chunk bodies.
+    public func makeReadSession(hotRecords: Int, hotBodyBytes: Int = 0) throws -> StoreReadSession {
+        let session = try StoreReadSession(store: self, capacity: hotRecords, bodyBudget: hotBodyBytes)
         sessions.withLock { $0.append(session) }
         return session
     }

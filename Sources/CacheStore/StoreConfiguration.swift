@@ -59,6 +59,9 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// Records (entries and objects, each) an event loop keeps decoded for its hits
     /// (`hot_records`); a record whose bytes changed is decoded again, so this bounds memory only.
     public var hotRecords: Int = 16384
+    /// Bytes of one-chunk bodies an event loop keeps with its records (`hot_body_bytes`), so
+    /// that a hit on an unchanged record does not read and check its body again; 0: none.
+    public var hotBodyBytes: Int = 32 << 20
     /// What opening a damaged store does (`on_corruption`).
     public var onCorruption: CorruptionPolicy = .refuse
     /// Bytes of disk kept in a reserve file beside the store (`disk_reserve`), given back when

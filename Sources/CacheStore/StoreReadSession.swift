@@ -12,7 +12,11 @@ import Synchronization
 ///   no String. A record that changed (a 304 update, a soft purge, a new variant) no longer
 ///   matches its bytes and is decoded again, so a decoded copy can never be out of date.
 /// - The body of a one-chunk object is copied once, from the map into the buffer the
-///   response is written from.
+///   response is written from, and its checksum checked; up to `store.hot_body_bytes` of
+///   such bodies are kept with the records, and a hit whose object record is unchanged sends
+///   the kept copy without reading the chunk again. Object ids are never reused and a chunk
+///   is written once, before the record that names it, so while a record's bytes are
+///   unchanged its body is the one kept (and was verified when it was read).
 ///
 /// A session belongs to one thread at a time (its event loop); its lock is never contended
 /// except by ``CacheStore/close()``, which ends every session before the environment closes.
@@ -35,6 +39,29 @@ public final class StoreReadSession: @unchecked Sendable {
         var entries: [KeyDigest.Value: Decoded<EntryRecord>] = [:]
         var objects: [UInt64: Decoded<ObjectRecord>] = [:]
         var nextRevision: UInt64 = 1
+        /// Verified one-chunk bodies by object id, with the revision of the record they were
+        /// read with; at most `bodyBudget` bytes (past it they are dropped and read again).
+        var bodies: [UInt64: (revision: UInt64, body: ByteBuffer)] = [:]
+        var bodyBytes = 0
+        let bodyBudget: Int
+
+        /// The kept body of an object at this revision, else read from the map and kept.
+        mutating func body(
+            _ record: ObjectRecord, revision: UInt64, read: () throws -> CacheStore.InlineBody?
+        ) rethrows -> CacheStore.InlineBody? {
+            if let kept = bodies[record.id], kept.revision == revision { return .whole(kept.body) }
+            let body = try read()
+            guard case .whole(let buffer)? = body, buffer.readableBytes > 0, buffer.readableBytes <= bodyBudget
+            else { return body }
+            if let replaced = bodies[record.id] { bodyBytes -= replaced.body.readableBytes }
+            if bodyBytes + buffer.readableBytes > bodyBudget {
+                bodies.removeAll(keepingCapacity: true)
+                bodyBytes = 0
+            }
+            bodies[record.id] = (revision, buffer)
+            bodyBytes += buffer.readableBytes
+            return body
+        }
 
         /// The entry for `bytes`: the kept copy when its bytes are the same, else decoded anew.
         mutating func entry(_ bytes: UnsafeRawBufferPointer, key: KeyDigest.Value) throws -> EntryRecord {
@@ -61,11 +88,16 @@ public final class StoreReadSession: @unchecked Sendable {
         }
     }
 
-    /// - Parameter capacity: records of each kind kept decoded (`store.hot_records`); past it
-    ///   the kept ones are dropped and decoded again as they are read.
-    init(store: CacheStore, capacity: Int) throws {
+    /// - Parameters:
+    ///   - capacity: records of each kind kept decoded (`store.hot_records`); past it the kept
+    ///     ones are dropped and decoded again as they are read.
+    ///   - bodyBudget: bytes of one-chunk bodies kept (`store.hot_body_bytes`); 0: none.
+    init(store: CacheStore, capacity: Int, bodyBudget: Int) throws {
         self.store = store
-        state = Mutex(State(reader: try LMDBReader(environment: store.environment), capacity: max(1, capacity)))
+        state = Mutex(
+            State(
+                reader: try LMDBReader(environment: store.environment), capacity: max(1, capacity),
+                bodyBudget: max(0, bodyBudget)))
     }
 
     /// What a lookup found: as ``CacheStore/Lookup``, with the record's revision.
@@ -94,7 +126,10 @@ public final class StoreReadSession: @unchecked Sendable {
                 }
                 return try store.select(
                     txn, entry: entry, primaryKey: primaryKey, requestHeaders: requestHeaders, removalEpoch: epoch,
-                    readsBody: { $0.alternates.isEmpty }
+                    readsBody: { $0.alternates.isEmpty },
+                    body: { record, revision in
+                        try state.body(record, revision: revision) { try self.store.inlineBody(txn, of: record) }
+                    }
                 ) {
                     id in
                     try withUnsafeBytes(of: id.bigEndian) { key in
@@ -126,6 +161,8 @@ public final class StoreReadSession: @unchecked Sendable {
             state.reader = nil
             state.entries = [:]
             state.objects = [:]
+            state.bodies = [:]
+            state.bodyBytes = 0
         }
     }
 }

@@ -128,6 +128,7 @@ public final class OutpostServer: Sendable {
             let hitPath = try LoopHitStates(group: group) { loop in
                 try LoopHitState(
                     eventLoop: loop, store: store, hotRecords: configuration.store.hotRecords,
+                    hotBodyBytes: configuration.store.hotBodyBytes,
                     counters: telemetry.makeLoopCounters(), pipeline: LoopPipeline(pipelines), registry: registry,
                     accessLog: accessLog, logger: logger)
             }

@@ -199,6 +199,7 @@ public enum ConfigurationLoader {
             try store.bool("sync_commits") { configuration.store.syncCommits = $0 }
             try store.size("write_queue_limit", minimum: 1 << 20) { configuration.store.writeQueueLimit = $0 }
             try store.integer("hot_records", minimum: 1) { configuration.store.hotRecords = $0 }
+            try store.size("hot_body_bytes", minimum: 0) { configuration.store.hotBodyBytes = $0 }
             try store.size("disk_reserve", minimum: 0) { configuration.store.diskReserve = $0 }
             try store.oneOf("on_corruption", CorruptionPolicy.self) { configuration.store.onCorruption = $0 }
         }

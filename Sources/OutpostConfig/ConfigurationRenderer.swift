@@ -99,6 +99,7 @@ public enum ConfigurationRenderer {
         out.key("sync_commits", bool: store.syncCommits)
         out.key("write_queue_limit", integer: store.writeQueueLimit)
         out.key("hot_records", integer: store.hotRecords)
+        out.key("hot_body_bytes", integer: store.hotBodyBytes)
         out.key("disk_reserve", integer: store.diskReserve)
         out.key("on_corruption", string: store.onCorruption.rawValue)
 

@@ -215,6 +215,7 @@ struct ConfigurationTests {
             [store]
             path = "/var/lib/outpost/store"
             max_store_size = "2GiB"
+            hot_body_bytes = 0
             on_corruption = "reset"
             [compression]
             types = ["text/*", "application/json"]

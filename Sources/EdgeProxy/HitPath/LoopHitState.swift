@@ -46,12 +46,13 @@ final class LoopHitState {
     static let lruBatch = 65536
 
     init(
-        eventLoop: any EventLoop, store: CacheStore, hotRecords: Int, counters: LoopCounters, pipeline: LoopPipeline,
+        eventLoop: any EventLoop, store: CacheStore, hotRecords: Int, hotBodyBytes: Int, counters: LoopCounters,
+        pipeline: LoopPipeline,
         registry: ConnectionRegistry, accessLog: AccessLog, logger: Logger
     ) throws {
         self.eventLoop = eventLoop
         self.store = store
-        session = try store.makeReadSession(hotRecords: hotRecords)
+        session = try store.makeReadSession(hotRecords: hotRecords, hotBodyBytes: hotBodyBytes)
         maxPrepared = max(1, hotRecords)
         self.counters = counters
         self.pipeline = pipeline
