@@ -184,7 +184,7 @@ extension LoopHitState {
                     head = .serialised(bytes)
                 case .http2Frames:
                     var fields = prepared.http2Fields
-                    fields.add(name: "age", value: ageValue, indexing: .indexable)
+                    fields.add(name: "age", value: ageValue, indexing: .nonIndexable)
                     fields.add(name: "cache-status", value: cacheStatusValue, indexing: .indexable)
                     head = .fields(fields)
                 case .http1, .http2Stream:
@@ -252,11 +252,13 @@ extension HPACKHeaders {
     ///
     /// The fields are indexable (RFC 7541 §6.2.1): an object's fields are the same in every
     /// response, so after the first on a connection each is one index byte, where a literal
-    /// costs NIO's encoder a Huffman coding of its value every time. The hit adds Age and
-    /// Cache-Status indexable too: they change at most once a second, so every other response
-    /// in that second sends each as one index byte; the table entries they add push out the
-    /// oldest ones, which come back as literals once (6 400 instructions a hit fewer than
-    /// literals without indexing, tools/bench-instructions --h2).
+    /// costs NIO's encoder a Huffman coding of its value every time. The hit adds Cache-Status
+    /// indexable too: it changes at most once a second, so the other responses of that second
+    /// send it as one index byte, where a literal Huffman-codes its name and value (5 500
+    /// instructions a hit, tools/bench-instructions --h2). Age is sent without indexing, its
+    /// name indexed from the static table (RFC 7541 Appendix A): a one-to-four-digit literal
+    /// is cheap, and an entry a second for it would lengthen every search of the dynamic table
+    /// on a long-lived connection.
     init(status: Int, _ headers: HTTPHeaders) {
         self.init()
         reserveCapacity(headers.count + 3)
