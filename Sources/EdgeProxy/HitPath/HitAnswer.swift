@@ -69,7 +69,7 @@ extension LoopHitState {
         guard request.method == .GET || request.method == .HEAD, !registry.isDraining else { return nil }
         let started: NIODeadline? = accessLog.enabled ? .now() : nil
         let pipeline = self.pipeline.current
-        let configuration = pipeline.configuration
+        let settings = self.settings(pipeline)
         let method = request.method.rawValue
         let requestMethod: RequestMethod = request.method == .GET ? .get : .head
         let headers = request.headers
@@ -78,7 +78,7 @@ extension LoopHitState {
         guard
             RequestValidation.check(
                 method: method, uri: uri, versionMajor: 1, versionMinor: 1, headers: headers,
-                limits: RequestValidation.Limits(configuration.server), fieldsChecked: form == .http2Frames) == nil,
+                limits: settings.limits, fieldsChecked: form == .http2Frames) == nil,
             let target = RequestTarget(uri: uri, host: headers["Host"])
         else { return nil }
         let key: CacheKey
@@ -90,10 +90,10 @@ extension LoopHitState {
         } else {
             key = CacheKey(scheme: "http", authority: target.authority, pathAndQuery: target.pathAndQuery)
             url = key.description
-            route = configuration.upstream.origin(for: key)
+            route = pipeline.configuration.upstream.origin(for: key)
         }
         guard let origin = route else { return nil }
-        let directives = RequestDirectives(headers, honour: configuration.cache.honourRequestDirectives)
+        let directives = RequestDirectives(headers, honour: settings.honourRequestDirectives)
         guard !directives.noStore else { return nil }
         let lookup: StoreReadSession.Lookup
         do {
@@ -117,7 +117,7 @@ extension LoopHitState {
         case .staleWhileRevalidate: cacheStatus.detail = .staleWhileRevalidate
         case .mustValidate: return nil
         }
-        if configuration.cache.debugKey { cacheStatus.key = url }
+        if settings.debugKey { cacheStatus.key = url }
         // 406 and decoding on the fly are the pipeline's.
         guard let representation = object.representation(for: headers, now: now, pipeline: pipeline),
             let (prepared, preparedBytes) = object.head(for: representation, inline: inline, pipeline: pipeline)
@@ -125,7 +125,7 @@ extension LoopHitState {
         let ageValue = Age.headerValue(age)
         let cacheStatusValue = object.cacheStatusValue(cacheStatus)
         let keepAlive = request.keepAlive
-        let strip = !configuration.cache.exposeSurrogateKeys
+        let strip = !settings.exposeSurrogateKeys
         // A head built from fields (not prepared): as the pipeline's sink builds it.
         func built(_ status: Int, _ fields: HeaderFields) -> (Head: HitAnswer.Head, closes: Bool) {
             let version = form == .http2Frames ? HTTPVersion(major: 2, minor: 0) : request.version
@@ -139,7 +139,7 @@ extension LoopHitState {
         let clientAnswer = ClientAnswer.decide(
             method: requestMethod, requestHeaders: headers, selected: prepared.selected,
             rangeLength: preparedBytes.length,
-            maxRanges: configuration.server.maxRanges)
+            maxRanges: settings.maxRanges)
         switch clientAnswer {
         case .notModified:
             let fields = pipeline.notModifiedHeaders(prepared.selected.headers, age: ageValue, cacheStatus: cacheStatus)

@@ -33,6 +33,7 @@ final class LoopHitState {
     }
     /// Held (not just its identity), so a later pipeline cannot reuse its address.
     private var preparedFor: CachePipeline?
+    private var settings = HitSettings(OutpostConfiguration())
     static let maxRoutes = 1024
 
     /// Hits not yet handed to the store's LRU (count and latest time per object), handed over
@@ -97,11 +98,18 @@ final class LoopHitState {
         return (key, known.prefix + key.pathAndQuery, known.origin)
     }
 
+    /// The settings a hit reads, of the pipeline in force.
+    func settings(_ pipeline: CachePipeline) -> HitSettings {
+        follow(pipeline)
+        return settings
+    }
+
     /// Drops what was derived under another pipeline (a reload may change any of it).
     private func follow(_ pipeline: CachePipeline) {
         guard preparedFor !== pipeline else { return }
         prepared.removeAll()
         routes.removeAll()
+        settings = HitSettings(pipeline.configuration)
         preparedFor = pipeline
     }
 
@@ -132,5 +140,24 @@ final class LoopHitState {
         guard !touches.isEmpty else { return }
         store.recordHits(touches)
         touches.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The configuration values a hit reads, copied once per pipeline: `pipeline.configuration`
+/// read from this module is a copy of the whole configuration, every string and array in it
+/// retained and released, on each hit (tools/bench-instructions).
+struct HitSettings {
+    var limits: RequestValidation.Limits
+    var honourRequestDirectives: Bool
+    var debugKey: Bool
+    var exposeSurrogateKeys: Bool
+    var maxRanges: Int
+
+    init(_ configuration: OutpostConfiguration) {
+        limits = RequestValidation.Limits(configuration.server)
+        honourRequestDirectives = configuration.cache.honourRequestDirectives
+        debugKey = configuration.cache.debugKey
+        exposeSurrogateKeys = configuration.cache.exposeSurrogateKeys
+        maxRanges = configuration.server.maxRanges
     }
 }
