@@ -28,6 +28,8 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     /// this opens a request; on one at or below it, it carries trailers.
     private var lastStream = HTTP2StreamID(0)
     private var loggedError = false
+    /// The inbound connection window last passed on to the multiplexer.
+    private var forwardedConnectionWindow: Int?
 
     init(streams: HTTP2StreamCount, hits: HTTP2ConnectionHits?, connectionWindow: Int, logger: Logger) {
         self.streams = streams
@@ -96,7 +98,14 @@ final class HTTP2ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
                     let increment = HTTP2Frame(
                         streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionWindow - size))
                     context.writeAndFlush(wrapOutboundOut(increment), promise: nil)
+                    // The update brings its own event (the window after it); this one is stale.
+                    return
                 }
+                // Every DATA frame sent moves the outbound window and brings one of these; the
+                // multiplexer only reads the inbound size, so it hears of a change in that alone
+                // (the same size again would get the same answer from it).
+                if update.inboundWindowSize == forwardedConnectionWindow { return }
+                forwardedConnectionWindow = update.inboundWindowSize
             } else if let hits, hits.windowMoved(update.streamID) {
                 return
             }

@@ -25,6 +25,12 @@ struct HTTP2Tests {
                         ("ETag", "\"page1\""), ("Vary", "Accept-Encoding"),
                     ], bytes: page, pieces: 4)
             }
+            if request.path == "/upload" {
+                // What arrived, and a checksum of it, for the upload tests.
+                let sum = request.body.readableBytesView.reduce(UInt32(0)) { $0 &* 31 &+ UInt32($1) }
+                return OriginResponse(
+                    headers: [("Content-Type", "text/plain")], body: "\(request.body.readableBytes) bytes, sum \(sum)")
+            }
             return OriginResponse(
                 headers: [("Cache-Control", "max-age=600"), ("Content-Type", "text/plain")],
                 body: "body of \(request.path)")
@@ -155,16 +161,16 @@ struct HTTP2Tests {
             try EdgeCertificates.caPEM.write(toFile: ca, atomically: true, encoding: .utf8)
             let url = "https://a.test:\(port)/curl"
             let resolve = "a.test:\(port):127.0.0.1"
-            let first = try ChildProcess.run(
+            let first = try await ChildProcess.runDetached(
                 "/usr/bin/curl", ["-sS", "--http2", "--cacert", ca, "--resolve", resolve, "-D", "-", url])
             let head = String(decoding: first.stdout, as: UTF8.self)
             #expect(head.hasPrefix("HTTP/2 200"), "\(head) \(String(decoding: first.stderr, as: UTF8.self))")
             #expect(head.contains("body of /curl"))
-            let second = try ChildProcess.run(
+            let second = try await ChildProcess.runDetached(
                 "/usr/bin/curl", ["-sS", "--http2", "--cacert", ca, "--resolve", resolve, "-D", "-", url])
             #expect(String(decoding: second.stdout, as: UTF8.self).contains("cache-status: outpost; hit"))
             // nghttp names the server by its address (no SNI name): the default certificate.
-            let nghttp = try ChildProcess.run(
+            let nghttp = try await ChildProcess.runDetached(
                 "/usr/bin/nghttp", ["-v", "--no-verify-peer", "https://127.0.0.1:\(port)/curl"])
             let trace = String(decoding: nghttp.stdout, as: UTF8.self)
             #expect(nghttp.status == 0, "\(trace)")
@@ -198,6 +204,35 @@ struct HTTP2Tests {
         await client.close()
         outpost.removeStore()
         await origin.stop()
+    }
+
+    @Test(
+        "request bodies many times the stream and connection windows arrive whole (curl --http2 uploads)",
+        arguments: [1 << 20, 65535])
+    func largeUploads(connectionWindow: Int) async throws {
+        try await Self.withH2Outpost(configure: { $0.http2.connectionWindowSize = connectionWindow }) { _, _, port in
+            let files = try TLSListenerTests.CertificateFilesOnDisk()
+            let ca = files.directory + "/ca.pem"
+            try EdgeCertificates.caPEM.write(toFile: ca, atomically: true, encoding: .utf8)
+            let upload = files.directory + "/upload.bin"
+            let bytes = pseudoRandomBytes(3 << 20, seed: 7)
+            try Data(bytes).write(to: URL(fileURLWithPath: upload))
+            let sum = bytes.reduce(UInt32(0)) { $0 &* 31 &+ UInt32($1) }
+            let url = "https://a.test:\(port)/upload"
+            // Two uploads on one connection, one after the other (curl reuses it), then a GET.
+            let result = try await ChildProcess.runDetached(
+                "/usr/bin/curl",
+                [
+                    "-sS", "--http2", "--cacert", ca, "--resolve", "a.test:\(port):127.0.0.1",
+                    "--data-binary", "@" + upload, url, "--next", "--http2", "--cacert", ca, "--resolve",
+                    "a.test:\(port):127.0.0.1", "--data-binary", "@" + upload, url, "--next", "--http2", "--cacert",
+                    ca, "--resolve", "a.test:\(port):127.0.0.1", "https://a.test:\(port)/after",
+                ])
+            let output = String(decoding: result.stdout, as: UTF8.self)
+            let expected = "\(3 << 20) bytes, sum \(sum)"
+            #expect(result.status == 0, "\(String(decoding: result.stderr, as: UTF8.self))")
+            #expect(output == expected + expected + "body of /after", "\(output)")
+        }
     }
 
     @Test("a request body that stops arriving resets its stream after server.request_body_timeout; others go on")

@@ -231,9 +231,11 @@ struct TLSListenerTests {
             let common = [
                 "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "a.test", "-CAfile", ca, "-tls1_2",
             ]
-            let first = try ChildProcess.run("/usr/bin/openssl", common + ["-sess_out", session], input: [])
+            let first = try await ChildProcess.runDetached(
+                "/usr/bin/openssl", common + ["-sess_out", session], input: [])
             #expect(first.status == 0, "\(String(decoding: first.stderr, as: UTF8.self))")
-            let again = try ChildProcess.run("/usr/bin/openssl", common + ["-sess_in", session], input: [])
+            let again = try await ChildProcess.runDetached(
+                "/usr/bin/openssl", common + ["-sess_in", session], input: [])
             let text = String(decoding: again.stdout, as: UTF8.self)
             #expect(text.contains("Reused, TLSv1.2"), "\(text)")
         }

@@ -133,6 +133,21 @@ public final class ChildProcess: @unchecked Sendable {
         return (child.waitForExit(), stdout, stderr)
     }
 
+    /// ``run(_:_:environment:input:)`` waited for on a Dispatch thread. A test whose child talks
+    /// to a server in the test process must not block one of the concurrency pool's few threads
+    /// while it waits: the server's asynchronous work (a miss, a pass) runs on them, and two
+    /// such tests at once on a two-core machine left none for it.
+    public static func runDetached(
+        _ program: String, _ arguments: [String], environment: [String: String]? = nil, input: [UInt8]? = nil
+    ) async throws -> (status: Int32, stdout: [UInt8], stderr: [UInt8]) {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result { try run(program, arguments, environment: environment, input: input) })
+            }
+        }
+    }
+
     /// Reads stdout and stderr (both ``Stream/pipe``) to their ends: stderr on a thread of its
     /// own, so that a child blocked on a full stderr pipe cannot stall the reading of stdout.
     public func readToEnd() -> (stdout: [UInt8], stderr: [UInt8]) {
