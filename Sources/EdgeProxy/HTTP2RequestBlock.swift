@@ -64,13 +64,15 @@ enum HTTP2RequestBlock {
                 }
                 if seen & bit != 0 { return .malformed("repeated pseudo-header field \(name)") }
                 seen |= bit
-                if value.utf8.isEmpty || value.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+                if value.utf8.isEmpty || value.containsUTF8Byte(where: { $0 <= 0x20 || $0 == 0x7F }) {
                     return .malformed("bad value for \(name)")
                 }
                 continue
             }
             regular = true
-            if bytes.isEmpty || !bytes.allSatisfy(isLowerCaseTokenByte) { return .malformed("bad field name") }
+            if bytes.isEmpty || name.containsUTF8Byte(where: { !isLowerCaseTokenByte($0) }) {
+                return .malformed("bad field name")
+            }
             // Compared only at the lengths of the names below, each with its own length's.
             switch bytes.count {
             case 2 where name == "te" && value != "trailers": return .malformed("TE other than trailers")
@@ -81,7 +83,7 @@ enum HTTP2RequestBlock {
                 return .malformed("connection-specific field \(name)")
             default: break
             }
-            if value.utf8.contains(where: { $0 == 0x00 || $0 == 0x0A || $0 == 0x0D }) {
+            if value.containsUTF8Byte(where: { $0 == 0x00 || $0 == 0x0A || $0 == 0x0D }) {
                 return .malformed("bad value for \(name)")
             }
             if !trailers { request.fields.append(HeaderFields.Field(name: name, value: value)) }

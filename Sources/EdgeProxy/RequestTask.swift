@@ -241,7 +241,7 @@ struct RequestTarget: Equatable {
     var pathAndQuery: String
 
     init?(uri: String, host: String?) {
-        if uri.hasPrefix("/") {
+        if RequestValidation.isOriginForm(uri) {
             guard let host, !host.isEmpty else { return nil }
             authority = host
             pathAndQuery = uri

@@ -84,7 +84,7 @@ extension LoopHitState {
         let key: CacheKey
         let url: String
         let route: OriginURL?
-        if uri.hasPrefix("/") {
+        if RequestValidation.isOriginForm(uri) {
             (key, url, route) = self.route(
                 host: target.authority, pathAndQuery: target.pathAndQuery, pipeline: pipeline)
         } else {
