@@ -7,7 +7,7 @@ import Synchronization
 final class ConnectionRegistry: Sendable {
     private struct Entry {
         var channel: any Channel
-        var busy: Bool
+        var activity: ConnectionActivity
     }
 
     private struct State {
@@ -21,13 +21,22 @@ final class ConnectionRegistry: Sendable {
     /// `state.draining`, readable without the lock (every request asks).
     private let drainingFlag = Atomic<Bool>(false)
 
-    /// Registers a connection for as long as its channel is open, from accept to close. Its id
-    /// is the channel's identity (`ObjectIdentifier(channel)`), so the connection loops and the
-    /// hit path (``HitHandler``) mark the same connection busy.
-    func registerUntilClosed(_ channel: any Channel) {
+    /// Registers a connection for as long as its channel is open, from accept to close; its
+    /// handlers mark it busy through the ``ConnectionActivity`` returned (also found by
+    /// ``activity(of:)`` while they are set up).
+    @discardableResult
+    func registerUntilClosed(_ channel: any Channel) -> ConnectionActivity {
         let id = ObjectIdentifier(channel)
-        state.withLockedValue { $0.entries[id] = Entry(channel: channel, busy: false) }
+        let activity = ConnectionActivity()
+        state.withLockedValue { $0.entries[id] = Entry(channel: channel, activity: activity) }
         channel.closeFuture.whenComplete { _ in self.unregister(id) }
+        return activity
+    }
+
+    /// The activity of a registered connection (once per connection, as its handlers are
+    /// added); nil for a channel that is not one (an HTTP/2 stream).
+    func activity(of channel: any Channel) -> ConnectionActivity? {
+        state.withLockedValue { $0.entries[ObjectIdentifier(channel)]?.activity }
     }
 
     private func unregister(_ id: ObjectIdentifier) {
@@ -52,10 +61,6 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
-    func setBusy(_ id: ObjectIdentifier, _ busy: Bool) {
-        state.withLockedValue { $0.entries[id]?.busy = busy }
-    }
-
     var isDraining: Bool { drainingFlag.load(ordering: .relaxed) }
 
     var count: Int { state.withLockedValue { $0.entries.count } }
@@ -65,7 +70,7 @@ final class ConnectionRegistry: Sendable {
         let idle = state.withLockedValue { state -> [any Channel] in
             state.draining = true
             drainingFlag.store(true, ordering: .relaxed)
-            return state.entries.values.filter { !$0.busy }.map(\.channel)
+            return state.entries.values.filter { !$0.activity.isBusy }.map(\.channel)
         }
         for channel in idle { channel.close(promise: nil) }
     }
@@ -75,4 +80,16 @@ final class ConnectionRegistry: Sendable {
         let all = state.withLockedValue { $0.entries.values.map(\.channel) }
         for channel in all { channel.close(promise: nil) }
     }
+}
+
+/// Whether a connection is in the middle of a response (a graceful shutdown closes the idle
+/// ones at once). Set by the connection's handlers on its event loop on every request: an
+/// atomic flag of its own, where the registry's lock and table are taken once per
+/// connection, not twice per request (docs/architecture.md, "hot path").
+final class ConnectionActivity: Sendable {
+    private let busy = Atomic<Bool>(false)
+
+    var isBusy: Bool { busy.load(ordering: .acquiring) }
+
+    func setBusy(_ value: Bool) { busy.store(value, ordering: .releasing) }
 }

@@ -45,8 +45,10 @@ extension OutpostServer.FrontEnd {
         // The hit path sits right after the HTTP pipelining handler: a request it answers goes
         // through no other handler either way (it tells the timeouts itself); every other
         // request passes on to the handlers below.
+        let activity = registry.activity(of: channel)
         if let hitState = hitPath?.state(for: channel.eventLoop) {
-            try sync.addHandler(HitHandler(state: hitState, timeouts: timeoutHandler, boundaries: boundaries))
+            try sync.addHandler(
+                HitHandler(state: hitState, timeouts: timeoutHandler, boundaries: boundaries, activity: activity))
         }
         try sync.addHandler(ProtocolErrorHandler(logger: logger))
         if let timeoutHandler {
@@ -54,7 +56,7 @@ extension OutpostServer.FrontEnd {
             try sync.addHandler(timeoutHandler)
         }
         // What the hit path passes on (every admin request) becomes a task per request.
-        try sync.addHandler(PassHandler(requests: passed, registry: registry))
+        try sync.addHandler(PassHandler(requests: passed, activity: activity))
     }
 
     /// TLS with the certificates current now; once the handshake is done, HTTP/2 if ALPN
@@ -130,7 +132,9 @@ extension OutpostServer.FrontEnd {
         }
         try sync.addHandler(
             HTTP2ConnectionHandler(
-                streams: HTTP2StreamCount(registry: registry, idleTimeout: server.idleTimeout), hits: hits,
+                streams: HTTP2StreamCount(
+                    registry: registry, activity: registry.activity(of: channel), idleTimeout: server.idleTimeout),
+                hits: hits,
                 connectionWindow: limits.connectionWindowSize, logger: logger))
         let front = self
         try sync.addHandler(
@@ -154,10 +158,10 @@ extension OutpostServer.FrontEnd {
         // The whole header block has arrived with the stream, and the connection's idle time is
         // HTTP2StreamCount's: only a request body's pace is timed here.
         if let hitState = hitPath?.state(for: stream.eventLoop) {
-            try sync.addHandler(HitHandler(state: hitState, timeouts: nil, http2: true))
+            try sync.addHandler(HitHandler(state: hitState, timeouts: nil, http2: true, activity: nil))
         }
         // No ProtocolErrorHandler: a stream's protocol errors are NIO's to answer (RST_STREAM).
         if timeouts { try sync.addHandler(StreamBodyTimeout(timeout: server.requestBodyTimeout, logger: logger)) }
-        try sync.addHandler(PassHandler(requests: passed, registry: registry))
+        try sync.addHandler(PassHandler(requests: passed, activity: nil))
     }
 }

@@ -9,12 +9,14 @@ import NIOHTTP2
 /// `server.idle_timeout` with none, and closes during a drain once the last one ends.
 final class HTTP2StreamCount {
     private let registry: ConnectionRegistry
+    private let activity: ConnectionActivity?
     private let idleTimeout: Double
     private var open = 0
     private var idle: Scheduled<Void>?
 
-    init(registry: ConnectionRegistry, idleTimeout: Double) {
+    init(registry: ConnectionRegistry, activity: ConnectionActivity?, idleTimeout: Double) {
         self.registry = registry
+        self.activity = activity
         self.idleTimeout = idleTimeout
     }
 
@@ -30,13 +32,13 @@ final class HTTP2StreamCount {
         open += 1
         guard open == 1 else { return }
         stop()
-        registry.setBusy(ObjectIdentifier(channel), true)
+        activity?.setBusy(true)
     }
 
     func closed(_ channel: any Channel) {
         open -= 1
         guard open == 0 else { return }
-        registry.setBusy(ObjectIdentifier(channel), false)
+        activity?.setBusy(false)
         if registry.isDraining {
             channel.close(promise: nil)
         } else {

@@ -27,7 +27,8 @@ final class PassHandler: ChannelDuplexHandler {
     static let bodyLowWatermark = 2
 
     private let requests: PassedRequests
-    private let registry: ConnectionRegistry
+    /// The connection's busy flag (nil on an HTTP/2 stream: ``HTTP2StreamCount`` keeps it).
+    private let activity: ConnectionActivity?
     private var context: ChannelHandlerContext?
     /// The current request's body parts, until its `.end` (or the connection's end).
     private var source: Parts.Source?
@@ -44,9 +45,9 @@ final class PassHandler: ChannelDuplexHandler {
     /// (the next one may already have started once its `.end` was written).
     private var exchange = 0
 
-    init(requests: PassedRequests, registry: ConnectionRegistry) {
+    init(requests: PassedRequests, activity: ConnectionActivity?) {
         self.requests = requests
-        self.registry = registry
+        self.activity = activity
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -93,7 +94,7 @@ final class PassHandler: ChannelDuplexHandler {
         sink = writer.sink
         readsPaused = false
         exchange &+= 1
-        registry.setBusy(ObjectIdentifier(context.channel), true)
+        activity?.setBusy(true)
         let request = PassedRequest(
             head: head, parts: parts.sequence, writer: writer.writer, channel: context.channel, exchange: exchange,
             handler: handler)
@@ -164,7 +165,7 @@ final class PassHandler: ChannelDuplexHandler {
             case .end:
                 // The response is complete: the connection is idle again (a graceful shutdown
                 // may close it), and this response's writer is no longer this handler's.
-                registry.setBusy(ObjectIdentifier(context.channel), false)
+                activity?.setBusy(false)
                 sink = nil
                 let promise = context.eventLoop.makePromise(of: Void.self)
                 lastEnd = promise.futureResult
@@ -188,7 +189,7 @@ final class PassHandler: ChannelDuplexHandler {
         if number == exchange, sink != nil {
             // The task ended without completing its response: it must be cut, never continued.
             sink = nil
-            registry.setBusy(ObjectIdentifier(context.channel), false)
+            activity?.setBusy(false)
             context.close(promise: nil)
             return
         }

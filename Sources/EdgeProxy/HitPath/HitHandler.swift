@@ -53,12 +53,15 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// On an HTTP/2 stream: requests come as HTTP/2.0 from NIO's codec, and heads go out as
     /// fields for HPACK, never as serialised HTTP/1.1 bytes.
     private let http2: Bool
+    /// The connection's busy flag (nil on an HTTP/2 stream: ``HTTP2StreamCount`` keeps it).
+    private let activity: ConnectionActivity?
 
     init(
         state: LoopHitState, timeouts: ConnectionTimeoutHandler?, boundaries: RequestBoundaries? = nil,
-        http2: Bool = false
+        http2: Bool = false, activity: ConnectionActivity?
     ) {
         self.state = state
+        self.activity = activity
         self.timeouts = timeouts
         self.boundaries = boundaries
         self.http2 = http2
@@ -149,7 +152,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if stream != nil {
             stream = nil
-            state.registry.setBusy(ObjectIdentifier(context.channel), false)
+            activity?.setBusy(false)
         }
         context.fireChannelInactive()
     }
@@ -223,7 +226,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let index = Int(answer.lower / bytes.chunkSize)
         stream = BodyStream(answer: answer, bytes: bytes, position: answer.lower, index: index)
         // Busy while it streams: a graceful shutdown lets the response finish.
-        state.registry.setBusy(ObjectIdentifier(context.channel), true)
+        activity?.setBusy(true)
         pump(context: context)
     }
 
@@ -257,7 +260,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         guard let done = stream else { return }
         stream = nil
-        state.registry.setBusy(ObjectIdentifier(context.channel), false)
+        activity?.setBusy(false)
         finish(done.answer, context: context)
     }
 
@@ -292,7 +295,7 @@ final class HitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         stream = nil
         closing = true
-        state.registry.setBusy(ObjectIdentifier(context.channel), false)
+        activity?.setBusy(false)
         context.close(promise: nil)
     }
 }
