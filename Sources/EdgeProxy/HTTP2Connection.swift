@@ -10,18 +10,28 @@ import NIOHTTP2
 final class HTTP2StreamCount {
     private let registry: ConnectionRegistry
     private let activity: ConnectionActivity?
-    private let idleTimeout: Double
+    private let idleTimeout: TimeAmount
     private var open = 0
+    /// When the connection last became idle (no streams).
+    private var idleSince = NIODeadline.now()
+    /// One timer, left running while streams come and go: a connection whose streams drain
+    /// between every read of a busy client would otherwise schedule and cancel a task each
+    /// time (tools/bench-instructions --h2). When it fires it closes the connection if it has
+    /// been idle long enough, sets itself for the rest of the time if idle for less, and
+    /// stops if busy (the next idle moment sets it again).
     private var idle: Scheduled<Void>?
 
     init(registry: ConnectionRegistry, activity: ConnectionActivity?, idleTimeout: Double) {
         self.registry = registry
         self.activity = activity
-        self.idleTimeout = idleTimeout
+        self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
     }
 
     /// The connection is ready: idle until its first stream.
-    func start(_ channel: any Channel) { armIdle(channel) }
+    func start(_ channel: any Channel) {
+        idleSince = .now()
+        armIdle(channel, at: idleSince + idleTimeout)
+    }
 
     func stop() {
         idle?.cancel()
@@ -31,7 +41,6 @@ final class HTTP2StreamCount {
     func opened(_ channel: any Channel) {
         open += 1
         guard open == 1 else { return }
-        stop()
         activity?.setBusy(true)
     }
 
@@ -42,14 +51,24 @@ final class HTTP2StreamCount {
         if registry.isDraining {
             channel.close(promise: nil)
         } else {
-            armIdle(channel)
+            idleSince = .now()
+            armIdle(channel, at: idleSince + idleTimeout)
         }
     }
 
-    private func armIdle(_ channel: any Channel) {
-        guard idleTimeout > 0 else { return }
-        idle = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(idleTimeout * 1000))) {
-            channel.close(promise: nil)
+    private func armIdle(_ channel: any Channel, at deadline: NIODeadline) {
+        guard idleTimeout > .zero, idle == nil else { return }
+        let bound = NIOLoopBound((self, channel), eventLoop: channel.eventLoop)
+        idle = channel.eventLoop.scheduleTask(deadline: deadline) {
+            let (count, channel) = bound.value
+            count.idle = nil
+            guard count.open == 0 else { return }
+            let due = count.idleSince + count.idleTimeout
+            if due <= .now() {
+                channel.close(promise: nil)
+            } else {
+                count.armIdle(channel, at: due)
+            }
         }
     }
 }
