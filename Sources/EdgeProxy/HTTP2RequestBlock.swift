@@ -83,7 +83,7 @@ enum HTTP2RequestBlock {
                 return .malformed("connection-specific field \(name)")
             default: break
             }
-            if value.containsUTF8Byte(where: { $0 == 0x00 || $0 == 0x0A || $0 == 0x0D }) {
+            if RequestValidation.hasControlCharacter(value) {
                 return .malformed("bad value for \(name)")
             }
             if !trailers { request.fields.append(HeaderFields.Field(name: name, value: value)) }

@@ -45,10 +45,9 @@ public enum RequestValidation {
             let name = field.name.utf8
             headerBytes += name.count + field.value.utf8.count + 4
             if !fieldsChecked, badField == nil {
-                // Bare CR, LF or NUL in a field value would let a downstream parser split the message.
-                if field.value.containsUTF8Byte(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
+                if hasControlCharacter(field.value) {
                     badField = Rejection(status: 400, reason: "control character in field \(field.name)")
-                } else if name.isEmpty || field.name.containsUTF8Byte(where: { !isTokenByte($0) }) {
+                } else if !isToken(field.name) {
                     badField = Rejection(status: 400, reason: "invalid field name")
                 }
             }
@@ -129,6 +128,17 @@ public enum RequestValidation {
     /// target is bytes, and `hasPrefix` compares characters at ten times the cost, three
     /// times a request.
     static func isOriginForm(_ uri: String) -> Bool { uri.utf8.first == UInt8(ascii: "/") }
+
+    /// Bare CR, LF or NUL in a field value (RFC 9110 §5.5): they would let a downstream parser
+    /// split the message. Requests with one are refused, responses with one not sent.
+    static func hasControlCharacter(_ value: String) -> Bool {
+        value.containsUTF8Byte(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 })
+    }
+
+    /// Whether a field name is a token (RFC 9110 §5.1): non-empty, tchar only.
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty && !name.containsUTF8Byte(where: { !isTokenByte($0) })
+    }
 
     /// tchar (RFC 9110 §5.6.2).
     static func isTokenByte(_ byte: UInt8) -> Bool {

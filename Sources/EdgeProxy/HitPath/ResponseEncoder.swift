@@ -139,9 +139,7 @@ final class ResponseEncoder: ChannelDuplexHandler, RemovableChannelHandler {
     /// Field names are tokens; values carry no CR, LF or NUL (RFC 9110 §5.1, §5.5).
     static func isValid(_ headers: HTTPHeaders) -> Bool {
         for (name, value) in headers {
-            guard !name.isEmpty, name.utf8.allSatisfy(RequestValidation.isTokenByte),
-                !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 })
-            else { return false }
+            guard RequestValidation.isToken(name), !RequestValidation.hasControlCharacter(value) else { return false }
         }
         return true
     }
