@@ -139,7 +139,10 @@ struct HTTP2FloodTests {
             // The misses first (so the stall is on the hit path too), with windows opened as
             // usual. A small hit is answered on the connection (HTTP2ConnectionHits), a large one
             // streams from the store on a stream channel (StallGuard): both are reset.
-            let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext())
+            // Windows larger than the body, so that the warm-up never waits on this client being
+            // scheduled (on a loaded machine a wait past the stall timeout is a real stall).
+            let warm = try await RawHTTP2(port: port, tls: RawHTTP2.clientContext(), settings: [(0x4, 1 << 20)])
+            try await warm.windowUpdate(stream: 0, by: 1 << 20)
             #expect(try await warm.get("/big").body.count == 512 * 1024)
             #expect(try await warm.get("/small").text == "body of /small")
             await warm.close()
